@@ -1,0 +1,74 @@
+# sparq: `make` builds ./sparq, `make test` runs the Criterion suite, `make asan` runs the same
+# suite under AddressSanitizer + UBSan, `make run` is the README's main command, `make bench`
+# prints throughput and peak memory.
+
+CC      ?= cc
+PKGS    := openblas lapacke gsl libcjson inih
+CFLAGS  := -std=c11 -O2 -g -Wall -Wextra -Werror -fopenmp -D_POSIX_C_SOURCE=200809L \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# gsl's pkg-config also links gslcblas; OpenBLAS provides cblas, so link gsl alone.
+LDLIBS  := $(filter-out -lgslcblas,$(shell pkg-config --libs $(PKGS) 2>/dev/null)) -lm
+TESTLIBS := $(shell pkg-config --libs criterion 2>/dev/null)
+
+SPARQ_DATA ?= ../shared/data
+export SPARQ_DATA
+
+LIB_SRC  := $(wildcard core/*.c solvers/*.c eval/*.c experiments/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+HEADERS  := $(wildcard core/*.h solvers/*.h eval/*.h experiments/*.h tests/*.h)
+
+BUILD      := build
+ASAN_BUILD := build-asan
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+.PHONY: all deps test asan run bench clean
+
+all: deps sparq
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(ASAN_BUILD)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c $< -o $@
+
+LIB_OBJ      := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(ASAN_BUILD)/%.o)
+
+sparq: $(BUILD)/sparq.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/sparq-tests: $(TEST_SRC:%.c=$(BUILD)/%.o) $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(TESTLIBS)
+
+$(ASAN_BUILD)/sparq: $(ASAN_BUILD)/sparq.o $(ASAN_LIB_OBJ)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) $^ -o $@ $(LDLIBS)
+
+$(ASAN_BUILD)/sparq-tests: $(TEST_SRC:%.c=$(ASAN_BUILD)/%.o) $(ASAN_LIB_OBJ)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) $^ -o $@ $(LDLIBS) $(TESTLIBS)
+
+# Tests run the CLI through $SPARQ_BIN, so the asan suite exercises the asan binary.
+test: deps sparq $(BUILD)/sparq-tests
+	SPARQ_BIN=./sparq $(BUILD)/sparq-tests -j2
+
+asan: deps $(ASAN_BUILD)/sparq $(ASAN_BUILD)/sparq-tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	SPARQ_BIN=$(ASAN_BUILD)/sparq $(ASAN_BUILD)/sparq-tests -j2
+
+MODEL := $(SPARQ_DATA)/stories260K/stories260K.bin
+TOK   := $(SPARQ_DATA)/stories260K/tok512.bin
+
+run: all
+	./sparq eval --model $(MODEL) --tokenizer $(TOK) \
+	    --text $(SPARQ_DATA)/text/TinyStories-valid-first1000.txt --protocol documents --seqlen 512
+	./sparq generate --model $(MODEL) --tokenizer $(TOK)
+
+bench: all
+	@bench/eval.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) sparq

@@ -1,0 +1,56 @@
+/* The forward pass: a batch of token sequences through the model, every linear layer one GEMM
+ * over all tokens of the batch, attention per (sequence, head) with GEMMs. Also the plain
+ * single-token path with a KV cache, for greedy generation and as an independent reference.
+ * Owns scratch memory only; the model is read (never written) here. */
+#ifndef SPARQ_FORWARD_H
+#define SPARQ_FORWARD_H
+
+#include "err.h"
+#include "model.h"
+
+/* A batch: n_seq sequences of lens[i] tokens, stored one after another (n_tok in all). Each
+ * sequence starts at position 0 and attends only to itself. */
+typedef struct {
+    int        n_seq;
+    const int *lens;
+    int        n_tok;
+} fwd_batch;
+
+/* Where forward_block copies the inputs of its linear layers (NULL = not wanted). Each is
+ * [n_tok][width] row-major: the calibration statistics of the compression driver. */
+typedef struct {
+    float *qkv;    /* [n_tok][dim]    normed input shared by q, k, v  */
+    float *o;      /* [n_tok][dim]    attention output, input of o    */
+    float *ffn;    /* [n_tok][dim]    normed input shared by gate, up */
+    float *down;   /* [n_tok][hidden] silu(gate) * up, input of down  */
+} block_inputs;
+
+typedef struct fwd_scratch fwd_scratch;
+
+fwd_scratch *fwd_scratch_new(void);
+void         fwd_scratch_free(fwd_scratch *s);
+
+/* x[n_tok][dim] = token embeddings of tokens[n_tok]. Ids must be < vocab_size. */
+int forward_embed(const model *m, const int *tokens, int n_tok, float *x, err *e);
+
+/* Run block `layer` on hidden states x[n_tok][dim] in place. */
+int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block_inputs *cap,
+                  fwd_scratch *s, err *e);
+
+/* Final RMSNorm and classifier: logits[n_tok][vocab] from x[n_tok][dim] (x is overwritten). */
+int forward_head(const model *m, float *x, int n_tok, float *logits, err *e);
+
+/* The whole model: logits[n_tok][vocab] for the batch of tokens. */
+int forward_logits(const model *m, const int *tokens, const fwd_batch *b, float *logits,
+                   fwd_scratch *s, err *e);
+
+/* Single-token reference path (llama2.c run.c style, no BLAS): one token at position pos,
+ * keys and values of earlier positions from the cache. */
+typedef struct fwd_cache fwd_cache;
+
+int  fwd_cache_new(fwd_cache **c, const model *m, err *e);
+void fwd_cache_free(fwd_cache *c);
+/* logits[vocab] for `token` at `pos`; positions must be fed in order 0, 1, 2, ... */
+int  forward_token(const model *m, fwd_cache *c, int token, int pos, float *logits, err *e);
+
+#endif

@@ -1,0 +1,266 @@
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *str;
+    int id;
+} vocab_entry;
+
+struct tokenizer {
+    int    vocab_size;
+    int    max_token_length;
+    char **pieces;           /* [vocab_size], NUL-terminated, into `bytes` */
+    float *scores;           /* [vocab_size]                               */
+    vocab_entry *sorted;     /* pieces sorted by string, for lookup        */
+    char  *bytes;            /* storage of all pieces                      */
+    unsigned char byte_piece[256];
+};
+
+void tokenizer_free(tokenizer *t) {
+    if (!t) return;
+    free(t->pieces);
+    free(t->scores);
+    free(t->sorted);
+    free(t->bytes);
+    free(t);
+}
+
+int tokenizer_vocab_size(const tokenizer *t) { return t->vocab_size; }
+
+const char *tokenizer_piece(const tokenizer *t, int token) {
+    return token >= 0 && token < t->vocab_size ? t->pieces[token] : "";
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    const vocab_entry *x = a, *y = b;
+    int c = strcmp(x->str, y->str);
+    return c ? c : (x->id > y->id) - (x->id < y->id);
+}
+
+static int lookup(const tokenizer *t, const char *s) {
+    int lo = 0, hi = t->vocab_size - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        int c = strcmp(s, t->sorted[mid].str);
+        if (c == 0) return t->sorted[mid].id;
+        if (c < 0) hi = mid - 1; else lo = mid + 1;
+    }
+    return -1;
+}
+
+int tokenizer_load(tokenizer **out, const char *path, err *e) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, SPARQ_EINPUT, "%s: cannot open tokenizer: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = size > 0 ? malloc((size_t)size) : NULL;
+    if (size < 4 || !buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        free(buf);
+        fclose(f);
+        return err_set(e, SPARQ_EINPUT, "%s: %ld bytes is too short for a llama2.c tokenizer", path,
+                       size);
+    }
+    fclose(f);
+
+    int32_t maxlen;
+    memcpy(&maxlen, buf, 4);
+    if (maxlen <= 0 || maxlen > 4096) {
+        free(buf);
+        return err_set(e, SPARQ_EINPUT, "%s: max_token_length %d is out of range (not a llama2.c "
+                       "tokenizer?)", path, maxlen);
+    }
+    /* First pass: count entries and check each against the file length. */
+    size_t pos = 4, count = 0, total = 0;
+    while (pos < (size_t)size) {
+        int32_t len;
+        if ((size_t)size - pos < 8) goto truncated;
+        memcpy(&len, buf + pos + 4, 4);
+        if (len < 0 || len > maxlen) {
+            free(buf);
+            return err_set(e, SPARQ_EINPUT, "%s: token %zu has length %d, outside [0, %d]", path,
+                           count, len, maxlen);
+        }
+        if ((size_t)size - pos - 8 < (size_t)len) goto truncated;
+        pos += 8 + (size_t)len;
+        total += (size_t)len + 1;
+        count++;
+    }
+    if (count < 3 || count > (1u << 24)) {
+        free(buf);
+        return err_set(e, SPARQ_EINPUT, "%s: %zu tokens; need at least <unk>, <s>, </s>", path, count);
+    }
+
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) { free(buf); return err_set(e, SPARQ_ERUNTIME, "out of memory"); }
+    t->vocab_size = (int)count;
+    t->max_token_length = maxlen;
+    t->pieces = malloc(count * sizeof(char *));
+    t->scores = malloc(count * sizeof(float));
+    t->sorted = malloc(count * sizeof(vocab_entry));
+    t->bytes = malloc(total);
+    if (!t->pieces || !t->scores || !t->sorted || !t->bytes) {
+        free(buf);
+        tokenizer_free(t);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory for %zu tokens", count);
+    }
+    pos = 4;
+    char *dst = t->bytes;
+    for (size_t i = 0; i < count; i++) {
+        int32_t len;
+        memcpy(&t->scores[i], buf + pos, 4);
+        memcpy(&len, buf + pos + 4, 4);
+        memcpy(dst, buf + pos + 8, (size_t)len);
+        dst[len] = '\0';
+        t->pieces[i] = dst;
+        t->sorted[i] = (vocab_entry){dst, (int)i};
+        dst += len + 1;
+        pos += 8 + (size_t)len;
+    }
+    free(buf);
+    qsort(t->sorted, count, sizeof(vocab_entry), cmp_entry);
+    for (int b = 0; b < 256; b++) t->byte_piece[b] = (unsigned char)b;
+    *out = t;
+    return SPARQ_OK;
+
+truncated:
+    free(buf);
+    return err_set(e, SPARQ_EINPUT, "%s: truncated after %zu tokens (byte %zu of %ld)", path, count,
+                   pos, size);
+}
+
+/* A candidate merge of the pair starting at node `left`. Ordered by score, then position. */
+typedef struct {
+    float score;
+    int left, ltok, rtok, merged;
+} merge;
+
+static bool merge_before(const merge *a, const merge *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void heap_push(merge *h, int *n, merge m) {
+    int i = (*n)++;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!merge_before(&m, &h[p])) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = m;
+}
+
+static merge heap_pop(merge *h, int *n) {
+    merge top = h[0], last = h[--(*n)];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && merge_before(&h[c + 1], &h[c])) c++;
+        if (!merge_before(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0) h[i] = last;
+    return top;
+}
+
+/* Push the merge of nodes (l, r) if their concatenation is a vocabulary piece. llama2.c only
+ * accepts scores above its initial best of -1e10, so neither do we. */
+static void try_pair(const tokenizer *t, const int *tok, int l, int r, char *buf, merge *h, int *nh) {
+    const char *a = t->pieces[tok[l]], *b = t->pieces[tok[r]];
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb > (size_t)t->max_token_length) return;   /* cannot be a piece */
+    memcpy(buf, a, la);
+    memcpy(buf + la, b, lb + 1);
+    int id = lookup(t, buf);
+    if (id < 0 || !(t->scores[id] > -1e10f)) return;
+    heap_push(h, nh, (merge){t->scores[id], l, tok[l], tok[r], id});
+}
+
+int tokenizer_encode(const tokenizer *t, const char *text, bool bos, bool eos, int **ids, int *n,
+                     err *e) {
+    *ids = NULL;
+    *n = 0;
+    size_t tlen = strlen(text);
+    /* At most one token per byte, plus BOS, dummy prefix and EOS. */
+    size_t cap = tlen + 3;
+    int *tok = malloc(cap * sizeof(int));
+    int *next = malloc(cap * sizeof(int));
+    int *prev = malloc(cap * sizeof(int));
+    merge *heap = malloc(cap * sizeof(merge));
+    char *buf = malloc((size_t)t->max_token_length * 2 + 8);
+    if (!tok || !next || !prev || !heap || !buf) {
+        free(tok); free(next); free(prev); free(heap); free(buf);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory encoding %zu bytes", tlen);
+    }
+    int cnt = 0;
+    if (bos) tok[cnt++] = TOKEN_BOS;
+    if (tlen > 0) {
+        int space = lookup(t, " ");
+        if (space < 0) {
+            free(tok); free(next); free(prev); free(heap); free(buf);
+            return err_set(e, SPARQ_EINPUT, "tokenizer has no \" \" piece for the dummy prefix");
+        }
+        tok[cnt++] = space;
+    }
+    /* UTF-8 codepoints (at most 4 bytes) looked up whole; unknown ones fall back to bytes. */
+    size_t slen = 0;
+    for (const char *c = text; *c; c++) {
+        if ((*c & 0xC0) != 0x80) slen = 0;
+        buf[slen++] = *c;
+        buf[slen] = '\0';
+        if ((c[1] & 0xC0) == 0x80 && slen < 4) continue;
+        int id = lookup(t, buf);
+        if (id >= 0) {
+            tok[cnt++] = id;
+        } else {
+            for (size_t i = 0; i < slen; i++) tok[cnt++] = (unsigned char)buf[i] + 3;
+        }
+        slen = 0;
+    }
+    /* Best-pair merging with a heap instead of llama2.c's full rescan per merge: the same
+     * choice (highest score, then leftmost pair) in O(n log n) instead of O(n^2). */
+    for (int i = 0; i < cnt; i++) {
+        prev[i] = i - 1;
+        next[i] = i + 1 < cnt ? i + 1 : -1;
+    }
+    int nh = 0;
+    for (int i = 0; i + 1 < cnt; i++) try_pair(t, tok, i, i + 1, buf, heap, &nh);
+    while (nh > 0) {
+        merge m = heap_pop(heap, &nh);
+        int l = m.left, r = next[l];
+        if (tok[l] < 0 || r < 0 || tok[l] != m.ltok || tok[r] != m.rtok) continue;   /* stale */
+        tok[l] = m.merged;
+        tok[r] = -1;
+        next[l] = next[r];
+        if (next[r] >= 0) prev[next[r]] = l;
+        if (prev[l] >= 0) try_pair(t, tok, prev[l], l, buf, heap, &nh);
+        if (next[l] >= 0) try_pair(t, tok, l, next[l], buf, heap, &nh);
+    }
+    int k = 0;
+    for (int i = 0; i >= 0 && i < cnt; i = next[i]) tok[k++] = tok[i];
+    if (eos) tok[k++] = TOKEN_EOS;
+    free(next); free(prev); free(heap); free(buf);
+    *ids = tok;
+    *n = k;
+    return SPARQ_OK;
+}
+
+const char *tokenizer_decode(const tokenizer *t, int prev, int token, int *len) {
+    const char *piece = tokenizer_piece(t, token);
+    if (prev == TOKEN_BOS && piece[0] == ' ') piece++;
+    unsigned char b;
+    if (sscanf(piece, "<0x%02hhX>", &b) == 1) {
+        *len = 1;
+        return (const char *)&t->byte_piece[b];
+    }
+    *len = (int)strlen(piece);
+    return piece;
+}

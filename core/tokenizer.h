@@ -1,0 +1,33 @@
+/* The llama2.c tokenizer (tokenizer.bin format): SentencePiece-BPE vocabulary with scores,
+ * encoding and decoding exactly as llama2.c's run.c does. Owns the vocabulary; knows nothing
+ * of models beyond the vocabulary size a caller checks against. */
+#ifndef SPARQ_TOKENIZER_H
+#define SPARQ_TOKENIZER_H
+
+#include <stdbool.h>
+
+#include "err.h"
+
+enum { TOKEN_UNK = 0, TOKEN_BOS = 1, TOKEN_EOS = 2 };
+
+typedef struct tokenizer tokenizer;
+
+/* Read every entry of the file; the vocabulary size is the number of entries found. */
+int  tokenizer_load(tokenizer **out, const char *path, err *e);
+void tokenizer_free(tokenizer *t);
+int  tokenizer_vocab_size(const tokenizer *t);
+
+/* Encode NUL-terminated text into a fresh array *ids (caller frees) of *n ids, as llama2.c's
+ * encode(): dummy-prefix space for non-empty text, codepoint lookup with byte fallback, then
+ * repeated merge of the best-scoring adjacent pair (leftmost on ties). */
+int  tokenizer_encode(const tokenizer *t, const char *text, bool bos, bool eos,
+                      int **ids, int *n, err *e);
+
+/* The bytes of `token` as printed after `prev`: strips the leading space after BOS and maps
+ * <0xXX> pieces to their byte. *len receives the length (a raw byte piece may be NUL). */
+const char *tokenizer_decode(const tokenizer *t, int prev, int token, int *len);
+
+/* The raw vocabulary piece of a token, as stored in the file. */
+const char *tokenizer_piece(const tokenizer *t, int token);
+
+#endif

@@ -1,0 +1,43 @@
+/* Perplexity of a model on a text, in the two protocols of ARCHITECTURE.md: `windows`
+ * (algorithms.md §8, WikiText-2/C4: the joined text tokenized once, non-overlapping windows of
+ * L tokens, tail dropped) and `documents` (each document from BOS, truncated to L tokens).
+ * Owns token sequences and results; never sees a solver. */
+#ifndef SPARQ_PERPLEXITY_H
+#define SPARQ_PERPLEXITY_H
+
+#include "../core/err.h"
+#include "../core/model.h"
+#include "../core/progress.h"
+#include "../core/tokenizer.h"
+
+typedef enum { PPL_WINDOWS, PPL_DOCUMENTS } ppl_protocol;
+
+/* Token sequences stored back to back: sequence i is tokens[offs[i] .. offs[i] + lens[i]). */
+typedef struct {
+    int  *tokens;
+    int  *lens;
+    long *offs;
+    int   n;
+} token_seqs;
+
+void token_seqs_free(token_seqs *s);
+
+/* Tokenize the text at path into the protocol's sequences of at most seqlen tokens; limit > 0
+ * keeps only the first `limit` windows or documents. */
+int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int seqlen, int limit,
+                token_seqs *out, err *e);
+
+typedef struct {
+    double ppl;            /* exp(nll)                                              */
+    double nll;            /* mean negative log-likelihood, nats per scored token   */
+    long   tokens;         /* scored tokens (every position but each sequence's first) */
+    long   tokens_forward; /* tokens through the model                              */
+    int    sequences;
+    double seconds;        /* time in the forward pass and scoring                  */
+} ppl_result;
+
+/* Score every sequence: the mean over all scored tokens of -log p(token | its prefix). */
+int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn progress,
+              void *progress_ctx, err *e);
+
+#endif

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install the Debian packages sparq builds and tests with, when any is missing.
+# Idempotent and silent when everything is present; as non-root, prints the exact command.
+set -e
+PKGS="build-essential pkg-config libopenblas-dev liblapacke-dev libgsl-dev gnuplot-nox \
+libcriterion-dev libcjson-dev libinih-dev"
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+cmd="apt-get update && apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "sparq: missing Debian packages:$missing" >&2
+    echo "run as root: $cmd" >&2
+    exit 1
+fi
+echo "sparq: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,378 @@
+/* The sparq command line: parses flags, calls one entry point per subcommand, prints results
+ * (or one JSON object with --json) and the one-line error of a failure. Exit status 0 on
+ * success, 1 on a runtime failure, 2 on bad usage or bad input. */
+#include <cJSON.h>
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "core/blas.h"
+#include "core/err.h"
+#include "core/forward.h"
+#include "core/model.h"
+#include "core/progress.h"
+#include "core/tokenizer.h"
+#include "eval/perplexity.h"
+
+static const char *usage_text =
+    "usage: sparq <command> [options]\n"
+    "\n"
+    "  eval      --model M [--tokenizer T] --text F [--protocol windows|documents] [--seqlen L]\n"
+    "            [--limit N] [--threads N] [--json]\n"
+    "  generate  --model M [--tokenizer T] [--prompt S] [-n STEPS] [--json]     (greedy)\n"
+    "  inspect   --model M [--json]\n"
+    "\n"
+    "Without --tokenizer, tokenizer.bin or tok<vocab>.bin beside the model is used.\n";
+
+/* ---- flags -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;      /* "--model"; "-n" style short names too */
+    bool        is_bool;
+    const char *value;     /* set by the parser; "1" for booleans    */
+} flag;
+
+static flag *flag_get(flag *f, const char *name) {
+    for (; f->name; f++)
+        if (strcmp(f->name, name) == 0) return f;
+    return NULL;
+}
+
+static const char *flag_str(flag *f, const char *name) { return flag_get(f, name)->value; }
+
+static int flags_parse(flag *flags, int argc, char **argv, err *e) {
+    for (int i = 0; i < argc; i++) {
+        flag *f = flag_get(flags, argv[i]);
+        if (!f) return err_set(e, SPARQ_EINPUT, "unknown option '%s' (see sparq --help)", argv[i]);
+        if (f->is_bool) {
+            f->value = "1";
+        } else {
+            if (i + 1 >= argc) return err_set(e, SPARQ_EINPUT, "option %s needs a value", argv[i]);
+            f->value = argv[++i];
+        }
+    }
+    return SPARQ_OK;
+}
+
+/* Integer option in [lo, hi]; *out keeps its default when the option is absent. */
+static int flag_int(flag *flags, const char *name, int lo, int hi, int *out, err *e) {
+    const char *v = flag_str(flags, name);
+    if (!v) return SPARQ_OK;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || x < lo || x > hi)
+        return err_set(e, SPARQ_EINPUT, "%s %s: expected an integer in [%d, %d]", name, v, lo, hi);
+    *out = (int)x;
+    return SPARQ_OK;
+}
+
+static int require(flag *flags, const char *name, err *e) {
+    return flag_str(flags, name) ? SPARQ_OK
+                                 : err_set(e, SPARQ_EINPUT, "missing required option %s", name);
+}
+
+/* ---- shared loading ----------------------------------------------------------------------- */
+
+static bool file_exists(const char *p) {
+    FILE *f = fopen(p, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* --tokenizer, or tokenizer.bin / tok<vocab>.bin in the model's folder. */
+static int load_tokenizer(const model *m, const char *model_path, const char *path, tokenizer **t,
+                          err *e) {
+    char buf[4096];
+    if (!path) {
+        const char *slash = strrchr(model_path, '/');
+        int dirlen = slash ? (int)(slash - model_path) + 1 : 0;
+        snprintf(buf, sizeof buf, "%.*stokenizer.bin", dirlen, model_path);
+        if (!file_exists(buf))
+            snprintf(buf, sizeof buf, "%.*stok%d.bin", dirlen, model_path, m->cfg.vocab_size);
+        if (!file_exists(buf))
+            return err_set(e, SPARQ_EINPUT, "no --tokenizer given and neither tokenizer.bin nor "
+                           "tok%d.bin is beside %s", m->cfg.vocab_size, model_path);
+        path = buf;
+    }
+    int rc = tokenizer_load(t, path, e);
+    if (rc) return rc;
+    if (tokenizer_vocab_size(*t) != m->cfg.vocab_size) {
+        rc = err_set(e, SPARQ_EINPUT, "%s has %d tokens but model %s has a vocabulary of %d", path,
+                     tokenizer_vocab_size(*t), model_path, m->cfg.vocab_size);
+        tokenizer_free(*t);
+        *t = NULL;
+    }
+    return rc;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+static void print_json(cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    if (s) printf("%s\n", s);
+    free(s);
+    cJSON_Delete(j);
+}
+
+/* ---- eval --------------------------------------------------------------------------------- */
+
+static int cmd_eval(int argc, char **argv, err *e) {
+    flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--text", 0, 0}, {"--protocol", 0, 0},
+                {"--seqlen", 0, 0}, {"--limit", 0, 0}, {"--threads", 0, 0}, {"--json", 1, 0},
+                {0, 0, 0}};
+    int seqlen = 0, limit = 0, threads = 0;
+    int rc = flags_parse(f, argc, argv, e);
+    if (!rc) rc = require(f, "--model", e);
+    if (!rc) rc = require(f, "--text", e);
+    if (!rc) rc = flag_int(f, "--seqlen", 2, 1 << 20, &seqlen, e);
+    if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &limit, e);
+    if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
+    if (rc) return rc;
+    const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
+    ppl_protocol p;
+    if (strcmp(proto, "windows") == 0) p = PPL_WINDOWS;
+    else if (strcmp(proto, "documents") == 0) p = PPL_DOCUMENTS;
+    else return err_set(e, SPARQ_EINPUT, "--protocol %s: expected windows or documents", proto);
+    blas_set_threads(threads);
+
+    const char *mpath = flag_str(f, "--model");
+    model *m = NULL;
+    tokenizer *t = NULL;
+    token_seqs seqs = {0};
+    rc = model_load_llama2c(&m, mpath, e);
+    if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
+    if (!rc) {
+        if (seqlen == 0) seqlen = m->cfg.seq_len;
+        if (seqlen > m->cfg.seq_len)
+            rc = err_set(e, SPARQ_EINPUT, "--seqlen %d is larger than the model's context (%d)",
+                         seqlen, m->cfg.seq_len);
+    }
+    if (!rc) rc = ppl_prepare(t, flag_str(f, "--text"), p, seqlen, limit, &seqs, e);
+    ppl_result r;
+    if (!rc) {
+        progress bar;
+        progress_start(&bar, "eval");
+        rc = ppl_score(m, &seqs, &r, progress_update, &bar, e);
+        progress_end(&bar);
+    }
+    if (!rc) {
+        double tps = r.seconds > 0 ? r.tokens_forward / r.seconds : 0.0;
+        if (flag_str(f, "--json")) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddNumberToObject(j, "ppl", r.ppl);
+            cJSON_AddNumberToObject(j, "nll", r.nll);
+            cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
+            cJSON_AddNumberToObject(j, "tokens_per_s", tps);
+            cJSON_AddStringToObject(j, "protocol", proto);
+            cJSON_AddNumberToObject(j, "seqlen", seqlen);
+            cJSON_AddNumberToObject(j, "sequences", r.sequences);
+            cJSON_AddNumberToObject(j, "tokens_forward", (double)r.tokens_forward);
+            cJSON_AddNumberToObject(j, "seconds", r.seconds);
+            cJSON_AddNumberToObject(j, "threads", blas_threads());
+            cJSON_AddNumberToObject(j, "peak_rss_mb", peak_rss_mb());
+            print_json(j);
+        } else {
+            printf("perplexity  %.4f\n", r.ppl);
+            printf("mean nll    %.6f nats/token\n", r.nll);
+            printf("scored      %ld tokens in %d %s of <= %d\n", r.tokens, r.sequences,
+                   p == PPL_WINDOWS ? "windows" : "documents", seqlen);
+            printf("speed       %.0f tokens/s (%ld tokens, %.2f s, %d threads)\n", tps,
+                   r.tokens_forward, r.seconds, blas_threads());
+        }
+    }
+    token_seqs_free(&seqs);
+    tokenizer_free(t);
+    model_free(m);
+    return rc;
+}
+
+/* ---- generate ----------------------------------------------------------------------------- */
+
+/* Append a piece as llama2.c's safe_printf prints it: a lone unprintable byte is skipped. */
+static int text_append(char **s, size_t *len, size_t *cap, const char *p, int n) {
+    if (n == 1 && !(isprint((unsigned char)p[0]) || isspace((unsigned char)p[0]))) return 0;
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*cap + n + 1) * 2;
+        char *q = realloc(*s, nc);
+        if (!q) return -1;
+        *s = q;
+        *cap = nc;
+    }
+    memcpy(*s + *len, p, n);
+    *len += n;
+    (*s)[*len] = '\0';
+    return 0;
+}
+
+static int cmd_generate(int argc, char **argv, err *e) {
+    flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--prompt", 0, 0}, {"-n", 0, 0},
+                {"--json", 1, 0}, {0, 0, 0}};
+    int steps = 256;
+    int rc = flags_parse(f, argc, argv, e);
+    if (!rc) rc = require(f, "--model", e);
+    if (!rc) rc = flag_int(f, "-n", 1, 1 << 20, &steps, e);
+    if (rc) return rc;
+    const char *mpath = flag_str(f, "--model");
+    const char *prompt = flag_str(f, "--prompt") ? flag_str(f, "--prompt") : "";
+    model *m = NULL;
+    tokenizer *t = NULL;
+    fwd_cache *c = NULL;
+    int *ptoks = NULL, np = 0, *toks = NULL;
+    float *logits = NULL;
+    char *text = NULL;
+    size_t tlen = 0, tcap = 0;
+    rc = model_load_llama2c(&m, mpath, e);
+    if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
+    if (!rc) rc = tokenizer_encode(t, prompt, true, false, &ptoks, &np, e);
+    if (!rc) rc = fwd_cache_new(&c, m, e);
+    if (!rc) {
+        if (steps > m->cfg.seq_len) steps = m->cfg.seq_len;   /* as llama2.c: clip to context */
+        if (np > steps)
+            rc = err_set(e, SPARQ_EINPUT, "prompt has %d tokens, more than the %d steps", np, steps);
+    }
+    if (!rc) {
+        logits = malloc((size_t)m->cfg.vocab_size * sizeof(float));
+        toks = malloc((size_t)(steps + 1) * sizeof(int));
+        if (!logits || !toks || text_append(&text, &tlen, &tcap, "", 0))
+            rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    int n = 0;
+    if (!rc) {
+        /* llama2.c's generate loop: feed the prompt, then the argmax, one position per step;
+         * stop at BOS, which llama2.c models use as the story delimiter. */
+        int token = ptoks[0];
+        toks[n++] = token;
+        for (int pos = 0; pos < steps && !rc; pos++) {
+            rc = forward_token(m, c, token, pos, logits, e);
+            if (rc) break;
+            int next;
+            if (pos < np - 1) {
+                next = ptoks[pos + 1];
+            } else {
+                next = 0;
+                for (int i = 1; i < m->cfg.vocab_size; i++)
+                    if (logits[i] > logits[next]) next = i;
+            }
+            if (next == TOKEN_BOS) break;
+            toks[n++] = next;
+            int len;
+            const char *piece = tokenizer_decode(t, token, next, &len);
+            if (text_append(&text, &tlen, &tcap, piece, len))
+                rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+            token = next;
+        }
+    }
+    if (!rc) {
+        if (flag_str(f, "--json")) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddItemToObject(j, "tokens", cJSON_CreateIntArray(toks, n));
+            cJSON_AddStringToObject(j, "text", text);
+            print_json(j);
+        } else {
+            printf("%s\n", text);
+        }
+    }
+    free(text);
+    free(toks);
+    free(logits);
+    free(ptoks);
+    fwd_cache_free(c);
+    tokenizer_free(t);
+    model_free(m);
+    return rc;
+}
+
+/* ---- inspect ------------------------------------------------------------------------------ */
+
+static double layer_sparsity(const linear *l) {
+    size_t n = (size_t)l->rows * l->cols, z = 0;
+    for (size_t i = 0; i < n; i++) z += l->w[i] == 0.0f;
+    return n ? (double)z / n : 0.0;
+}
+
+static int cmd_inspect(int argc, char **argv, err *e) {
+    flag f[] = {{"--model", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
+    int rc = flags_parse(f, argc, argv, e);
+    if (!rc) rc = require(f, "--model", e);
+    if (rc) return rc;
+    model *m;
+    rc = model_load_llama2c(&m, flag_str(f, "--model"), e);
+    if (rc) return rc;
+    const model_config *c = &m->cfg;
+    uint64_t params = model_params(m), lin = model_linear_params(m);
+    uint64_t bytes = params * sizeof(float);
+    bool json = flag_str(f, "--json") != NULL;
+    cJSON *j = NULL, *layers = NULL;
+    if (json) {
+        j = cJSON_CreateObject();
+        cJSON *cfg = cJSON_AddObjectToObject(j, "config");
+        cJSON_AddNumberToObject(cfg, "dim", c->dim);
+        cJSON_AddNumberToObject(cfg, "hidden_dim", c->hidden_dim);
+        cJSON_AddNumberToObject(cfg, "n_layers", c->n_layers);
+        cJSON_AddNumberToObject(cfg, "n_heads", c->n_heads);
+        cJSON_AddNumberToObject(cfg, "n_kv_heads", c->n_kv_heads);
+        cJSON_AddNumberToObject(cfg, "head_size", c->head_size);
+        cJSON_AddNumberToObject(cfg, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(cfg, "seq_len", c->seq_len);
+        cJSON_AddBoolToObject(cfg, "shared_classifier", m->shared_cls);
+        cJSON_AddNumberToObject(j, "params", (double)params);
+        cJSON_AddNumberToObject(j, "linear_params", (double)lin);
+        cJSON_AddNumberToObject(j, "bytes", (double)bytes);
+        layers = cJSON_AddArrayToObject(j, "layers");
+    } else {
+        printf("dim %d  hidden %d  layers %d  heads %d  kv_heads %d  head_size %d  vocab %d  "
+               "context %d  classifier %s\n", c->dim, c->hidden_dim, c->n_layers, c->n_heads,
+               c->n_kv_heads, c->head_size, c->vocab_size, c->seq_len,
+               m->shared_cls ? "shared" : "separate");
+        printf("params %llu (linear %llu)  size %llu bytes as float32\n\n",
+               (unsigned long long)params, (unsigned long long)lin, (unsigned long long)bytes);
+        printf("%-12s %8s %8s %9s\n", "layer", "rows", "cols", "sparsity");
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        for (int k = 0; k < LIN_COUNT; k++) {
+            const linear *li = &m->blocks[l].lin[k];
+            char name[64];
+            snprintf(name, sizeof name, "%d.%s", l, linear_names[k]);
+            double sp = layer_sparsity(li);
+            if (json) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "name", name);
+                cJSON_AddNumberToObject(o, "rows", li->rows);
+                cJSON_AddNumberToObject(o, "cols", li->cols);
+                cJSON_AddNumberToObject(o, "sparsity", sp);
+                cJSON_AddItemToArray(layers, o);
+            } else {
+                printf("%-12s %8d %8d %9.4f\n", name, li->rows, li->cols, sp);
+            }
+        }
+    }
+    if (json) print_json(j);
+    model_free(m);
+    return SPARQ_OK;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    err e = {0};
+    int rc;
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "eval") == 0) rc = cmd_eval(argc - 2, argv + 2, &e);
+    else if (strcmp(cmd, "generate") == 0) rc = cmd_generate(argc - 2, argv + 2, &e);
+    else if (strcmp(cmd, "inspect") == 0) rc = cmd_inspect(argc - 2, argv + 2, &e);
+    else rc = err_set(&e, SPARQ_EINPUT, "unknown command '%s' (see sparq --help)", cmd);
+    if (rc) {
+        fprintf(stderr, "sparq %s: %s\n", cmd, e.msg);
+        return err_exit_status(rc);
+    }
+    return 0;
+}
