@@ -1,0 +1,246 @@
+/* Forward pass: greedy generation against llama2.c's outputs, batched logits against the
+ * reference logits and the single-token path, batching invariance, block input capture, and
+ * the rotate-half RoPE layout against the adjacent-pair one. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/blas.h"
+#include "../core/forward.h"
+#include "util.h"
+
+/* Greedy decoding with the single-token path, as llama2.c's generate loop. */
+static int greedy(const model *m, int steps, int *ids) {
+    fwd_cache *c;
+    err e = {0};
+    cr_assert_eq(fwd_cache_new(&c, m, &e), 0);
+    float *logits = malloc(m->cfg.vocab_size * sizeof(float));
+    int n = 0, token = TOKEN_BOS;
+    ids[n++] = token;
+    for (int pos = 0; pos < steps; pos++) {
+        cr_assert_eq(forward_token(m, c, token, pos, logits, &e), 0, "%s", e.msg);
+        int next = 0;
+        for (int i = 1; i < m->cfg.vocab_size; i++) if (logits[i] > logits[next]) next = i;
+        if (next == TOKEN_BOS) break;
+        ids[n++] = token = next;
+    }
+    free(logits);
+    fwd_cache_free(c);
+    return n;
+}
+
+static char *detok(const tokenizer *t, const int *ids, int n) {
+    char *s = calloc(1, 8 * n + 1);
+    size_t len = 0;
+    for (int i = 1; i < n; i++) {
+        int l;
+        const char *p = tokenizer_decode(t, ids[i - 1], ids[i], &l);
+        memcpy(s + len, p, l);
+        len += l;
+    }
+    return s;
+}
+
+Test(forward, greedy_256_steps_reproduce_llama2c_ids_and_text) {
+    model *m = load_stories();
+    tokenizer *t = load_tok512();
+    int ids[300];
+    int n = greedy(m, 256, ids);
+    cr_assert_eq(n, 257);
+    for (int i = 0; i < n; i++) cr_assert_eq(ids[i], ref_greedy_ids[i], "token %d", i);
+    char *s = detok(t, ids, n);
+    cr_assert_str_eq(s, ref_story_256);
+    free(s);
+    tokenizer_free(t);
+    model_free(m);
+}
+
+Test(forward, greedy_200_steps_reproduce_llama2c_test_all) {
+    model *m = load_stories();
+    tokenizer *t = load_tok512();
+    int ids[300];
+    int n = greedy(m, 200, ids);
+    cr_assert_eq(n, 201);
+    char *s = detok(t, ids, n);
+    /* A1 is A2 cut after "Lily didn't want to help her mom, so she". */
+    const char *cut = strstr(ref_story_256, "so she said");
+    size_t want = (size_t)(cut - ref_story_256) + strlen("so she");
+    cr_assert_eq(strlen(s), want);
+    cr_assert(strncmp(s, ref_story_256, want) == 0);
+    free(s);
+    tokenizer_free(t);
+    model_free(m);
+}
+
+/* 1e-4 absolute: reference-outputs.md B3's tolerance for another summation order. */
+#define LOGIT_TOL 1e-4f
+
+Test(forward, batched_logits_match_reference_file_and_single_token_path) {
+    model *m = load_stories();
+    size_t n;
+    float *ref = (float *)read_all(data_path("stories260K/ref_logits_bos_greedy_16x512.f32"), &n);
+    cr_assert_eq(n, 16 * 512 * sizeof(float));
+    float *logits = malloc(16 * 512 * sizeof(float));
+    int len = 16;
+    fwd_batch b = {.n_seq = 1, .lens = &len, .n_tok = 16};
+    fwd_scratch *s = fwd_scratch_new();
+    err e = {0};
+    cr_assert_eq(forward_logits(m, ref_greedy_ids, &b, logits, s, &e), 0, "%s", e.msg);
+    fwd_cache *c;
+    cr_assert_eq(fwd_cache_new(&c, m, &e), 0);
+    float one[512];
+    float worst = 0.0f;
+    for (int p = 0; p < 16; p++) {
+        cr_assert_eq(forward_token(m, c, ref_greedy_ids[p], p, one, &e), 0);
+        int am = 0;
+        for (int v = 0; v < 512; v++) {
+            float a = logits[p * 512 + v], r = ref[p * 512 + v];
+            cr_assert(fabsf(a - r) <= LOGIT_TOL, "pos %d id %d: %f vs reference %f", p, v, a, r);
+            cr_assert(fabsf(a - one[v]) <= LOGIT_TOL, "pos %d id %d: %f vs single %f", p, v, a, one[v]);
+            worst = fmaxf(worst, fabsf(a - r));
+            if (a > logits[p * 512 + am]) am = v;
+        }
+        cr_assert_eq(am, ref_greedy_ids[p + 1], "argmax at position %d", p);
+    }
+    cr_log_info("largest difference to the reference logits: %g", worst);
+    fwd_cache_free(c);
+    fwd_scratch_free(s);
+    free(logits);
+    free(ref);
+    model_free(m);
+}
+
+/* Four windows of different content and length in one batch give what four separate runs give.
+ * Not bit for bit: OpenBLAS picks different kernels for the edge rows of a different M, which
+ * changes float summation order (seen: 1e-5 on logits of magnitude 11), hence LOGIT_TOL. */
+Test(forward, batch_of_four_windows_equals_four_single_runs) {
+    model *m = load_stories();
+    int lens[4] = {100, 37, 256, 1};
+    int total = 394, *toks = malloc(total * sizeof(int));
+    unsigned x = 12345;
+    for (int i = 0; i < total; i++) {
+        x = x * 1103515245u + 12345u;
+        toks[i] = (int)((x >> 8) % 512);
+    }
+    for (int k = 0, o = 0; k < 4; o += lens[k], k++) toks[o] = TOKEN_BOS;
+    float *all = malloc((size_t)total * 512 * sizeof(float));
+    float *one = malloc(256 * 512 * sizeof(float));
+    fwd_batch b = {.n_seq = 4, .lens = lens, .n_tok = total};
+    fwd_scratch *s = fwd_scratch_new();
+    err e = {0};
+    cr_assert_eq(forward_logits(m, toks, &b, all, s, &e), 0, "%s", e.msg);
+    for (int k = 0, o = 0; k < 4; o += lens[k], k++) {
+        fwd_batch b1 = {.n_seq = 1, .lens = &lens[k], .n_tok = lens[k]};
+        cr_assert_eq(forward_logits(m, toks + o, &b1, one, s, &e), 0);
+        for (int i = 0; i < lens[k] * 512; i++)
+            cr_assert(fabsf(one[i] - all[(size_t)o * 512 + i]) <= LOGIT_TOL,
+                      "window %d, entry %d: %f alone vs %f in the batch", k, i, one[i],
+                      all[(size_t)o * 512 + i]);
+    }
+    fwd_scratch_free(s);
+    free(one);
+    free(all);
+    free(toks);
+    model_free(m);
+}
+
+/* forward_block reports its linear layers' inputs: the block output must equal x plus the
+ * attention output projected by Wo plus the captured down input projected by Wdown. */
+Test(forward, block_capture_reconstructs_the_block_output) {
+    model *m = load_stories();
+    int len = 40, n = 40, dim = 64, hid = 172;
+    float *x = malloc(n * dim * sizeof(float)), *x0 = malloc(n * dim * sizeof(float));
+    float *qkv = malloc(n * dim * sizeof(float)), *o = malloc(n * dim * sizeof(float));
+    float *ffn = malloc(n * dim * sizeof(float)), *down = malloc(n * hid * sizeof(float));
+    err e = {0};
+    cr_assert_eq(forward_embed(m, ref_greedy_ids, n, x, &e), 0);
+    memcpy(x0, x, n * dim * sizeof(float));
+    block_inputs cap = {qkv, o, ffn, down};
+    fwd_batch b = {.n_seq = 1, .lens = &len, .n_tok = n};
+    fwd_scratch *s = fwd_scratch_new();
+    cr_assert_eq(forward_block(m, 0, x, &b, &cap, s, &e), 0);
+    const block *bl = &m->blocks[0];
+    for (int t = 0; t < n; t++) {
+        double ss = 0;
+        for (int j = 0; j < dim; j++) ss += (double)x0[t * dim + j] * x0[t * dim + j];
+        double inv = 1.0 / sqrt(ss / dim + 1e-5);
+        for (int j = 0; j < dim; j++) {
+            double want = bl->attn_norm[j] * x0[t * dim + j] * inv;
+            cr_assert(fabs(qkv[t * dim + j] - want) < 1e-5, "qkv input %d,%d", t, j);
+        }
+        for (int i = 0; i < dim; i++) {
+            double y = x0[t * dim + i];
+            for (int j = 0; j < dim; j++) y += (double)bl->lin[LIN_O].w[i * dim + j] * o[t * dim + j];
+            for (int j = 0; j < hid; j++) y += (double)bl->lin[LIN_DOWN].w[i * hid + j] * down[t * hid + j];
+            cr_assert(fabs(y - x[t * dim + i]) < 1e-4, "output %d,%d: %f vs %f", t, i, y, x[t * dim + i]);
+        }
+    }
+    fwd_scratch_free(s);
+    free(x); free(x0); free(qkv); free(o); free(ffn); free(down);
+    model_free(m);
+}
+
+/* Hugging Face checkpoints permute the rows of Wq and Wk so that rotate-half RoPE computes what
+ * Meta's adjacent-pair RoPE computes. Applying that permutation and switching the layout must
+ * leave the logits unchanged: a check of ROPE_HALF that does not reuse its own code path. */
+static void permute_rows_to_half(float *w, int n_heads, int hs, int cols) {
+    float *tmp = malloc((size_t)hs * cols * sizeof(float));
+    for (int h = 0; h < n_heads; h++) {
+        float *wh = w + (size_t)h * hs * cols;
+        for (int j = 0; j < hs / 2; j++) {
+            memcpy(tmp + (size_t)j * cols, wh + (size_t)(2 * j) * cols, cols * sizeof(float));
+            memcpy(tmp + (size_t)(j + hs / 2) * cols, wh + (size_t)(2 * j + 1) * cols, cols * sizeof(float));
+        }
+        memcpy(wh, tmp, (size_t)hs * cols * sizeof(float));
+    }
+    free(tmp);
+}
+
+Test(forward, rotate_half_layout_matches_adjacent_after_hf_permutation) {
+    model *a = load_stories(), *h = load_stories();
+    const model_config *c = &h->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        permute_rows_to_half(h->blocks[l].lin[LIN_Q].w, c->n_heads, c->head_size, c->dim);
+        permute_rows_to_half(h->blocks[l].lin[LIN_K].w, c->n_kv_heads, c->head_size, c->dim);
+    }
+    h->cfg.rope = ROPE_HALF;
+    int len = 64;
+    float *la = malloc(64 * 512 * sizeof(float)), *lh = malloc(64 * 512 * sizeof(float));
+    fwd_batch b = {.n_seq = 1, .lens = &len, .n_tok = len};
+    fwd_scratch *s = fwd_scratch_new();
+    err e = {0};
+    cr_assert_eq(forward_logits(a, ref_greedy_ids, &b, la, s, &e), 0);
+    cr_assert_eq(forward_logits(h, ref_greedy_ids, &b, lh, s, &e), 0);
+    for (int i = 0; i < 64 * 512; i++)
+        cr_assert(fabsf(la[i] - lh[i]) <= 1e-4f, "entry %d: %f vs %f", i, la[i], lh[i]);
+    /* And the layout matters: without the permutation the logits must differ. */
+    h->cfg.rope = ROPE_ADJACENT;
+    cr_assert_eq(forward_logits(h, ref_greedy_ids, &b, lh, s, &e), 0);
+    float diff = 0;
+    for (int i = 0; i < 64 * 512; i++) diff = fmaxf(diff, fabsf(la[i] - lh[i]));
+    cr_assert(diff > 1e-2f, "permuted weights with adjacent RoPE should change the logits");
+    fwd_scratch_free(s);
+    free(la); free(lh);
+    model_free(a); model_free(h);
+}
+
+Test(forward, results_do_not_depend_on_thread_count) {
+    model *m = load_stories();
+    int lens[3] = {200, 150, 90}, total = 440;
+    int *toks = malloc(total * sizeof(int));
+    for (int i = 0; i < total; i++) toks[i] = ref_greedy_ids[i % 257];
+    float *l1 = malloc((size_t)total * 512 * sizeof(float)), *l2 = malloc((size_t)total * 512 * sizeof(float));
+    fwd_batch b = {.n_seq = 3, .lens = lens, .n_tok = total};
+    fwd_scratch *s = fwd_scratch_new();
+    err e = {0};
+    blas_set_threads(1);
+    cr_assert_eq(forward_logits(m, toks, &b, l1, s, &e), 0);
+    blas_set_threads(2);
+    cr_assert_eq(forward_logits(m, toks, &b, l2, s, &e), 0);
+    for (int i = 0; i < total * 512; i++)
+        cr_assert(fabsf(l1[i] - l2[i]) <= LOGIT_TOL, "entry %d: %f vs %f", i, l1[i], l2[i]);
+    fwd_scratch_free(s);
+    free(l1); free(l2); free(toks);
+    model_free(m);
+}

@@ -1,0 +1,134 @@
+/* Perplexity protocols: `windows` and `documents` against a direct computation with the
+ * single-token path, the WikiText-2 row join, and the documents split. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/forward.h"
+#include "../core/text.h"
+#include "../eval/perplexity.h"
+#include "util.h"
+
+/* Mean NLL of the sequences computed token by token with the KV-cache path, in double. */
+static double direct_nll(const model *m, const token_seqs *s, long *scored) {
+    double sum = 0.0;
+    *scored = 0;
+    float *logits = malloc(m->cfg.vocab_size * sizeof(float));
+    for (int i = 0; i < s->n; i++) {
+        fwd_cache *c;
+        err e = {0};
+        cr_assert_eq(fwd_cache_new(&c, m, &e), 0);
+        const int *t = s->tokens + s->offs[i];
+        for (int p = 0; p + 1 < s->lens[i]; p++) {
+            cr_assert_eq(forward_token(m, c, t[p], p, logits, &e), 0);
+            double mx = logits[0], z = 0.0;
+            for (int v = 1; v < m->cfg.vocab_size; v++) mx = fmax(mx, logits[v]);
+            for (int v = 0; v < m->cfg.vocab_size; v++) z += exp(logits[v] - mx);
+            sum += mx + log(z) - logits[t[p + 1]];
+            (*scored)++;
+        }
+        fwd_cache_free(c);
+    }
+    free(logits);
+    return sum / *scored;
+}
+
+Test(perplexity, documents_protocol_equals_direct_computation_on_three_documents) {
+    model *m = load_stories();
+    tokenizer *t = load_tok512();
+    token_seqs s;
+    err e = {0};
+    cr_assert_eq(ppl_prepare(t, data_path("text/TinyStories-valid-first1000.txt"), PPL_DOCUMENTS, 128,
+                             3, &s, &e), 0, "%s", e.msg);
+    cr_assert_eq(s.n, 3);
+    cr_assert_eq(s.lens[0], 128, "the first story has 171 tokens, truncated to 128");
+    for (int i = 0; i < 3; i++) cr_assert_eq(s.tokens[s.offs[i]], TOKEN_BOS);
+    ppl_result r;
+    cr_assert_eq(ppl_score(m, &s, &r, NULL, NULL, &e), 0, "%s", e.msg);
+    long scored;
+    double want = direct_nll(m, &s, &scored);
+    cr_assert_eq(r.tokens, scored);
+    cr_assert(fabs(r.nll - want) < 1e-5 * want, "nll %.8f vs direct %.8f", r.nll, want);
+    cr_assert(fabs(r.ppl - exp(want)) < 1e-4 * exp(want));
+    token_seqs_free(&s);
+    tokenizer_free(t);
+    model_free(m);
+}
+
+Test(perplexity, windows_protocol_equals_direct_computation_on_two_windows) {
+    model *m = load_stories();
+    tokenizer *t = load_tok512();
+    token_seqs s;
+    err e = {0};
+    cr_assert_eq(ppl_prepare(t, data_path("text/wiki.test.raw"), PPL_WINDOWS, 96, 2, &s, &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(s.n, 2);
+    cr_assert_eq(s.lens[0], 96);
+    cr_assert_eq(s.tokens[0], TOKEN_BOS, "one BOS at the very start of the joined text");
+    cr_assert_neq(s.tokens[96], TOKEN_BOS, "no BOS at the start of the second window");
+    ppl_result r;
+    cr_assert_eq(ppl_score(m, &s, &r, NULL, NULL, &e), 0, "%s", e.msg);
+    long scored;
+    double want = direct_nll(m, &s, &scored);
+    cr_assert_eq(r.tokens, 2 * 95);
+    cr_assert(fabs(r.nll - want) < 1e-5 * want, "nll %.8f vs direct %.8f", r.nll, want);
+    token_seqs_free(&s);
+    tokenizer_free(t);
+    model_free(m);
+}
+
+/* Hugging Face's wikitext rows keep their "\n", blank lines become "", and the protocol joins
+ * rows with "\n\n": the joined text starts "" + "\n\n" + " = Robert Boulter = \n" + "\n\n" + ""... */
+Test(perplexity, wikitext_join_matches_hf_rows) {
+    char *s;
+    err e = {0};
+    cr_assert_eq(text_read_joined(data_path("text/wiki.test.raw"), &s, &e), 0, "%s", e.msg);
+    const char *want = "\n\n = Robert Boulter = \n\n\n\n\n Robert Boulter is an English film";
+    cr_assert(strncmp(s, want, strlen(want)) == 0, "joined text starts \"%.40s\"", s);
+    /* 4358 rows -> 4357 separators of two bytes; blank rows (1467 of " \n") drop their 2 bytes. */
+    cr_assert_eq(strlen(s), 1290590 + 2 * 4357 - 2 * 1467);
+    free(s);
+}
+
+Test(perplexity, documents_split_strips_and_drops_empty) {
+    const char *p = tmp_path("docs.txt");
+    const char *txt = "  first doc\n<|endoftext|>\n\n<|endoftext|>\tsecond\n<|endoftext|>\n";
+    cr_assert_eq(write_file(p, txt, strlen(txt)), 0);
+    text_list d;
+    err e = {0};
+    cr_assert_eq(text_read_documents(p, &d, &e), 0);
+    cr_assert_eq(d.n, 2);
+    cr_assert_str_eq(d.items[0], "first doc");
+    cr_assert_str_eq(d.items[1], "second");
+    text_list_free(&d);
+    const char *j = tmp_path("docs.jsonl");
+    const char *jt = "{\"text\": \" a\\nb \", \"url\": \"x\"}\n\n{\"text\": \"c\"}\n";
+    cr_assert_eq(write_file(j, jt, strlen(jt)), 0);
+    cr_assert_eq(text_read_documents(j, &d, &e), 0, "%s", e.msg);
+    cr_assert_eq(d.n, 2);
+    cr_assert_str_eq(d.items[0], "a\nb");
+    text_list_free(&d);
+    const char *bad = "{\"text\": 3}\n";
+    cr_assert_eq(write_file(j, bad, strlen(bad)), 0);
+    cr_assert_eq(text_read_documents(j, &d, &e), SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, ":1:"), "message names the line: %s", e.msg);
+}
+
+Test(perplexity, limit_and_thread_count_do_not_change_per_token_scores) {
+    model *m = load_stories();
+    tokenizer *t = load_tok512();
+    token_seqs s;
+    err e = {0};
+    cr_assert_eq(ppl_prepare(t, data_path("text/TinyStories-valid-first1000.txt"), PPL_DOCUMENTS, 512,
+                             40, &s, &e), 0);
+    ppl_result r1, r2;
+    cr_assert_eq(ppl_score(m, &s, &r1, NULL, NULL, &e), 0);
+    cr_assert_eq(ppl_score(m, &s, &r2, NULL, NULL, &e), 0);
+    cr_assert_eq(r1.nll, r2.nll, "the same input gives the same bits");
+    /* stories260K is a good model of TinyStories: its validation loss is 1.30 nats. */
+    cr_assert(r1.nll > 1.0 && r1.nll < 2.0, "nll %f", r1.nll);
+    token_seqs_free(&s);
+    tokenizer_free(t);
+    model_free(m);
+}

@@ -1,0 +1,108 @@
+#include "util.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *data_path(const char *rel) {
+    static char ring[8][4096];
+    static int k;
+    const char *root = getenv("SPARQ_DATA");
+    char *b = ring[k++ % 8];
+    snprintf(b, sizeof ring[0], "%s/%s", root && *root ? root : "../shared/data", rel);
+    return b;
+}
+
+const char *tmp_path(const char *name) {
+    static char dir[256];
+    static char ring[8][512];
+    static int k;
+    if (!dir[0]) {
+        const char *t = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/sparq-test-XXXXXX", t && *t ? t : "/tmp");
+        cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
+    }
+    char *b = ring[k++ % 8];
+    snprintf(b, sizeof ring[0], "%s/%s", dir, name);
+    return b;
+}
+
+int write_file(const char *path, const void *buf, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(buf, 1, n, f);
+    return fclose(f) == 0 && w == n ? 0 : -1;
+}
+
+char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)sz + 1);
+    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) { free(b); b = NULL; }
+    fclose(f);
+    if (b) b[sz] = '\0';
+    if (n) *n = (size_t)sz;
+    return b;
+}
+
+int run_sparq(const char *args, char **out, char **errout) {
+    const char *bin = getenv("SPARQ_BIN");
+    const char *o = tmp_path("run.out"), *e = tmp_path("run.err");
+    char *cmd = malloc(strlen(args) + 2048);
+    sprintf(cmd, "%s %s >'%s' 2>'%s'", bin && *bin ? bin : "./sparq", args, o, e);
+    int st = system(cmd);
+    free(cmd);
+    if (out) *out = read_all(o, NULL);
+    if (errout) *errout = read_all(e, NULL);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+model *load_stories(void) {
+    model *m = NULL;
+    err e = {0};
+    int rc = model_load_llama2c(&m, data_path("stories260K/stories260K.bin"), &e);
+    cr_assert_eq(rc, 0, "loading stories260K: %s", e.msg);
+    return m;
+}
+
+tokenizer *load_tok512(void) {
+    tokenizer *t = NULL;
+    err e = {0};
+    int rc = tokenizer_load(&t, data_path("stories260K/tok512.bin"), &e);
+    cr_assert_eq(rc, 0, "loading tok512: %s", e.msg);
+    return t;
+}
+
+const int ref_greedy_ids[257] = {
+    1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396,
+    267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261,
+    370, 432, 352, 266, 268, 388, 426, 338, 391, 266, 267, 337, 335, 312, 432, 398, 312, 286, 267,
+    414, 270, 333, 415, 426, 13, 438, 310, 439, 419, 357, 336, 432, 313, 438, 310, 432, 278, 316,
+    439, 419, 298, 414, 267, 265, 282, 295, 433, 426, 436, 317, 286, 296, 418, 269, 279, 292, 416,
+    439, 413, 409, 416, 327, 263, 415, 294, 267, 400, 426, 338, 336, 432, 313, 442, 391, 267, 337,
+    335, 364, 420, 268, 388, 432, 398, 359, 280, 303, 439, 413, 272, 417, 264, 312, 426, 436, 13,
+    438, 310, 286, 296, 418, 269, 279, 292, 416, 439, 413, 409, 416, 327, 263, 415, 294, 267, 400,
+    426, 338, 336, 432, 313, 442, 439, 423, 262, 304, 420, 422, 432, 317, 426, 359, 279, 292, 416,
+    439, 413, 409, 416, 327, 263, 415, 294, 267, 400, 426, 436, 13, 438, 310, 279, 292, 416, 439,
+    413, 391, 267, 281, 421, 427, 311, 357, 432, 384, 358, 336, 432, 313, 442, 439, 423, 262, 304,
+    420, 422, 432, 357, 426, 359, 279, 292, 416, 439, 413, 409, 416, 327, 263, 415, 294, 267, 400,
+    426, 436, 320, 285, 357, 336, 432, 313, 455, 289, 439, 413, 263, 304, 420, 422, 432, 317, 426,
+    410, 448, 411, 280, 303, 281, 421, 427, 364, 426,
+};
+
+const char *ref_story_256 =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+    "One day, she saw a big, red ball. She wanted to play with it, but it was too high.\n"
+    "Lily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do. "
+    "She said, \"I want to play with your ball, but I can't find it.\"\n"
+    "Lily was sad and didn't know what to do. She said, \"I'm sorry, Lily. I didn't know what to "
+    "do.\"\n"
+    "Lily didn't want to help her mom, so she said, \"I'm sorry, mom. I didn't know what to do.\" "
+    "Her mom said, \"Don't worry, Lily. We can help you.";

@@ -1,0 +1,36 @@
+/* Helpers shared by the tests: data paths through SPARQ_DATA, temporary files, running the
+ * sparq binary and capturing its output, and the reference sequences of reference-outputs.md. */
+#ifndef SPARQ_TEST_UTIL_H
+#define SPARQ_TEST_UTIL_H
+
+#include <stddef.h>
+
+#include "../core/model.h"
+#include "../core/tokenizer.h"
+
+/* $SPARQ_DATA/rel (default ../shared/data/rel) in a static buffer ring (8 slots). */
+const char *data_path(const char *rel);
+
+/* A fresh file path in a per-process temporary folder (static buffer ring, 8 slots). */
+const char *tmp_path(const char *name);
+
+/* Write n bytes to path; returns 0 on success. */
+int write_file(const char *path, const void *buf, size_t n);
+
+/* Read a whole file (NUL-terminated); caller frees. NULL on failure. */
+char *read_all(const char *path, size_t *n);
+
+/* Run "$SPARQ_BIN args..." (args is one shell-quoted string); stdout and stderr are captured
+ * into malloc'ed strings (caller frees). Returns the exit status, or -1 if it did not exit. */
+int run_sparq(const char *args, char **out, char **errout);
+
+/* stories260K and its tokenizer, loaded once per test (asserts on failure). */
+model *load_stories(void);
+tokenizer *load_tok512(void);
+
+/* reference-outputs.md B2: BOS then the 256 greedy ids. */
+extern const int ref_greedy_ids[257];
+/* reference-outputs.md A2: the 256-step greedy story, without run.c's final newline. */
+extern const char *ref_story_256;
+
+#endif
