@@ -3,6 +3,7 @@
  * success, 1 on a runtime failure, 2 on bad usage or bad input. */
 #include <cJSON.h>
 #include <ctype.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,11 @@
 #include "core/model.h"
 #include "core/progress.h"
 #include "core/tokenizer.h"
+#include "eval/metrics.h"
 #include "eval/perplexity.h"
+#include "experiments/calib.h"
+#include "experiments/compress.h"
+#include "solvers/solver.h"
 
 static const char *usage_text =
     "usage: sparq <command> [options]\n"
@@ -24,6 +29,11 @@ static const char *usage_text =
     "            [--limit N] [--threads N] [--json]\n"
     "  generate  --model M [--tokenizer T] [--prompt S] [-n STEPS] [--json]     (greedy)\n"
     "  inspect   --model M [--json]\n"
+    "  compress  --model M [--tokenizer T] --solver NAME [--sparsity S | --nm N:M] [--bits B]\n"
+    "            [--sym] [--scope layer|row] [--block B] [--damp P] [--true-sequential]\n"
+    "            --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S] [--out FILE]\n"
+    "            [--eval F [--protocol P] [--seqlen L] [--limit N]] [--threads N] [--json]\n"
+    "            solvers: magnitude, wanda, sparsegpt\n"
     "\n"
     "Without --tokenizer, tokenizer.bin or tok<vocab>.bin beside the model is used.\n";
 
@@ -289,6 +299,181 @@ static int cmd_generate(int argc, char **argv, err *e) {
     return rc;
 }
 
+/* ---- compress ----------------------------------------------------------------------------- */
+
+static int parse_float(const char *name, const char *v, float lo, float hi, float *out, err *e) {
+    if (!v) return SPARQ_OK;
+    char *end;
+    double x = strtod(v, &end);
+    if (*v == '\0' || *end != '\0' || !(x >= lo && x <= hi))
+        return err_set(e, SPARQ_EINPUT, "%s %s: expected a number in [%g, %g]", name, v, (double)lo,
+                       (double)hi);
+    *out = (float)x;
+    return SPARQ_OK;
+}
+
+/* Flags -> compress_options; every impossible request fails here, before any work. */
+static int compress_options_parse(flag *f, const model *m, compress_options *o, err *e) {
+    const char *name = flag_str(f, "--solver");
+    o->solver = solver_find(name);
+    if (!o->solver) return err_set(e, SPARQ_EINPUT, "unknown solver '%s' (known: magnitude, wanda, "
+                                   "sparsegpt)", name);
+    o->target = target_default();
+    target *t = &o->target;
+    int rc = parse_float("--sparsity", flag_str(f, "--sparsity"), -1e9f, 1e9f, &t->sparsity, e);
+    if (!rc && !(t->sparsity >= 0.0f && t->sparsity < 1.0f))
+        rc = err_set(e, SPARQ_EINPUT, "--sparsity %s is outside [0, 1)", flag_str(f, "--sparsity"));
+    if (!rc) rc = flag_int(f, "--bits", 2, 16, &t->bits, e);
+    if (!rc) rc = flag_int(f, "--block", 1, 1 << 20, &t->block, e);
+    if (!rc) rc = parse_float("--damp", flag_str(f, "--damp"), 0.0f, 1.0f, &t->damp, e);
+    if (rc) return rc;
+    const char *nm = flag_str(f, "--nm");
+    if (nm) {
+        char extra;
+        if (sscanf(nm, "%d:%d%c", &t->n, &t->m, &extra) != 2)
+            return err_set(e, SPARQ_EINPUT, "--nm %s: expected N:M, e.g. 2:4", nm);
+        if (flag_str(f, "--sparsity") && fabsf(t->sparsity - (float)t->n / (t->m ? t->m : 1)) > 1e-6f)
+            return err_set(e, SPARQ_EINPUT, "--nm %s prunes %g of the weights; --sparsity %s "
+                           "contradicts it", nm, t->m ? (double)t->n / t->m : 0.0,
+                           flag_str(f, "--sparsity"));
+    }
+    const char *scope = flag_str(f, "--scope");
+    if (scope && strcmp(scope, "row") == 0) t->scope = SCOPE_ROW;
+    else if (scope && strcmp(scope, "layer") != 0)
+        return err_set(e, SPARQ_EINPUT, "--scope %s: expected layer or row", scope);
+    t->sym = flag_str(f, "--sym") != NULL;
+    o->true_sequential = flag_str(f, "--true-sequential") != NULL;
+    return compress_check(m, o, e);
+}
+
+static void print_compress(const compress_report *r, const compress_options *o, double bpw,
+                           const ppl_result *pr, bool json, const char *proto, int seqlen) {
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "solver", o->solver->name);
+        cJSON_AddNumberToObject(j, "sparsity", r->sparsity);
+        cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
+        cJSON_AddNumberToObject(j, "seconds", r->seconds);
+        cJSON *layers = cJSON_AddArrayToObject(j, "layers");
+        for (int i = 0; i < r->n; i++) {
+            const compress_layer *l = &r->layers[i];
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "name", l->name);
+            cJSON_AddNumberToObject(x, "rows", l->rows);
+            cJSON_AddNumberToObject(x, "cols", l->cols);
+            cJSON_AddNumberToObject(x, "sparsity", l->report.sparsity);
+            cJSON_AddNumberToObject(x, "loss", l->report.loss);
+            cJSON_AddNumberToObject(x, "damp", l->report.damp);
+            cJSON_AddNumberToObject(x, "seconds", l->report.seconds);
+            cJSON_AddItemToArray(layers, x);
+        }
+        if (pr) {
+            cJSON_AddNumberToObject(j, "ppl", pr->ppl);
+            cJSON_AddNumberToObject(j, "nll", pr->nll);
+            cJSON_AddStringToObject(j, "protocol", proto);
+            cJSON_AddNumberToObject(j, "seqlen", seqlen);
+        }
+        cJSON_AddNumberToObject(j, "peak_rss_mb", peak_rss_mb());
+        print_json(j);
+        return;
+    }
+    printf("%-10s %12s %9s %14s %9s\n", "layer", "shape", "sparsity", "loss", "seconds");
+    for (int i = 0; i < r->n; i++) {
+        const compress_layer *l = &r->layers[i];
+        char shape[32];
+        snprintf(shape, sizeof shape, "%dx%d", l->rows, l->cols);
+        printf("%-10s %12s %9.4f %14.6g %9.4f\n", l->name, shape, l->report.sparsity,
+               l->report.loss, l->report.seconds);
+    }
+    printf("\n%s: sparsity %.4f of linear weights, %.3f bits/weight packed, %.2f s\n",
+           o->solver->name, r->sparsity, bpw, r->seconds);
+    if (pr) printf("perplexity  %.4f (%s, seqlen %d, %ld tokens)\n", pr->ppl, proto, seqlen, pr->tokens);
+}
+
+static int cmd_compress(int argc, char **argv, err *e) {
+    flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--solver", 0, 0}, {"--sparsity", 0, 0},
+                {"--nm", 0, 0}, {"--bits", 0, 0}, {"--sym", 1, 0}, {"--scope", 0, 0},
+                {"--block", 0, 0}, {"--damp", 0, 0}, {"--true-sequential", 1, 0}, {"--calib", 0, 0},
+                {"--nsamples", 0, 0}, {"--calib-seqlen", 0, 0}, {"--seed", 0, 0}, {"--out", 0, 0},
+                {"--eval", 0, 0}, {"--protocol", 0, 0}, {"--seqlen", 0, 0}, {"--limit", 0, 0},
+                {"--threads", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
+    int nsamples = 128, cseqlen = 0, seed = 0, seqlen = 0, limit = 0, threads = 0;
+    int rc = flags_parse(f, argc, argv, e);
+    if (!rc) rc = require(f, "--model", e);
+    if (!rc) rc = require(f, "--solver", e);
+    if (!rc) rc = require(f, "--calib", e);
+    if (!rc) rc = flag_int(f, "--nsamples", 1, 1 << 20, &nsamples, e);
+    if (!rc) rc = flag_int(f, "--calib-seqlen", 2, 1 << 20, &cseqlen, e);
+    if (!rc) rc = flag_int(f, "--seed", 0, 2147483647, &seed, e);
+    if (!rc) rc = flag_int(f, "--seqlen", 2, 1 << 20, &seqlen, e);
+    if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &limit, e);
+    if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
+    if (rc) return rc;
+    const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
+    ppl_protocol p = PPL_WINDOWS;
+    if (strcmp(proto, "documents") == 0) p = PPL_DOCUMENTS;
+    else if (strcmp(proto, "windows") != 0)
+        return err_set(e, SPARQ_EINPUT, "--protocol %s: expected windows or documents", proto);
+    blas_set_threads(threads);
+
+    const char *mpath = flag_str(f, "--model"), *calib = flag_str(f, "--calib");
+    model *m = NULL;
+    tokenizer *t = NULL;
+    token_seqs cs = {0}, es = {0};
+    compress_options o;
+    compress_report r = {0};
+    rc = model_load_llama2c(&m, mpath, e);
+    if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
+    if (!rc) rc = compress_options_parse(f, m, &o, e);
+    if (!rc) {
+        if (cseqlen == 0) cseqlen = m->cfg.seq_len;
+        if (seqlen == 0) seqlen = m->cfg.seq_len;
+        if (cseqlen > m->cfg.seq_len || seqlen > m->cfg.seq_len)
+            rc = err_set(e, SPARQ_EINPUT, "--%s %d is larger than the model's context (%d)",
+                         cseqlen > m->cfg.seq_len ? "calib-seqlen" : "seqlen",
+                         cseqlen > m->cfg.seq_len ? cseqlen : seqlen, m->cfg.seq_len);
+    }
+    /* Prepare the evaluation text first: a bad --eval file fails before the long part. */
+    if (!rc && flag_str(f, "--eval")) rc = ppl_prepare(t, flag_str(f, "--eval"), p, seqlen, limit, &es, e);
+    if (!rc) {
+        rc = strcmp(calib, "self") == 0
+                 ? calib_from_model(m, nsamples, cseqlen, (unsigned long)seed, &cs, e)
+                 : calib_from_text(t, calib, nsamples, cseqlen, (unsigned long)seed, &cs, e);
+    }
+    if (!rc) {
+        progress bar;
+        progress_start(&bar, "compress");
+        rc = compress_model(m, &cs, &o, &r, progress_update, &bar, e);
+        progress_end(&bar);
+    }
+    if (!rc && flag_str(f, "--out")) rc = model_save_llama2c(m, flag_str(f, "--out"), e);
+    ppl_result pr;
+    if (!rc && flag_str(f, "--eval")) {
+        progress bar;
+        progress_start(&bar, "eval");
+        rc = ppl_score(m, &es, &pr, progress_update, &bar, e);
+        progress_end(&bar);
+    }
+    if (!rc) {
+        double bits = 0.0, total = 0.0;
+        for (int i = 0; i < r.n; i++) {
+            const compress_layer *l = &r.layers[i];
+            double w = (double)l->rows * l->cols;
+            bits += w * metrics_bpw_packed(l->report.sparsity, o.target.bits, o.target.n, o.target.m,
+                                           o.target.group, l->cols);
+            total += w;
+        }
+        print_compress(&r, &o, bits / total, flag_str(f, "--eval") ? &pr : NULL,
+                       flag_str(f, "--json") != NULL, proto, seqlen);
+    }
+    compress_report_free(&r);
+    token_seqs_free(&cs);
+    token_seqs_free(&es);
+    tokenizer_free(t);
+    model_free(m);
+    return rc;
+}
+
 /* ---- inspect ------------------------------------------------------------------------------ */
 
 static double layer_sparsity(const linear *l) {
@@ -369,6 +554,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) rc = cmd_eval(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "generate") == 0) rc = cmd_generate(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "inspect") == 0) rc = cmd_inspect(argc - 2, argv + 2, &e);
+    else if (strcmp(cmd, "compress") == 0) rc = cmd_compress(argc - 2, argv + 2, &e);
     else rc = err_set(&e, SPARQ_EINPUT, "unknown command '%s' (see sparq --help)", cmd);
     if (rc) {
         fprintf(stderr, "sparq %s: %s\n", cmd, e.msg);

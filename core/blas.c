@@ -46,3 +46,11 @@ void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *
 void blas_linear(const float *x, const float *W, float *y, int n, int in, int out) {
     blas_gemm(false, true, n, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
 }
+
+void blas_wide_begin(void) {
+    if (!omp_in_parallel()) openblas_set_num_threads(omp_get_max_threads());
+}
+
+void blas_wide_end(void) {
+    openblas_set_num_threads(1);
+}

@@ -20,4 +20,9 @@ void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *
 /* y[n][out] = x[n][in] W^T for a linear layer W stored [out][in]: the forward pass's GEMM. */
 void blas_linear(const float *x, const float *W, float *y, int n, int in, int out);
 
+/* Let OpenBLAS use every thread for the calls until blas_wide_end(): for single large level-3
+ * or LAPACK calls made from serial code (SYRK of a big Hessian, Cholesky factorisations). */
+void blas_wide_begin(void);
+void blas_wide_end(void);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const char *const linear_names[LIN_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
 
@@ -200,4 +201,35 @@ uint64_t model_params(const model *m) {
     n += (uint64_t)c->n_layers * 2 * c->dim + c->dim;         /* norms              */
     if (!m->shared_cls) n += (uint64_t)c->vocab_size * c->dim;
     return n;
+}
+
+int model_save_llama2c(const model *m, const char *path, err *e) {
+    const model_config *c = &m->cfg;
+    int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                    m->shared_cls ? c->vocab_size : -c->vocab_size, c->seq_len};
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int rc = err_set(e, SPARQ_EINPUT, "%s: cannot write: %s", tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    /* The data block is the file's payload as loaded (weights in place, legacy RoPE tables
+     * untouched), so writing it back gives exactly the llama2.c layout. */
+    bool ok = fwrite(h, sizeof h, 1, f) == 1 &&
+              fwrite(m->data, sizeof(float), m->data_floats, f) == m->data_floats;
+    ok = (fflush(f) == 0) && ok;
+    ok = (fsync(fileno(f)) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int rc = err_set(e, SPARQ_ERUNTIME, "%s: write failed: %s", path, strerror(errno));
+        remove(tmp);
+        free(tmp);
+        return rc;
+    }
+    free(tmp);
+    return SPARQ_OK;
 }

@@ -55,6 +55,10 @@ typedef struct {
 int  model_load_llama2c(model **out, const char *path, err *e);
 void model_free(model *m);
 
+/* Write the model as a llama2.c legacy checkpoint (the loader's layout), atomically: a
+ * temporary file in the same folder, then rename, so a reader never sees half a model. */
+int  model_save_llama2c(const model *m, const char *path, err *e);
+
 /* Build the RoPE tables from cfg (after a loader filled cfg); loaders call this. */
 int  model_init_rope(model *m, err *e);
 

@@ -264,3 +264,23 @@ const char *tokenizer_decode(const tokenizer *t, int prev, int token, int *len) 
     *len = (int)strlen(piece);
     return piece;
 }
+
+void token_seqs_free(token_seqs *s) {
+    if (!s) return;
+    free(s->tokens);
+    free(s->lens);
+    free(s->offs);
+    memset(s, 0, sizeof *s);
+}
+
+int token_seqs_alloc(token_seqs *s, int n, long ntok, err *e) {
+    s->tokens = malloc((size_t)(ntok > 0 ? ntok : 1) * sizeof(int));
+    s->lens = malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
+    s->offs = malloc((size_t)(n > 0 ? n : 1) * sizeof(long));
+    s->n = n;
+    if (!s->tokens || !s->lens || !s->offs) {
+        token_seqs_free(s);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory for %ld tokens", ntok);
+    }
+    return SPARQ_OK;
+}

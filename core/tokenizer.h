@@ -30,4 +30,17 @@ const char *tokenizer_decode(const tokenizer *t, int prev, int token, int *len);
 /* The raw vocabulary piece of a token, as stored in the file. */
 const char *tokenizer_piece(const tokenizer *t, int token);
 
+/* Token sequences stored back to back: sequence i is tokens[offs[i] .. offs[i] + lens[i]).
+ * What perplexity scores and what calibration feeds the compression driver. */
+typedef struct {
+    int  *tokens;
+    int  *lens;
+    long *offs;
+    int   n;
+} token_seqs;
+
+/* Room for n sequences and ntok tokens (lens/offs left for the caller to fill). */
+int  token_seqs_alloc(token_seqs *s, int n, long ntok, err *e);
+void token_seqs_free(token_seqs *s);
+
 #endif

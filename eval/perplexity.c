@@ -13,25 +13,6 @@
 #define BATCH_TOKENS 8192
 #define LOGITS_FLOATS (1L << 26)
 
-void token_seqs_free(token_seqs *s) {
-    if (!s) return;
-    free(s->tokens);
-    free(s->lens);
-    free(s->offs);
-    memset(s, 0, sizeof *s);
-}
-
-static int seqs_alloc(token_seqs *s, int n, long ntok, err *e) {
-    s->tokens = malloc((size_t)(ntok > 0 ? ntok : 1) * sizeof(int));
-    s->lens = malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
-    s->offs = malloc((size_t)(n > 0 ? n : 1) * sizeof(long));
-    s->n = n;
-    if (!s->tokens || !s->lens || !s->offs) {
-        token_seqs_free(s);
-        return err_set(e, SPARQ_ERUNTIME, "out of memory for %ld tokens", ntok);
-    }
-    return SPARQ_OK;
-}
 
 static int prepare_windows(const tokenizer *t, const char *path, int L, int limit, token_seqs *out,
                            err *e) {
@@ -48,7 +29,7 @@ static int prepare_windows(const tokenizer *t, const char *path, int L, int limi
         free(ids);
         return err_set(e, SPARQ_EINPUT, "%s: %d tokens, fewer than one window of %d", path, n, L);
     }
-    rc = seqs_alloc(out, nw, (long)nw * L, e);
+    rc = token_seqs_alloc(out, nw, (long)nw * L, e);
     if (rc) { free(ids); return rc; }
     memcpy(out->tokens, ids, (size_t)nw * L * sizeof(int));
     for (int i = 0; i < nw; i++) {
@@ -69,7 +50,7 @@ static int prepare_documents(const tokenizer *t, const char *path, int L, int li
         text_list_free(&docs);
         return err_set(e, SPARQ_EINPUT, "%s: no documents (empty text?)", path);
     }
-    rc = seqs_alloc(out, nd, (long)nd * L, e);
+    rc = token_seqs_alloc(out, nd, (long)nd * L, e);
     long at = 0;
     int kept = 0;
     for (int i = 0; rc == SPARQ_OK && i < nd; i++) {

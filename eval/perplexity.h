@@ -12,16 +12,6 @@
 
 typedef enum { PPL_WINDOWS, PPL_DOCUMENTS } ppl_protocol;
 
-/* Token sequences stored back to back: sequence i is tokens[offs[i] .. offs[i] + lens[i]). */
-typedef struct {
-    int  *tokens;
-    int  *lens;
-    long *offs;
-    int   n;
-} token_seqs;
-
-void token_seqs_free(token_seqs *s);
-
 /* Tokenize the text at path into the protocol's sequences of at most seqlen tokens; limit > 0
  * keeps only the first `limit` windows or documents. */
 int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int seqlen, int limit,

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Throughput and peak memory of `sparq eval` on stories260K (issue: foundation, performance).
+# Prints one row per (text, protocol, seqlen, threads): tokens/s through the model and peak RSS.
+# Reference point on this machine class (from the issue): llama.cpp's llama-perplexity reaches
+# about 14,000 tokens/s with 2 threads at context 256 (-b 256); the target is 3x that.
+set -eu
+cd "$(dirname "$0")/.."
+D=${SPARQ_DATA:-../shared/data}
+M="$D/stories260K/stories260K.bin"
+T="$D/stories260K/tok512.bin"
+field() { printf '%s' "$1" | grep -o "\"$2\":[0-9.eE+-]*" | cut -d: -f2; }
+printf '%-34s %-9s %6s %7s %12s %9s %10s\n' text protocol seqlen threads tokens/s ppl peak_MB
+for cfg in "text/TinyStories-valid-first1000.txt documents 512" "text/wiki.test.raw windows 256"; do
+    set -- $cfg
+    for th in 1 2; do
+        best=""
+        # Best of 3 runs: the machine is shared, the minimum time is the least disturbed one.
+        for _ in 1 2 3; do
+            j=$(./sparq eval --model "$M" --tokenizer "$T" --text "$D/$1" --protocol "$2" \
+                --seqlen "$3" --threads "$th" --json)
+            tps=$(field "$j" tokens_per_s)
+            if [ -z "$best" ] || awk "BEGIN{exit !($tps > $best)}"; then best=$tps; bj=$j; fi
+        done
+        printf '%-34s %-9s %6s %7s %12.0f %9.4f %10.1f\n' "$1" "$2" "$3" "$th" "$best" \
+            "$(field "$bj" ppl)" "$(field "$bj" peak_rss_mb)"
+    done
+done

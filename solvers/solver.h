@@ -1,0 +1,64 @@
+/* The one solver interface (ARCHITECTURE.md) and the registry. A solver compresses one linear
+ * layer W [rows][cols] in place given H = 2/N sum x x^T of its input; it never sees the model.
+ * Owns the registry (the only global state of the project) and the layer report. */
+#ifndef SPARQ_SOLVER_H
+#define SPARQ_SOLVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/err.h"
+
+typedef enum { SCOPE_LAYER, SCOPE_ROW } prune_scope;
+
+typedef struct {
+    float sparsity;          /* fraction of weights set to zero, 0 = none              */
+    int   n, m;              /* N:M pattern (prune n of every m), 0:0 = unstructured    */
+    int   bits;              /* 16 = no quantization                                    */
+    int   group;             /* quantization group along inputs, -1 = one per row       */
+    bool  sym, act_order, mse, static_groups;
+    float damp;              /* relative damping, default 0.01                          */
+    int   block;             /* column block, default 128                               */
+    prune_scope scope;       /* magnitude: compare within the layer or within each row  */
+} target;
+
+/* The reference defaults of algorithms.md: no pruning, 16 bits, per row, damp 0.01, block 128. */
+target target_default(void);
+
+typedef struct {
+    double   sparsity;       /* fraction of weights the solver pruned (all exactly 0)       */
+    double   loss;           /* ||W X - W' X||^2 / N = 1/2 tr(dW H dW^T), undamped H         */
+    double   damp;           /* relative damping used, after Cholesky retries               */
+    double   seconds;        /* time in the solver, without the loss evaluation             */
+    uint8_t *mask;           /* [rows][cols], 1 = pruned                                     */
+    /* Quantization grid (bits < 16): value = scale * (q - zero), q in [0, 2^bits - 1]. */
+    int      bits, group, n_groups;
+    float   *scale, *zero;   /* [rows][n_groups]                                             */
+    int     *gidx;           /* [cols]: group of each column (NULL: column / group)          */
+} layer_report;
+
+void layer_report_free(layer_report *r);
+
+typedef struct {
+    const char *name;        /* "magnitude", "wanda", "sparsegpt", ... */
+    int (*compress)(float *W, int rows, int cols, const float *H, const target *t,
+                    layer_report *out, err *e);
+    bool uses_hessian;       /* false: H may be NULL (magnitude) */
+    bool prunes, quantizes;  /* what the solver accepts in a target */
+} solver;
+
+const solver *solver_find(const char *name);
+/* Names of all registered solvers, NULL-terminated, for help texts. */
+const char *const *solver_names(void);
+
+/* Whether t is a request the solver can honour on a rows x cols layer (checked before any
+ * work): sparsity in [0,1), N < M, M dividing cols and the block, bits in 2..8 or 16, ... */
+int solver_check(const solver *s, const target *t, int rows, int cols, err *e);
+
+/* Run the solver and complete its report: allocates the mask (the solver marks what it
+ * prunes), forces pruned weights to exactly 0, measures sparsity, the exact layer loss from H
+ * (when H is given) and time, and rejects non-finite results. */
+int solver_run(const solver *s, float *W, int rows, int cols, const float *H, const target *t,
+               layer_report *r, err *e);
+
+#endif
