@@ -30,10 +30,11 @@ static const char *usage_text =
     "  generate  --model M [--tokenizer T] [--prompt S] [-n STEPS] [--json]     (greedy)\n"
     "  inspect   --model M [--json]\n"
     "  compress  --model M [--tokenizer T] --solver NAME [--sparsity S | --nm N:M] [--bits B]\n"
-    "            [--sym] [--scope layer|row] [--block B] [--damp P] [--true-sequential]\n"
+    "            [--group G] [--sym] [--act-order] [--static-groups] [--mse] [--chain-mode mask|all]\n"
+    "            [--scope layer|row] [--block B] [--damp P] [--true-sequential]\n"
     "            --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S] [--out FILE]\n"
     "            [--eval F [--protocol P] [--seqlen L] [--limit N]] [--threads N] [--json]\n"
-    "            solvers: magnitude, wanda, sparsegpt\n"
+    "            solvers: magnitude, wanda, sparsegpt, rtn, gptq, or chains such as sparsegpt+gptq\n"
     "\n"
     "Without --tokenizer, tokenizer.bin or tok<vocab>.bin beside the model is used.\n";
 
@@ -314,17 +315,19 @@ static int parse_float(const char *name, const char *v, float lo, float hi, floa
 
 /* Flags -> compress_options; every impossible request fails here, before any work. */
 static int compress_options_parse(flag *f, const model *m, compress_options *o, err *e) {
-    const char *name = flag_str(f, "--solver");
-    o->solver = solver_find(name);
-    if (!o->solver) return err_set(e, SPARQ_EINPUT, "unknown solver '%s' (known: magnitude, wanda, "
-                                   "sparsegpt)", name);
+    const char *mode = flag_str(f, "--chain-mode");
+    if (mode && strcmp(mode, "mask") != 0 && strcmp(mode, "all") != 0)
+        return err_set(e, SPARQ_EINPUT, "--chain-mode %s: expected mask or all", mode);
+    int rc = solver_spec_parse(flag_str(f, "--solver"), mode && strcmp(mode, "all") == 0, &o->solver, e);
+    if (rc) return rc;
     o->target = target_default();
     target *t = &o->target;
-    int rc = parse_float("--sparsity", flag_str(f, "--sparsity"), -1e9f, 1e9f, &t->sparsity, e);
+    rc = parse_float("--sparsity", flag_str(f, "--sparsity"), -1e9f, 1e9f, &t->sparsity, e);
     if (!rc && !(t->sparsity >= 0.0f && t->sparsity < 1.0f))
         rc = err_set(e, SPARQ_EINPUT, "--sparsity %s is outside [0, 1)", flag_str(f, "--sparsity"));
     if (!rc) rc = flag_int(f, "--bits", 2, 16, &t->bits, e);
     if (!rc) rc = flag_int(f, "--block", 1, 1 << 20, &t->block, e);
+    if (!rc) rc = flag_int(f, "--group", -1, 1 << 20, &t->group, e);
     if (!rc) rc = parse_float("--damp", flag_str(f, "--damp"), 0.0f, 1.0f, &t->damp, e);
     if (rc) return rc;
     const char *nm = flag_str(f, "--nm");
@@ -342,6 +345,9 @@ static int compress_options_parse(flag *f, const model *m, compress_options *o, 
     else if (scope && strcmp(scope, "layer") != 0)
         return err_set(e, SPARQ_EINPUT, "--scope %s: expected layer or row", scope);
     t->sym = flag_str(f, "--sym") != NULL;
+    t->act_order = flag_str(f, "--act-order") != NULL;
+    t->static_groups = flag_str(f, "--static-groups") != NULL;
+    t->mse = flag_str(f, "--mse") != NULL;
     o->true_sequential = flag_str(f, "--true-sequential") != NULL;
     return compress_check(m, o, e);
 }
@@ -350,7 +356,7 @@ static void print_compress(const compress_report *r, const compress_options *o, 
                            const ppl_result *pr, bool json, const char *proto, int seqlen) {
     if (json) {
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "solver", o->solver->name);
+        cJSON_AddStringToObject(j, "solver", o->solver.name);
         cJSON_AddNumberToObject(j, "sparsity", r->sparsity);
         cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
         cJSON_AddNumberToObject(j, "seconds", r->seconds);
@@ -386,13 +392,15 @@ static void print_compress(const compress_report *r, const compress_options *o, 
                l->report.loss, l->report.seconds);
     }
     printf("\n%s: sparsity %.4f of linear weights, %.3f bits/weight packed, %.2f s\n",
-           o->solver->name, r->sparsity, bpw, r->seconds);
+           o->solver.name, r->sparsity, bpw, r->seconds);
     if (pr) printf("perplexity  %.4f (%s, seqlen %d, %ld tokens)\n", pr->ppl, proto, seqlen, pr->tokens);
 }
 
 static int cmd_compress(int argc, char **argv, err *e) {
     flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--solver", 0, 0}, {"--sparsity", 0, 0},
                 {"--nm", 0, 0}, {"--bits", 0, 0}, {"--sym", 1, 0}, {"--scope", 0, 0},
+                {"--group", 0, 0}, {"--act-order", 1, 0}, {"--static-groups", 1, 0}, {"--mse", 1, 0},
+                {"--chain-mode", 0, 0},
                 {"--block", 0, 0}, {"--damp", 0, 0}, {"--true-sequential", 1, 0}, {"--calib", 0, 0},
                 {"--nsamples", 0, 0}, {"--calib-seqlen", 0, 0}, {"--seed", 0, 0}, {"--out", 0, 0},
                 {"--eval", 0, 0}, {"--protocol", 0, 0}, {"--seqlen", 0, 0}, {"--limit", 0, 0},
@@ -459,8 +467,8 @@ static int cmd_compress(int argc, char **argv, err *e) {
         for (int i = 0; i < r.n; i++) {
             const compress_layer *l = &r.layers[i];
             double w = (double)l->rows * l->cols;
-            bits += w * metrics_bpw_packed(l->report.sparsity, o.target.bits, o.target.n, o.target.m,
-                                           o.target.group, l->cols);
+            bits += w * metrics_bpw_packed(l->report.sparsity, l->report.bits, o.target.n, o.target.m,
+                                           l->report.group, l->cols);
             total += w;
         }
         print_compress(&r, &o, bits / total, flag_str(f, "--eval") ? &pr : NULL,

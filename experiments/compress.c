@@ -33,7 +33,7 @@ void compress_report_free(compress_report *r) {
 int compress_check(const model *m, const compress_options *o, err *e) {
     for (int k = 0; k < LIN_COUNT; k++) {
         const linear *l = &m->blocks[0].lin[k];
-        int rc = solver_check(o->solver, &o->target, l->rows, l->cols, e);
+        int rc = solver_spec_check(&o->solver, &o->target, l->rows, l->cols, e);
         if (rc) return rc;
     }
     return SPARQ_OK;
@@ -95,7 +95,7 @@ static int compress_layer_at(model *m, int l, linear_kind k, const hessian *H,
     snprintf(cl->name, sizeof cl->name, "%d.%s", l, linear_names[k]);
     cl->rows = lin->rows;
     cl->cols = lin->cols;
-    int rc = solver_run(o->solver, lin->w, lin->rows, lin->cols, H->H, &o->target, &cl->report, e);
+    int rc = solver_spec_run(&o->solver, lin->w, lin->rows, lin->cols, H->H, &o->target, &cl->report, e);
     if (rc) {
         err inner = *e;
         err_set(e, rc, "layer %s (%d x %d): %s", cl->name, lin->rows, lin->cols, inner.msg);

@@ -13,7 +13,7 @@
 #include "../solvers/solver.h"
 
 typedef struct {
-    const solver *solver;
+    solver_spec   solver;            /* a solver or a chain such as sparsegpt+gptq */
     target        target;
     bool          true_sequential;   /* groups [k,v,q] -> [o] -> [up,gate] -> [down], re-running
                                         the block between groups (gptq/sparsegpt llama.py)   */

@@ -1,6 +1,7 @@
 #include "solver.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -8,9 +9,10 @@
 #include "../core/blas.h"
 
 /* The registry: adding a solver is one file and one line here. */
-extern const solver solver_magnitude, solver_wanda, solver_sparsegpt;
+extern const solver solver_magnitude, solver_wanda, solver_sparsegpt, solver_rtn, solver_gptq;
 
-static const solver *const registry[] = {&solver_magnitude, &solver_wanda, &solver_sparsegpt};
+static const solver *const registry[] = {&solver_magnitude, &solver_wanda, &solver_sparsegpt,
+                                         &solver_rtn, &solver_gptq};
 #define N_SOLVERS (int)(sizeof registry / sizeof registry[0])
 
 const solver *solver_find(const char *name) {
@@ -62,6 +64,11 @@ int solver_check(const solver *s, const target *t, int rows, int cols, err *e) {
                        t->bits);
     if (!s->quantizes && t->bits != 16)
         return err_set(e, SPARQ_EINPUT, "solver %s does not quantize; drop --bits", s->name);
+    if (s->needs_bits && t->bits == 16)
+        return err_set(e, SPARQ_EINPUT, "solver %s quantizes: give --bits 2 to 8", s->name);
+    if (t->group == 0 || t->group < -1)
+        return err_set(e, SPARQ_EINPUT, "group %d: expected a positive size, or -1 for one per row",
+                       t->group);
     if (t->block < 1)
         return err_set(e, SPARQ_EINPUT, "block %d must be positive", t->block);
     if (!(t->damp >= 0.0f && t->damp <= 1.0f))
@@ -96,12 +103,57 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int solver_run(const solver *s, float *W, int rows, int cols, const float *H, const target *t,
-               layer_report *r, err *e) {
+int solver_spec_parse(const char *name, bool quantize_all, solver_spec *out, err *e) {
+    memset(out, 0, sizeof *out);
+    out->quantize_all = quantize_all;
+    snprintf(out->name, sizeof out->name, "%s", name);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", name);
+    char *plus = strchr(buf, '+');
+    if (plus) *plus = '\0';
+    const char *parts[2] = {buf, plus ? plus + 1 : NULL};
+    for (int i = 0; i < 2 && parts[i]; i++) {
+        out->stage[i] = solver_find(parts[i]);
+        if (!out->stage[i])
+            return err_set(e, SPARQ_EINPUT, "unknown solver '%s' (known: magnitude, wanda, sparsegpt, "
+                           "rtn, gptq, or a chain such as sparsegpt+gptq)", parts[i]);
+        out->n = i + 1;
+    }
+    if (plus && (strchr(plus + 1, '+') || !out->stage[0]->prunes || !out->stage[1]->quantizes))
+        return err_set(e, SPARQ_EINPUT, "chain '%s': expected a pruning solver then a quantizing one "
+                       "(e.g. sparsegpt+gptq)", name);
+    return SPARQ_OK;
+}
+
+/* The targets of the two stages of a chain: pruning at 16 bits, then quantizing the result. */
+static void chain_targets(const solver_spec *s, const target *t, target *t1, target *t2) {
+    *t1 = *t;
+    *t2 = *t;
+    if (s->n < 2) return;
+    t1->bits = 16;
+    t2->sparsity = 0.0f;
+    t2->n = t2->m = 0;
+    t2->keep_mask = !s->quantize_all;
+}
+
+int solver_spec_check(const solver_spec *s, const target *t, int rows, int cols, err *e) {
+    target t1, t2;
+    chain_targets(s, t, &t1, &t2);
+    if (s->n == 2 && t->bits == 16)
+        return err_set(e, SPARQ_EINPUT, "chain %s quantizes in its second stage: give --bits 2 to 8",
+                       s->name);
+    int rc = solver_check(s->stage[0], &t1, rows, cols, e);
+    return rc || s->n < 2 ? rc : solver_check(s->stage[1], &t2, rows, cols, e);
+}
+
+int solver_spec_run(const solver_spec *s, float *W, int rows, int cols, const float *H,
+                    const target *t, layer_report *r, err *e) {
     memset(r, 0, sizeof *r);
-    int rc = solver_check(s, t, rows, cols, e);
+    int rc = solver_spec_check(s, t, rows, cols, e);
     if (rc) return rc;
-    if (s->uses_hessian && !H) return err_set(e, SPARQ_EINPUT, "solver %s needs a Hessian", s->name);
+    for (int i = 0; i < s->n; i++)
+        if (s->stage[i]->uses_hessian && !H)
+            return err_set(e, SPARQ_EINPUT, "solver %s needs a Hessian", s->stage[i]->name);
     size_t n = (size_t)rows * cols;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(W[i]))
@@ -116,8 +168,17 @@ int solver_run(const solver *s, float *W, int rows, int cols, const float *H, co
     memcpy(W0, W, n * sizeof(float));
     r->bits = t->bits;
     r->damp = t->damp;
+    target ts[2];
+    chain_targets(s, t, &ts[0], &ts[1]);
     double t0 = now();
-    rc = s->compress(W, rows, cols, H, t, r, e);
+    for (int k = 0; k < s->n && !rc; k++) {
+        rc = s->stage[k]->compress(W, rows, cols, H, &ts[k], r, e);
+        for (size_t i = 0; !rc && k == 0 && i < n; i++)
+            if (r->mask[i]) W[i] = 0.0f;
+    }
+    /* Case A may turn pruned zeros into grid values again: only what is still 0 is pruned. */
+    if (!rc && s->n == 2 && s->quantize_all)
+        for (size_t i = 0; i < n; i++) r->mask[i] = r->mask[i] && W[i] == 0.0f;
     r->seconds = now() - t0;
     size_t pruned = 0;
     for (size_t i = 0; rc == SPARQ_OK && i < n; i++) {
@@ -137,4 +198,11 @@ int solver_run(const solver *s, float *W, int rows, int cols, const float *H, co
     }
     free(W0);
     return rc;
+}
+
+int solver_run(const solver *s, float *W, int rows, int cols, const float *H, const target *t,
+               layer_report *r, err *e) {
+    solver_spec sp = {.stage = {s, NULL}, .n = 1};
+    snprintf(sp.name, sizeof sp.name, "%s", s->name);
+    return solver_spec_run(&sp, W, rows, cols, H, t, r, e);
 }

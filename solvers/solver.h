@@ -20,6 +20,8 @@ typedef struct {
     float damp;              /* relative damping, default 0.01                          */
     int   block;             /* column block, default 128                               */
     prune_scope scope;       /* magnitude: compare within the layer or within each row  */
+    bool  keep_mask;         /* second stage of a chain: the pruned entries already in the
+                                report's mask stay exactly 0 (algorithms.md §7, case B)   */
 } target;
 
 /* The reference defaults of algorithms.md: no pruning, 16 bits, per row, damp 0.01, block 128. */
@@ -45,7 +47,21 @@ typedef struct {
                     layer_report *out, err *e);
     bool uses_hessian;       /* false: H may be NULL (magnitude) */
     bool prunes, quantizes;  /* what the solver accepts in a target */
+    bool needs_bits;         /* a pure quantizer: bits must be below 16 */
 } solver;
+
+/* A solver or a chain "first+second": the first prunes (at 16 bits), the second quantizes the
+ * result with the mask re-imposed (case B of algorithms.md §7) or, with quantize_all, every
+ * weight including the pruned zeros (case A; zeros may come back). */
+typedef struct {
+    const solver *stage[2];
+    int  n;
+    bool quantize_all;
+    char name[64];
+} solver_spec;
+
+/* "sparsegpt", "sparsegpt+gptq", "magnitude+rtn", ... */
+int solver_spec_parse(const char *name, bool quantize_all, solver_spec *out, err *e);
 
 const solver *solver_find(const char *name);
 /* Names of all registered solvers, NULL-terminated, for help texts. */
@@ -54,11 +70,14 @@ const char *const *solver_names(void);
 /* Whether t is a request the solver can honour on a rows x cols layer (checked before any
  * work): sparsity in [0,1), N < M, M dividing cols and the block, bits in 2..8 or 16, ... */
 int solver_check(const solver *s, const target *t, int rows, int cols, err *e);
+int solver_spec_check(const solver_spec *s, const target *t, int rows, int cols, err *e);
 
 /* Run the solver and complete its report: allocates the mask (the solver marks what it
  * prunes), forces pruned weights to exactly 0, measures sparsity, the exact layer loss from H
  * (when H is given) and time, and rejects non-finite results. */
 int solver_run(const solver *s, float *W, int rows, int cols, const float *H, const target *t,
                layer_report *r, err *e);
+int solver_spec_run(const solver_spec *s, float *W, int rows, int cols, const float *H,
+                    const target *t, layer_report *r, err *e);
 
 #endif

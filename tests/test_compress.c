@@ -82,7 +82,8 @@ Test(compress, driver_compresses_every_linear_layer_and_nothing_else) {
     token_seqs cs;
     err e = {0};
     cr_assert_eq(calib_from_text(t, C4, 16, 64, 0, &cs, &e), 0);
-    compress_options o = {.solver = solver_find("sparsegpt"), .target = target_default()};
+    compress_options o = {.target = target_default()};
+    cr_assert_eq(solver_spec_parse("sparsegpt", false, &o.solver, &e), 0);
     o.target.sparsity = 0.5f;
     compress_report r;
     cr_assert_eq(compress_model(m, &cs, &o, &r, NULL, NULL, &e), 0, "%s", e.msg);

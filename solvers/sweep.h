@@ -1,0 +1,24 @@
+/* The blocked OBS sweep shared by SparseGPT (algorithms.md §3) and GPTQ (§4): columns in order
+ * (or act-order), each pruned and/or quantized, its error compensated into the columns to the
+ * right only, in-block by rank-1 updates and beyond the block by one lazy GEMM. Knows masks
+ * and grids; owns only scratch memory. */
+#ifndef SPARQ_SWEEP_H
+#define SPARQ_SWEEP_H
+
+#include "solver.h"
+
+typedef enum {
+    SWEEP_MASK_NONE,       /* nothing pruned (GPTQ)                                          */
+    SWEEP_MASK_FIXED,      /* keep the pruned set already in report->mask (chain, case B)    */
+    SWEEP_MASK_ADAPTIVE,   /* SparseGPT: per block, pooled over rows, at t->sparsity         */
+    SWEEP_MASK_NM,         /* SparseGPT: per aligned group of t->m, the t->n lowest saliency */
+} sweep_mask;
+
+/* Compress W in place. Quantizes when t->bits < 16 with the grid of t (per row: fitted on the
+ * dense rows before the sweep; groups: refitted when the sweep reaches each group, or static),
+ * and fills report->scale/zero/gidx. Marks pruned entries (and dead inputs when pruning) in
+ * report->mask. */
+int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, sweep_mask mode,
+              layer_report *r, err *e);
+
+#endif
