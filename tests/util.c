@@ -1,5 +1,9 @@
 #include "util.h"
 
+#include "../core/forward.h"
+#include "../core/hessian.h"
+#include "../experiments/calib.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,3 +110,51 @@ const char *ref_story_256 =
     "do.\"\n"
     "Lily didn't want to help her mom, so she said, \"I'm sorry, mom. I didn't know what to do.\" "
     "Her mom said, \"Don't worry, Lily. We can help you.";
+
+/* Dense Hessians of every block input of stories260K on real calibration data: H[l][input]
+ * with input 0 = q/k/v, 1 = o, 2 = gate/up, 3 = down. */
+real_h *real_hessians(int nsamples, int seqlen) {
+    model *m = load_stories();
+    tokenizer *t = load_tok512();
+    token_seqs cs;
+    err e = {0};
+    cr_assert_eq(calib_from_text(t, data_path("text/c4-en-train-first1000.jsonl"), nsamples, seqlen, 0,
+                                 &cs, &e), 0, "%s", e.msg);
+    real_h *r = calloc(1, sizeof *r);
+    int w[4] = {64, 64, 64, 172}, n = nsamples * seqlen;
+    memcpy(r->width, w, sizeof w);
+    float *X = malloc((size_t)n * 64 * sizeof(float)), *xc = malloc((size_t)n * 64 * sizeof(float));
+    float *cap[4];
+    for (int k = 0; k < 4; k++) cap[k] = malloc((size_t)n * w[k] * sizeof(float));
+    cr_assert_eq(forward_embed(m, cs.tokens, n, X, &e), 0);
+    fwd_scratch *s = fwd_scratch_new();
+    fwd_batch b = {.n_seq = cs.n, .lens = cs.lens, .n_tok = n};
+    for (int l = 0; l < 5; l++) {
+        memcpy(xc, X, (size_t)n * 64 * sizeof(float));
+        block_inputs bi = {cap[0], cap[1], cap[2], cap[3]};
+        cr_assert_eq(forward_block(m, l, xc, &b, &bi, s, &e), 0);
+        for (int k = 0; k < 4; k++) {
+            hessian h;
+            cr_assert_eq(hessian_init(&h, w[k], &e), 0);
+            hessian_accumulate(&h, cap[k], n);
+            hessian_finish(&h, nsamples);
+            r->H[l][k] = h.H;
+        }
+        cr_assert_eq(forward_block(m, l, X, &b, NULL, s, &e), 0);
+    }
+    for (int k = 0; k < 4; k++) free(cap[k]);
+    free(X); free(xc);
+    fwd_scratch_free(s);
+    token_seqs_free(&cs);
+    tokenizer_free(t);
+    model_free(m);
+    return r;
+}
+
+void real_h_free(real_h *r) {
+    for (int l = 0; l < 5; l++) for (int k = 0; k < 4; k++) free(r->H[l][k]);
+    free(r);
+}
+
+
+const int linear_input[7] = {0, 0, 0, 1, 2, 2, 3};

@@ -33,4 +33,12 @@ extern const int ref_greedy_ids[257];
 /* reference-outputs.md A2: the 256-step greedy story, without run.c's final newline. */
 extern const char *ref_story_256;
 
+/* Dense Hessians of every block input of stories260K on nsamples x seqlen C4 windows (seed 0):
+ * H[l][input], input 0 = q/k/v, 1 = o, 2 = gate/up, 3 = down (width 64, 64, 64, 172). */
+typedef struct { float *H[5][4]; int width[4]; } real_h;
+real_h *real_hessians(int nsamples, int seqlen);
+void real_h_free(real_h *r);
+/* The input (0..3 above) each linear_kind reads. */
+extern const int linear_input[7];
+
 #endif
