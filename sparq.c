@@ -34,7 +34,7 @@ static const char *usage_text =
     "            [--scope layer|row] [--block B] [--damp P] [--true-sequential]\n"
     "            --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S] [--out FILE]\n"
     "            [--eval F [--protocol P] [--seqlen L] [--limit N]] [--threads N] [--json]\n"
-    "            solvers: magnitude, wanda, sparsegpt, rtn, gptq, or chains such as sparsegpt+gptq\n"
+    "            solvers: magnitude, wanda, sparsegpt, apt, rtn, gptq, or chains such as sparsegpt+gptq\n"
     "\n"
     "Without --tokenizer, tokenizer.bin or tok<vocab>.bin beside the model is used.\n";
 
@@ -326,7 +326,7 @@ static int compress_options_parse(flag *f, const model *m, compress_options *o, 
     if (!rc && !(t->sparsity >= 0.0f && t->sparsity < 1.0f))
         rc = err_set(e, SPARQ_EINPUT, "--sparsity %s is outside [0, 1)", flag_str(f, "--sparsity"));
     if (!rc) rc = flag_int(f, "--bits", 2, 16, &t->bits, e);
-    if (!rc) rc = flag_int(f, "--block", 1, 1 << 20, &t->block, e);
+    if (!rc) rc = flag_int(f, "--block", 0, 1 << 20, &t->block, e);
     if (!rc) rc = flag_int(f, "--group", -1, 1 << 20, &t->group, e);
     if (!rc) rc = parse_float("--damp", flag_str(f, "--damp"), 0.0f, 1.0f, &t->damp, e);
     if (rc) return rc;
@@ -353,12 +353,14 @@ static int compress_options_parse(flag *f, const model *m, compress_options *o, 
 }
 
 static void print_compress(const compress_report *r, const compress_options *o, double bpw,
-                           const ppl_result *pr, bool json, const char *proto, int seqlen) {
+                           double bytes, const ppl_result *pr, bool json, const char *proto,
+                           int seqlen) {
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "solver", o->solver.name);
         cJSON_AddNumberToObject(j, "sparsity", r->sparsity);
         cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
+        cJSON_AddNumberToObject(j, "bytes_packed", bytes);
         cJSON_AddNumberToObject(j, "seconds", r->seconds);
         cJSON *layers = cJSON_AddArrayToObject(j, "layers");
         for (int i = 0; i < r->n; i++) {
@@ -391,8 +393,8 @@ static void print_compress(const compress_report *r, const compress_options *o, 
         printf("%-10s %12s %9.4f %14.6g %9.4f\n", l->name, shape, l->report.sparsity,
                l->report.loss, l->report.seconds);
     }
-    printf("\n%s: sparsity %.4f of linear weights, %.3f bits/weight packed, %.2f s\n",
-           o->solver.name, r->sparsity, bpw, r->seconds);
+    printf("\n%s: sparsity %.4f of linear weights, %.3f bits/weight packed, model %.1f KB packed, "
+           "%.2f s\n", o->solver.name, r->sparsity, bpw, bytes / 1024.0, r->seconds);
     if (pr) printf("perplexity  %.4f (%s, seqlen %d, %ld tokens)\n", pr->ppl, proto, seqlen, pr->tokens);
 }
 
@@ -471,7 +473,10 @@ static int cmd_compress(int argc, char **argv, err *e) {
                                            l->report.group, l->cols);
             total += w;
         }
-        print_compress(&r, &o, bits / total, flag_str(f, "--eval") ? &pr : NULL,
+        /* algorithms.md §9: linear layers as packed, everything else (embeddings, norms, a
+         * separate classifier) kept in fp16. */
+        double bytes = bits / 8.0 + 2.0 * (double)(model_params(m) - model_linear_params(m));
+        print_compress(&r, &o, bits / total, bytes, flag_str(f, "--eval") ? &pr : NULL,
                        flag_str(f, "--json") != NULL, proto, seqlen);
     }
     compress_report_free(&r);

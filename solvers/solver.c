@@ -9,10 +9,11 @@
 #include "../core/blas.h"
 
 /* The registry: adding a solver is one file and one line here. */
-extern const solver solver_magnitude, solver_wanda, solver_sparsegpt, solver_rtn, solver_gptq;
+extern const solver solver_magnitude, solver_wanda, solver_sparsegpt, solver_apt, solver_rtn,
+    solver_gptq;
 
 static const solver *const registry[] = {&solver_magnitude, &solver_wanda, &solver_sparsegpt,
-                                         &solver_rtn, &solver_gptq};
+                                         &solver_apt, &solver_rtn, &solver_gptq};
 #define N_SOLVERS (int)(sizeof registry / sizeof registry[0])
 
 const solver *solver_find(const char *name) {
@@ -54,7 +55,7 @@ int solver_check(const solver *s, const target *t, int rows, int cols, err *e) {
         if (cols % t->m != 0)
             return err_set(e, SPARQ_EINPUT, "%d:%d does not divide a layer of %d input columns",
                            t->n, t->m, cols);
-        if (t->block % t->m != 0)
+        if (t->block > 0 && t->block % t->m != 0)
             return err_set(e, SPARQ_EINPUT, "block %d is not a multiple of M = %d", t->block, t->m);
     }
     if (!s->prunes && (nm || t->sparsity > 0.0f))
@@ -69,8 +70,12 @@ int solver_check(const solver *s, const target *t, int rows, int cols, err *e) {
     if (t->group == 0 || t->group < -1)
         return err_set(e, SPARQ_EINPUT, "group %d: expected a positive size, or -1 for one per row",
                        t->group);
-    if (t->block < 1)
-        return err_set(e, SPARQ_EINPUT, "block %d must be positive", t->block);
+    if (t->block < 0 || (t->block == 0 && !s->whole_row))
+        return err_set(e, SPARQ_EINPUT, "block %d must be positive%s", t->block,
+                       s->whole_row ? " or 0 (whole row)" : "");
+    if (t->m > 16 && s->whole_row)
+        return err_set(e, SPARQ_EINPUT, "N:M with M = %d: at most 16 for %s (patterns are "
+                       "enumerated)", t->m, s->name);
     if (!(t->damp >= 0.0f && t->damp <= 1.0f))
         return err_set(e, SPARQ_EINPUT, "damping %g is outside [0, 1]", (double)t->damp);
     if (rows < 1 || cols < 1)
@@ -116,7 +121,7 @@ int solver_spec_parse(const char *name, bool quantize_all, solver_spec *out, err
         out->stage[i] = solver_find(parts[i]);
         if (!out->stage[i])
             return err_set(e, SPARQ_EINPUT, "unknown solver '%s' (known: magnitude, wanda, sparsegpt, "
-                           "rtn, gptq, or a chain such as sparsegpt+gptq)", parts[i]);
+                           "apt, rtn, gptq, or a chain such as sparsegpt+gptq)", parts[i]);
         out->n = i + 1;
     }
     if (plus && (strchr(plus + 1, '+') || !out->stage[0]->prunes || !out->stage[1]->quantizes))

@@ -48,6 +48,7 @@ typedef struct {
     bool uses_hessian;       /* false: H may be NULL (magnitude) */
     bool prunes, quantizes;  /* what the solver accepts in a target */
     bool needs_bits;         /* a pure quantizer: bits must be below 16 */
+    bool whole_row;          /* accepts block 0: the whole row as one block */
 } solver;
 
 /* A solver or a chain "first+second": the first prunes (at 16 bits), the second quantizes the

@@ -1,0 +1,240 @@
+/* APT: optimal multi-weight pruning (Zhao et al. 2024; algorithms.md §5, our reconstruction).
+ * SparseGPT removes a row's pruned weights one column at a time with earlier columns frozen;
+ * APT removes all of a block's pruned weights of a row jointly with the exact multi-weight OBS
+ * solution, letting every column of the block and to its right compensate:
+ *   dw = -z^T U[B,F],  z = G_QQ^-1 w_Q,  G = U[B,B]^T U[B,B] = (H_FF^-1)_BB,  F = {a..c-1}.
+ * --block 0 makes the block the whole row: the exact solution of min ||(W - W')X|| under the
+ * mask. N:M: for each aligned group, every pattern is scored with its joint loss
+ * 1/2 w_Q A_QQ^-1 w_Q^T and the best one removed jointly. With --bits, the kept weights are
+ * then quantized by the GPTQ sweep with the mask re-imposed (algorithms.md §7, case B). */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/blas.h"
+#include "mask.h"
+#include "obs.h"
+#include "solver.h"
+#include "sweep.h"
+
+/* Solve A z = b for a k x k SPD A (row-major, destroyed) by Cholesky, in double: the joint
+ * systems can be ill-conditioned when pruned inputs are correlated. Returns -1 if not SPD. */
+static int spd_solve(double *A, double *b, int k) {
+    for (int j = 0; j < k; j++) {
+        double *aj = A + (size_t)j * k;
+        double d = aj[j];
+        for (int p = 0; p < j; p++) d -= aj[p] * aj[p];
+        if (!(d > 0.0)) return -1;
+        d = sqrt(d);
+        aj[j] = d;
+        for (int i = j + 1; i < k; i++) {
+            double *ai = A + (size_t)i * k, s = ai[j];
+            for (int p = 0; p < j; p++) s -= ai[p] * aj[p];
+            ai[j] = s / d;
+        }
+    }
+    for (int i = 0; i < k; i++) {                 /* L y = b */
+        const double *ai = A + (size_t)i * k;
+        double s = b[i];
+        for (int p = 0; p < i; p++) s -= ai[p] * b[p];
+        b[i] = s / ai[i];
+    }
+    for (int i = k - 1; i >= 0; i--) {            /* L^T z = y */
+        double s = b[i];
+        for (int p = i + 1; p < k; p++) s -= A[(size_t)p * k + i] * b[p];
+        b[i] = s / A[(size_t)i * k + i];
+    }
+    return 0;
+}
+
+/* Row i of the block at a (nb columns): jointly remove the entries marked in M1, writing
+ * y = U[B,Q] z into column i of Yt. Scratch: G_QQ (k*k) and two k-vectors of double. */
+static int joint_row(const float *Wt, const float *U, const float *G, const uint8_t *M1, float *Yt,
+                     int R, int C, int a, int nb, int i, int *Q, double *A, double *z) {
+    int k = 0;
+    for (int c = 0; c < nb; c++)
+        if (M1[(size_t)c * R + i]) Q[k++] = c;
+    for (int c = 0; c < nb; c++) Yt[(size_t)c * R + i] = 0.0f;
+    if (k == 0) return 0;
+    for (int p = 0; p < k; p++) {
+        for (int q = 0; q < k; q++) A[(size_t)p * k + q] = G[(size_t)Q[p] * nb + Q[q]];
+        z[p] = Wt[(size_t)(a + Q[p]) * R + i];
+    }
+    if (spd_solve(A, z, k)) return -1;
+    /* y_c = sum_q U[a+c][a+Q[q]] z_q; U is upper triangular, so only c <= Q[q] contribute. */
+    for (int q = 0; q < k; q++)
+        for (int c = 0; c <= Q[q]; c++)
+            Yt[(size_t)c * R + i] += (float)(U[(size_t)(a + c) * C + a + Q[q]] * z[q]);
+    return 0;
+}
+
+/* Joint loss 1/2 w_Q A_QQ^-1 w_Q^T of removing pattern Q from a group (A: m x m). */
+static double pattern_loss(const double *A, int m, const int *Q, int n, const double *w,
+                           double *S, double *b) {
+    if (n == 2) {   /* closed form, algorithms.md §5 */
+        double aii = A[Q[0] * m + Q[0]], ajj = A[Q[1] * m + Q[1]], aij = A[Q[0] * m + Q[1]];
+        double wi = w[Q[0]], wj = w[Q[1]], det = aii * ajj - aij * aij;
+        return det > 0 ? (ajj * wi * wi - 2 * aij * wi * wj + aii * wj * wj) / (2 * det) : INFINITY;
+    }
+    for (int p = 0; p < n; p++) {
+        for (int q = 0; q < n; q++) S[p * n + q] = A[Q[p] * m + Q[q]];
+        b[p] = w[Q[p]];
+    }
+    double wq[64];
+    for (int p = 0; p < n; p++) wq[p] = b[p];
+    if (spd_solve(S, b, n)) return INFINITY;
+    double l = 0;
+    for (int p = 0; p < n; p++) l += wq[p] * b[p];
+    return 0.5 * l;
+}
+
+/* Next n-subset of {0..m-1} in lexicographic order; false after the last. */
+static bool next_pattern(int *Q, int n, int m) {
+    int i = n - 1;
+    while (i >= 0 && Q[i] == m - n + i) i--;
+    if (i < 0) return false;
+    Q[i]++;
+    for (int j = i + 1; j < n; j++) Q[j] = Q[j - 1] + 1;
+    return true;
+}
+
+/* N:M for row i within the block at a: groups left to right, each pattern scored with the
+ * current weights, the best removed jointly; the in-block columns are updated at once, the
+ * rest through Yt (one lazy GEMM per block). */
+static int nm_row(float *Wt, const float *U, uint8_t *M1, float *Yt, int R, int C, int a, int nb,
+                  int n, int m, int i) {
+    double A[64 * 64], w[64], S[64 * 64], b[64], z[64];
+    int Q[64], best[64];
+    for (int c = 0; c < nb; c++) Yt[(size_t)c * R + i] = 0.0f;
+    for (int g = 0; g < nb; g += m) {
+        int g0 = a + g;
+        /* A = U[G,G]^T U[G,G] = (H_FF^-1)_GG for F = {g0..c-1}. */
+        for (int p = 0; p < m; p++)
+            for (int q = 0; q < m; q++) {
+                double s = 0;
+                for (int r = 0; r <= (p < q ? p : q); r++)
+                    s += (double)U[(size_t)(g0 + r) * C + g0 + p] * U[(size_t)(g0 + r) * C + g0 + q];
+                A[p * m + q] = s;
+            }
+        for (int p = 0; p < m; p++) w[p] = Wt[(size_t)(g0 + p) * R + i];
+        double bl = INFINITY;
+        for (int p = 0; p < n; p++) Q[p] = p;
+        do {
+            double l = pattern_loss(A, m, Q, n, w, S, b);
+            if (l < bl) { bl = l; memcpy(best, Q, n * sizeof(int)); }
+        } while (next_pattern(Q, n, m));
+        if (!isfinite(bl)) return -1;
+        for (int p = 0; p < n; p++) {
+            for (int q = 0; q < n; q++) S[p * n + q] = A[best[p] * m + best[q]];
+            z[p] = w[best[p]];
+            M1[(size_t)(g + best[p]) * R + i] = 1;
+        }
+        if (spd_solve(S, z, n)) return -1;
+        /* y over the group's columns, then dw = -y^T U[G, g0:]: in-block now, beyond lazily. */
+        double y[64] = {0};
+        for (int q = 0; q < n; q++)
+            for (int r = 0; r <= best[q]; r++) y[r] += (double)U[(size_t)(g0 + r) * C + g0 + best[q]] * z[q];
+        for (int r = 0; r < m; r++) {
+            if (y[r] == 0.0) continue;
+            const float *ur = U + (size_t)(g0 + r) * C;
+            for (int c = g0 + r; c < a + nb; c++) Wt[(size_t)c * R + i] -= (float)(y[r] * ur[c]);
+            Yt[(size_t)(g + r) * R + i] = (float)y[r];
+        }
+        for (int p = 0; p < n; p++) Wt[(size_t)(g0 + best[p]) * R + i] = 0.0f;
+    }
+    return 0;
+}
+
+static int apt_compress(float *W, int rows, int cols, const float *H, const target *t,
+                        layer_report *r, err *e) {
+    int R = rows, C = cols, B = t->block == 0 || t->block > C ? C : t->block;
+    bool nm = t->m > 0, fixed = t->keep_mask;
+    obs_factor f;
+    int rc = obs_factor_init(&f, H, C, t->damp, e);
+    if (rc) return rc;
+    r->damp = f.damp;
+    float *Wt = malloc((size_t)C * R * sizeof(float)), *Yt = malloc((size_t)B * R * sizeof(float));
+    float *G = malloc((size_t)B * B * sizeof(float));
+    uint8_t *M1 = malloc((size_t)B * R);
+    float *score = malloc((size_t)B * R * sizeof(float)), *tmp = malloc((size_t)B * R * sizeof(float));
+    int nth = omp_get_max_threads(), failed = 0;
+    int *Qs = malloc((size_t)nth * B * sizeof(int));
+    double *As = malloc((size_t)nth * B * B * sizeof(double)), *zs = malloc((size_t)nth * B * sizeof(double));
+    if (!Wt || !Yt || !G || !M1 || !score || !tmp || !Qs || !As || !zs) {
+        rc = err_set(e, SPARQ_ERUNTIME, "out of memory for a %d x %d layer (block %d)", R, C, B);
+        goto done;
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < C; j++) Wt[(size_t)j * R + i] = f.dead[j] ? 0.0f : W[(size_t)i * C + j];
+    for (int j = 0; j < C; j++)
+        if (f.dead[j]) for (int i = 0; i < R; i++) r->mask[(size_t)i * C + j] = 1;
+
+    for (int a = 0; a < C; a += B) {
+        int nb = a + B < C ? B : C - a;
+        memset(M1, 0, (size_t)nb * R);
+        if (fixed) {
+            for (int k = 0; k < nb; k++)
+                for (int i = 0; i < R; i++) M1[(size_t)k * R + i] = r->mask[(size_t)i * C + a + k];
+        } else if (!nm && t->sparsity > 0.0f) {
+            /* SparseGPT's adaptive mask rule, so that the two differ only in the update. */
+            for (int k = 0; k < nb; k++) {
+                float d = f.U[(size_t)(a + k) * C + a + k];
+                const float *w = Wt + (size_t)(a + k) * R;
+                for (int i = 0; i < R; i++) score[(size_t)k * R + i] = w[i] * w[i] / (d * d);
+            }
+            mask_threshold(score, (size_t)nb * R, t->sparsity, M1, tmp);
+        }
+        if (nm && !fixed) {
+            #pragma omp parallel for schedule(static) reduction(|: failed)
+            for (int i = 0; i < R; i++)
+                failed |= nm_row(Wt, f.U, M1, Yt, R, C, a, nb, t->n, t->m, i) != 0;
+            /* In-block updates are done; only the columns right of the block remain. */
+            if (!failed && a + nb < C)
+                blas_gemm(true, false, C - a - nb, R, nb, -1.0f, f.U + (size_t)a * C + a + nb, C, Yt, R,
+                          1.0f, Wt + (size_t)(a + nb) * R, R);
+        } else {
+            /* G = U[B,B]^T U[B,B]. */
+            blas_gemm(true, false, nb, nb, nb, 1.0f, f.U + (size_t)a * C + a, C, f.U + (size_t)a * C + a, C,
+                      0.0f, G, nb);
+            #pragma omp parallel for schedule(dynamic, 16) reduction(|: failed)
+            for (int i = 0; i < R; i++) {
+                int th = omp_get_thread_num();
+                failed |= joint_row(Wt, f.U, G, M1, Yt, R, C, a, nb, i, Qs + (size_t)th * B,
+                                    As + (size_t)th * B * B, zs + (size_t)th * B) != 0;
+            }
+            /* W[:, a:] -= Y U[B, a:], the block and everything right of it in one GEMM. */
+            if (!failed)
+                blas_gemm(true, false, C - a, R, nb, -1.0f, f.U + (size_t)a * C + a, C, Yt, R, 1.0f,
+                          Wt + (size_t)a * R, R);
+        }
+        if (failed) {
+            rc = err_set(e, SPARQ_ERUNTIME, "a joint removal system is not positive definite "
+                         "(block at column %d); raise --damp", a);
+            goto done;
+        }
+        for (int k = 0; k < nb; k++)
+            for (int i = 0; i < R; i++)
+                if (M1[(size_t)k * R + i]) {
+                    Wt[(size_t)(a + k) * R + i] = 0.0f;     /* exact zeros, not round-off */
+                    r->mask[(size_t)i * C + a + k] = 1;
+                }
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < C; j++) W[(size_t)i * C + j] = Wt[(size_t)j * R + i];
+    if (t->bits < 16) {
+        target q = *t;
+        q.sparsity = 0.0f;
+        q.n = q.m = 0;
+        rc = obs_sweep(W, R, C, H, &q, SWEEP_MASK_FIXED, r, e);
+    }
+done:
+    free(Wt); free(Yt); free(G); free(M1); free(score); free(tmp); free(Qs); free(As); free(zs);
+    obs_factor_free(&f);
+    return rc;
+}
+
+const solver solver_apt = {
+    .name = "apt", .compress = apt_compress, .uses_hessian = true, .prunes = true, .quantizes = true,
+    .whole_row = true,
+};
