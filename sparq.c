@@ -32,6 +32,7 @@ static const char *usage_text =
     "  compress  --model M [--tokenizer T] --solver NAME [--sparsity S | --nm N:M] [--bits B]\n"
     "            [--group G] [--sym] [--act-order] [--static-groups] [--mse] [--chain-mode mask|all]\n"
     "            [--scope layer|row] [--block B] [--damp P] [--true-sequential]\n"
+    "            [--schedule uniform|hessian|owl]\n"
     "            --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S] [--out FILE]\n"
     "            [--eval F [--protocol P] [--seqlen L] [--limit N]] [--threads N] [--json]\n"
     "            solvers: magnitude, wanda, sparsegpt, apt, rtn, gptq, or chains such as sparsegpt+gptq\n"
@@ -349,6 +350,9 @@ static int compress_options_parse(flag *f, const model *m, compress_options *o, 
     t->static_groups = flag_str(f, "--static-groups") != NULL;
     t->mse = flag_str(f, "--mse") != NULL;
     o->true_sequential = flag_str(f, "--true-sequential") != NULL;
+    o->schedule = SCHEDULE_UNIFORM;
+    if (flag_str(f, "--schedule") && (rc = schedule_parse(flag_str(f, "--schedule"), &o->schedule, e)))
+        return rc;
     return compress_check(m, o, e);
 }
 
@@ -370,6 +374,7 @@ static void print_compress(const compress_report *r, const compress_options *o, 
             cJSON_AddNumberToObject(x, "rows", l->rows);
             cJSON_AddNumberToObject(x, "cols", l->cols);
             cJSON_AddNumberToObject(x, "sparsity", l->report.sparsity);
+            cJSON_AddNumberToObject(x, "target_sparsity", l->target_sparsity);
             cJSON_AddNumberToObject(x, "loss", l->report.loss);
             cJSON_AddNumberToObject(x, "damp", l->report.damp);
             cJSON_AddNumberToObject(x, "seconds", l->report.seconds);
@@ -385,13 +390,13 @@ static void print_compress(const compress_report *r, const compress_options *o, 
         print_json(j);
         return;
     }
-    printf("%-10s %12s %9s %14s %9s\n", "layer", "shape", "sparsity", "loss", "seconds");
+    printf("%-10s %12s %9s %9s %14s %9s\n", "layer", "shape", "target", "sparsity", "loss", "seconds");
     for (int i = 0; i < r->n; i++) {
         const compress_layer *l = &r->layers[i];
         char shape[32];
         snprintf(shape, sizeof shape, "%dx%d", l->rows, l->cols);
-        printf("%-10s %12s %9.4f %14.6g %9.4f\n", l->name, shape, l->report.sparsity,
-               l->report.loss, l->report.seconds);
+        printf("%-10s %12s %9.4f %9.4f %14.6g %9.4f\n", l->name, shape, l->target_sparsity,
+               l->report.sparsity, l->report.loss, l->report.seconds);
     }
     printf("\n%s: sparsity %.4f of linear weights, %.3f bits/weight packed, model %.1f KB packed, "
            "%.2f s\n", o->solver.name, r->sparsity, bpw, bytes / 1024.0, r->seconds);
@@ -402,7 +407,7 @@ static int cmd_compress(int argc, char **argv, err *e) {
     flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--solver", 0, 0}, {"--sparsity", 0, 0},
                 {"--nm", 0, 0}, {"--bits", 0, 0}, {"--sym", 1, 0}, {"--scope", 0, 0},
                 {"--group", 0, 0}, {"--act-order", 1, 0}, {"--static-groups", 1, 0}, {"--mse", 1, 0},
-                {"--chain-mode", 0, 0},
+                {"--chain-mode", 0, 0}, {"--schedule", 0, 0},
                 {"--block", 0, 0}, {"--damp", 0, 0}, {"--true-sequential", 1, 0}, {"--calib", 0, 0},
                 {"--nsamples", 0, 0}, {"--calib-seqlen", 0, 0}, {"--seed", 0, 0}, {"--out", 0, 0},
                 {"--eval", 0, 0}, {"--protocol", 0, 0}, {"--seqlen", 0, 0}, {"--limit", 0, 0},

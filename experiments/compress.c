@@ -31,6 +31,9 @@ void compress_report_free(compress_report *r) {
 }
 
 int compress_check(const model *m, const compress_options *o, err *e) {
+    if (o->schedule != SCHEDULE_UNIFORM && (o->target.m > 0 || o->target.sparsity <= 0.0f))
+        return err_set(e, SPARQ_EINPUT, "schedule %s allocates unstructured sparsity: give "
+                       "--sparsity, not N:M", schedule_name(o->schedule));
     for (int k = 0; k < LIN_COUNT; k++) {
         const linear *l = &m->blocks[0].lin[k];
         int rc = solver_spec_check(&o->solver, &o->target, l->rows, l->cols, e);
@@ -95,7 +98,9 @@ static int compress_layer_at(model *m, int l, linear_kind k, const hessian *H,
     snprintf(cl->name, sizeof cl->name, "%d.%s", l, linear_names[k]);
     cl->rows = lin->rows;
     cl->cols = lin->cols;
-    int rc = solver_spec_run(&o->solver, lin->w, lin->rows, lin->cols, H->H, &o->target, &cl->report, e);
+    target t = o->target;
+    t.sparsity = cl->target_sparsity;
+    int rc = solver_spec_run(&o->solver, lin->w, lin->rows, lin->cols, H->H, &t, &cl->report, e);
     if (rc) {
         err inner = *e;
         err_set(e, rc, "layer %s (%d x %d): %s", cl->name, lin->rows, lin->cols, inner.msg);
@@ -107,6 +112,38 @@ static int compress_layer_at(model *m, int l, linear_kind k, const hessian *H,
 static const linear_kind stage_layers[4][3] = {
     {LIN_K, LIN_V, LIN_Q}, {LIN_O, LIN_COUNT, LIN_COUNT}, {LIN_UP, LIN_GATE, LIN_COUNT},
     {LIN_DOWN, LIN_COUNT, LIN_COUNT}};
+
+/* First pass of a non-uniform schedule: measure every layer of the dense model (dense inputs
+ * propagated block by block), then allocate the per-layer sparsities. */
+static int plan_schedule(driver *d, model *m, const compress_options *o, float *X,
+                         compress_report *out, err *e) {
+    const model_config *c = &m->cfg;
+    int n = c->n_layers * LIN_COUNT;
+    schedule_layer *st = calloc((size_t)n, sizeof *st);
+    float *alloc = malloc((size_t)n * sizeof(float));
+    int rc = st && alloc ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory");
+    if (!rc) rc = forward_embed(m, d->calib->tokens, (int)(d->calib->offs[d->calib->n - 1] +
+                                d->calib->lens[d->calib->n - 1]), X, e);
+    for (int l = 0; l < c->n_layers && !rc; l++) {
+        hessian H[IN_COUNT] = {{0}};
+        bool want[IN_COUNT] = {true, true, true, true};
+        for (int k = 0; k < IN_COUNT && !rc; k++) rc = hessian_init(&H[k], d->width[k], e);
+        if (!rc) rc = accumulate(d, l, X, want, H, e);
+        for (int k = 0; k < LIN_COUNT && !rc; k++) {
+            const linear *lin = &m->blocks[l].lin[k];
+            rc = schedule_measure(lin->w, lin->rows, lin->cols, H[input_of((linear_kind)k)].H,
+                                  o->target.sparsity, o->target.damp, &st[l * LIN_COUNT + k], e);
+            st[l * LIN_COUNT + k].block = l;
+        }
+        for (int k = 0; k < IN_COUNT; k++) hessian_free(&H[k]);
+        if (!rc) rc = propagate(d, l, X, e);
+    }
+    if (!rc) rc = schedule_allocate(o->schedule, st, n, o->target.sparsity, alloc, e);
+    for (int i = 0; !rc && i < n; i++) out->layers[i].target_sparsity = alloc[i];
+    free(st);
+    free(alloc);
+    return rc;
+}
 
 static double now(void) {
     struct timespec ts;
@@ -143,6 +180,8 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
     }
     double t0 = now();
     if (!ok) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for %ld calibration tokens", ntok);
+    for (int i = 0; !rc && i < out->n; i++) out->layers[i].target_sparsity = o->target.sparsity;
+    if (!rc && o->schedule != SCHEDULE_UNIFORM) rc = plan_schedule(&d, m, o, X, out, e);
     if (!rc) rc = forward_embed(m, calib->tokens, (int)ntok, X, e);
     int done = 0;
     for (int l = 0; l < c->n_layers && !rc; l++) {

@@ -10,6 +10,7 @@
 #include "../core/model.h"
 #include "../core/progress.h"
 #include "../core/tokenizer.h"
+#include "../solvers/schedule.h"
 #include "../solvers/solver.h"
 
 typedef struct {
@@ -17,11 +18,14 @@ typedef struct {
     target        target;
     bool          true_sequential;   /* groups [k,v,q] -> [o] -> [up,gate] -> [down], re-running
                                         the block between groups (gptq/sparsegpt llama.py)   */
+    schedule_kind schedule;          /* per-layer sparsity around target.sparsity; hessian and
+                                        owl measure the dense model in a first pass          */
 } compress_options;
 
 typedef struct {
     char         name[32];           /* "3.gate" */
     int          rows, cols;
+    float        target_sparsity;    /* what the schedule gave this layer */
     layer_report report;
 } compress_layer;
 
