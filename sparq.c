@@ -20,6 +20,8 @@
 #include "eval/perplexity.h"
 #include "experiments/calib.h"
 #include "experiments/compress.h"
+#include "experiments/report.h"
+#include "experiments/sweep.h"
 #include "solvers/solver.h"
 
 static const char *usage_text =
@@ -29,6 +31,8 @@ static const char *usage_text =
     "            [--limit N] [--threads N] [--json]\n"
     "  generate  --model M [--tokenizer T] [--prompt S] [-n STEPS] [--json]     (greedy)\n"
     "  inspect   --model M [--json]\n"
+    "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
+    "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR]\n"
     "  compress  --model M [--tokenizer T] --solver NAME [--sparsity S | --nm N:M] [--bits B]\n"
     "            [--group G] [--sym] [--act-order] [--static-groups] [--mse] [--chain-mode mask|all]\n"
     "            [--scope layer|row] [--block B] [--damp P] [--true-sequential]\n"
@@ -492,6 +496,62 @@ static int cmd_compress(int argc, char **argv, err *e) {
     return rc;
 }
 
+/* ---- sweep and report ----------------------------------------------------------------------- */
+
+static int cmd_sweep(int argc, char **argv, err *e) {
+    if (argc < 1 || argv[0][0] == '-')
+        return err_set(e, SPARQ_EINPUT, "usage: sparq sweep CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] "
+                       "[--dry-run] [--slurm]");
+    const char *config = argv[0];
+    flag f[] = {{"--out", 0, 0}, {"--jobs", 0, 0}, {"--shard", 0, 0}, {"--threads", 0, 0},
+                {"--dry-run", 1, 0}, {"--slurm", 1, 0}, {0, 0, 0}};
+    sweep_options o = {.jobs = 1, .shard_i = 0, .shard_n = 1};
+    int rc = flags_parse(f, argc - 1, argv + 1, e);
+    if (!rc) rc = flag_int(f, "--jobs", 1, 256, &o.jobs, e);
+    if (!rc) rc = flag_int(f, "--threads", 1, 1024, &o.threads, e);
+    if (!rc && flag_str(f, "--shard")) {
+        char extra;
+        const char *sh = flag_str(f, "--shard");
+        if (sscanf(sh, "%d/%d%c", &o.shard_i, &o.shard_n, &extra) != 2 || o.shard_n < 1 || o.shard_i < 0 ||
+            o.shard_i >= o.shard_n)
+            rc = err_set(e, SPARQ_EINPUT, "--shard %s: expected I/N with 0 <= I < N", sh);
+    }
+    if (rc) return rc;
+    o.dry_run = flag_str(f, "--dry-run") != NULL;
+    sweep_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    run_spec *runs = NULL;
+    int n = 0;
+    rc = sweep_load(config, cfg, &runs, &n, e);
+    if (!rc && flag_str(f, "--out")) snprintf(cfg->out, sizeof cfg->out, "%s", flag_str(f, "--out"));
+    if (!rc && flag_str(f, "--slurm")) {
+        rc = sweep_write_slurm(cfg, n, config, e);
+        if (!rc) printf("wrote %s/sweep.slurm, %s/report.slurm and %s/submit.sh (%d array tasks)\n", cfg->out,
+                        cfg->out, cfg->out, n);
+    } else if (!rc) {
+        rc = sweep_execute(cfg, runs, n, &o, e);
+    }
+    free(runs);
+    free(cfg);
+    return rc;
+}
+
+static int cmd_report(int argc, char **argv, err *e) {
+    if (argc < 1 || argv[0][0] == '-')
+        return err_set(e, SPARQ_EINPUT, "usage: sparq report RESULTS_DIR [--format md|csv|latex] [--plots DIR]");
+    flag f[] = {{"--format", 0, 0}, {"--plots", 0, 0}, {0, 0, 0}};
+    int rc = flags_parse(f, argc - 1, argv + 1, e);
+    if (rc) return rc;
+    const char *fmt = flag_str(f, "--format") ? flag_str(f, "--format") : "md";
+    if (strcmp(fmt, "md") && strcmp(fmt, "csv") && strcmp(fmt, "latex"))
+        return err_set(e, SPARQ_EINPUT, "--format %s: expected md, csv or latex", fmt);
+    rc = report_write(argv[0], flag_str(f, "--plots"), fmt, e);
+    if (!rc)
+        fprintf(stderr, "wrote %s/report.md, %s/results.csv, %s/tables.tex and plots in %s\n", argv[0], argv[0],
+                argv[0], flag_str(f, "--plots") ? flag_str(f, "--plots") : "RESULTS_DIR/plots");
+    return rc;
+}
+
 /* ---- inspect ------------------------------------------------------------------------------ */
 
 static double layer_sparsity(const linear *l) {
@@ -573,6 +633,8 @@ int main(int argc, char **argv) {
     else if (strcmp(cmd, "generate") == 0) rc = cmd_generate(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "inspect") == 0) rc = cmd_inspect(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "compress") == 0) rc = cmd_compress(argc - 2, argv + 2, &e);
+    else if (strcmp(cmd, "sweep") == 0) rc = cmd_sweep(argc - 2, argv + 2, &e);
+    else if (strcmp(cmd, "report") == 0) rc = cmd_report(argc - 2, argv + 2, &e);
     else rc = err_set(&e, SPARQ_EINPUT, "unknown command '%s' (see sparq --help)", cmd);
     if (rc) {
         fprintf(stderr, "sparq %s: %s\n", cmd, e.msg);
