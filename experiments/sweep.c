@@ -309,7 +309,8 @@ static void make_label(run_spec *r) {
     size_t n = sizeof r->label;
     int w = snprintf(p, n, "%s", r->dense ? "dense" : r->solver.name);
     if (t->m > 0) w += snprintf(p + w, n - w, " %d:%d", t->n, t->m);
-    else if (t->sparsity > 0) w += snprintf(p + w, n - w, " s=%g", (double)t->sparsity);
+    if (t->sparsity > 0 && (t->m == 0 || fabsf(t->sparsity - (float)t->n / t->m) > 1e-6f))
+        w += snprintf(p + w, n - w, " s=%g", (double)t->sparsity);
     if (t->bits < 16) w += snprintf(p + w, n - w, " %d-bit", t->bits);
     if (t->bits < 16 && t->group > 0) w += snprintf(p + w, n - w, " g%d", t->group);
     if (t->sym) w += snprintf(p + w, n - w, " sym");

@@ -1,0 +1,270 @@
+/* The sweep runner: grid expansion and config errors, resume after SIGKILL with the same
+ * records, two concurrent shards on one folder, and reports with tables, plots and the Pareto
+ * frontier. */
+#include <cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../experiments/report.h"
+#include "../experiments/results.h"
+#include "../experiments/sweep.h"
+#include "util.h"
+
+/* A small but real sweep: stories260K, 4 x 64 calibration tokens, 6 documents scored. */
+static const char *write_config(const char *name, const char *out, const char *grids) {
+    char text[8192];
+    snprintf(text, sizeof text,
+             "[sweep]\nmodel = stories260K/stories260K.bin\ntokenizer = stories260K/tok512.bin\n"
+             "calib = text/c4-en-train-first1000.jsonl\nnsamples = 4\nseqlen = 64\n"
+             "eval.ppl = text/TinyStories-valid-first1000.txt:documents:128\neval.limit = 6\nout = %s\n\n%s",
+             out, grids);
+    const char *p = tmp_path(name);
+    cr_assert_eq(write_file(p, text, strlen(text)), 0);
+    return p;
+}
+
+static const char *grid_small =
+    "[grid.prune]\nsolver = magnitude, sparsegpt\nsparsity = 0.5, 0.6\n\n"
+    "[grid.q]\nsolver = gptq\nbits = 4, 3\n\n"
+    "[grid.nm]\nsolver = wanda\nnm = 2:4\n";
+
+Test(sweep, grid_expands_to_the_expected_runs_and_reports_invalid_points) {
+    const char *cfgp = write_config("grid.ini", tmp_path("out-grid"),
+        "[grid.a]\nsolver = magnitude, sparsegpt\nsparsity = 0.5, 0.7\nbits = 16, 4\n\n"
+        "[grid.b]\nsolver = sparsegpt\nnm = 2:4, 4:8\nsparsity = 0.5, 0.7\n");
+    sweep_config cfg;
+    run_spec *r;
+    int n;
+    err e = {0};
+    cr_assert_eq(sweep_load(cfgp, &cfg, &r, &n, &e), 0, "%s", e.msg);
+    /* dense + 2 solvers x 2 sparsities x 2 bit widths + 2 patterns x 2 sparsities. */
+    cr_assert_eq(n, 1 + 8 + 4);
+    const char *want[] = {"dense", "magnitude s=0.5", "magnitude s=0.5 4-bit", "magnitude s=0.7",
+                          "magnitude s=0.7 4-bit", "sparsegpt s=0.5", "sparsegpt s=0.5 4-bit",
+                          "sparsegpt s=0.7", "sparsegpt s=0.7 4-bit", "sparsegpt 2:4", "sparsegpt 4:8",
+                          "sparsegpt 2:4 s=0.7", "sparsegpt 4:8 s=0.7"};
+    for (int i = 0; i < n; i++) cr_assert_str_eq(r[i].label, want[i], "run %d", i);
+    cr_assert(r[0].dense);
+    /* magnitude does not quantize; 2:4 and 4:8 with sparsity 0.7 are impossible. */
+    const int invalid[] = {2, 4, 11, 12};
+    for (int i = 0, k = 0; i < n; i++) {
+        bool bad = k < 4 && invalid[k] == i;
+        cr_assert_eq(r[i].invalid[0] != '\0', bad, "run %d (%s): invalid = \"%s\"", i, r[i].label, r[i].invalid);
+        k += bad;
+    }
+    cr_assert(strstr(r[11].invalid, "not sparsity 0.7"), "%s", r[11].invalid);
+    cr_assert(strstr(r[2].invalid, "does not quantize"), "%s", r[2].invalid);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) cr_assert_str_neq(r[i].key, r[j].key, "runs %d and %d share a key", i, j);
+    /* Keys are stable: loading again gives the same. */
+    run_spec *r2;
+    int n2;
+    cr_assert_eq(sweep_load(cfgp, &cfg, &r2, &n2, &e), 0);
+    for (int i = 0; i < n; i++) cr_assert_str_eq(r[i].key, r2[i].key);
+    free(r);
+    free(r2);
+}
+
+Test(sweep, unknown_keys_and_sections_name_the_key_and_line) {
+    sweep_config cfg;
+    run_spec *r;
+    int n;
+    err e = {0};
+    const char *p = write_config("bad1.ini", "x", "[grid.a]\nsolver = sparsegpt\nsparsty = 0.5\n");
+    cr_assert_eq(sweep_load(p, &cfg, &r, &n, &e), SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, ":13: unknown key 'sparsty' in [grid.a]"), "%s", e.msg);
+    p = write_config("bad2.ini", "x", "[grids.a]\nsolver = sparsegpt\n");
+    cr_assert_eq(sweep_load(p, &cfg, &r, &n, &e), SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, ":12: unknown section [grids.a]"), "%s", e.msg);
+    p = write_config("bad3.ini", "x", "[grid.a]\nsparsity = 0.5\n");
+    cr_assert_eq(sweep_load(p, &cfg, &r, &n, &e), SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, "needs solver"), "%s", e.msg);
+    const char *t = "[sweep]\nmodel = stories260K/stories260K.bin\ncalib = self\nnsamples = many\n";
+    p = tmp_path("bad4.ini");
+    write_file(p, t, strlen(t));
+    cr_assert_eq(sweep_load(p, &cfg, &r, &n, &e), SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, ":4: [sweep] nsamples = many"), "%s", e.msg);
+}
+
+/* Records without what varies between identical runs (timings, memory). */
+static char *stable(const cJSON *rec) {
+    cJSON *c = cJSON_Duplicate(rec, 1);
+    cJSON_DeleteItemFromObject(c, "seconds");
+    cJSON_DeleteItemFromObject(c, "peak_rss_mb");
+    for (cJSON *l = cJSON_GetObjectItem(c, "layers")->child; l; l = l->next) cJSON_DeleteItemFromObject(l, "seconds");
+    char *s = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    return s;
+}
+
+static void expect_same_records(const char *a, const char *b, int want) {
+    cJSON **ra, **rb;
+    int na, nb;
+    err e = {0};
+    cr_assert_eq(results_load(a, &ra, &na, &e), 0, "%s", e.msg);
+    cr_assert_eq(results_load(b, &rb, &nb, &e), 0, "%s", e.msg);
+    cr_assert_eq(na, want, "%s has %d records", a, na);
+    cr_assert_eq(nb, want, "%s has %d records", b, nb);
+    for (int i = 0; i < na; i++) {
+        const char *key = cJSON_GetObjectItem(ra[i], "key")->valuestring;
+        for (int j = i + 1; j < na; j++)
+            cr_assert_str_neq(key, cJSON_GetObjectItem(ra[j], "key")->valuestring, "duplicate record");
+        const cJSON *o = results_find(rb, nb, key);
+        cr_assert_not_null(o, "record %s missing from %s", key, b);
+        char *x = stable(ra[i]), *y = stable(o);
+        cr_assert_str_eq(x, y, "record %s differs", key);
+        free(x);
+        free(y);
+    }
+    results_free(ra, na);
+    results_free(rb, nb);
+}
+
+static pid_t spawn_sweep(const char *cfg, const char *extra) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *bin = getenv("SPARQ_BIN");
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "exec %s sweep '%s' %s 2>/dev/null", bin && *bin ? bin : "./sparq", cfg, extra);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int count_lines(const char *path) {
+    char *s = read_all(path, NULL);
+    int n = 0;
+    for (char *p = s; p && *p; p++) n += *p == '\n';
+    free(s);
+    return n;
+}
+
+Test(sweep, killed_sweep_resumes_to_the_same_records, .timeout = 240) {
+    const char *full = tmp_path("full"), *killed = tmp_path("killed");
+    const char *cf = write_config("full.ini", full, grid_small), *ck = write_config("killed.ini", killed, grid_small);
+    char *out, *er;
+    char args[4096];
+    snprintf(args, sizeof args, "sweep '%s'", cf);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out); free(er);
+    /* Kill the second sweep once it has recorded two runs (mid-sweep), then rerun it. */
+    pid_t pid = spawn_sweep(ck, "");
+    char runs[4200];
+    snprintf(runs, sizeof runs, "%s/runs.jsonl", killed);
+    for (int i = 0; i < 6000 && count_lines(runs) < 2; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    int before = count_lines(runs);
+    cr_assert(before >= 2 && before < 8, "killed after %d records", before);
+    char *txt = read_all(runs, NULL);
+    cr_assert(txt[strlen(txt) - 1] == '\n', "partial last line");
+    free(txt);
+    snprintf(args, sizeof args, "sweep '%s'", ck);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    cr_assert(strstr(er, "done"), "%s", er);
+    free(out); free(er);
+    expect_same_records(killed, full, 8);
+}
+
+Test(sweep, two_concurrent_shards_produce_the_union_without_duplicates, .timeout = 240) {
+    const char *dir = tmp_path("shards"), *ref = tmp_path("ref");
+    const char *c = write_config("shards.ini", dir, grid_small), *cr = write_config("ref.ini", ref, grid_small);
+    pid_t a = spawn_sweep(c, "--shard 0/2 --threads 1"), b = spawn_sweep(c, "--shard 1/2 --threads 1");
+    int sa, sb;
+    waitpid(a, &sa, 0);
+    waitpid(b, &sb, 0);
+    cr_assert(WIFEXITED(sa) && WEXITSTATUS(sa) == 0 && WIFEXITED(sb) && WEXITSTATUS(sb) == 0);
+    char *out, *er, args[4096];
+    snprintf(args, sizeof args, "sweep '%s' --jobs 2", cr);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out); free(er);
+    /* Thread counts differ between the two sweeps: compare keys and numbers to round-off. */
+    cJSON **ra, **rb;
+    int na, nb;
+    err e = {0};
+    cr_assert_eq(results_load(dir, &ra, &na, &e), 0);
+    cr_assert_eq(results_load(ref, &rb, &nb, &e), 0);
+    cr_assert_eq(na, 8);
+    cr_assert_eq(nb, 8);
+    for (int i = 0; i < na; i++) {
+        const char *key = cJSON_GetObjectItem(ra[i], "key")->valuestring;
+        for (int j = i + 1; j < na; j++) cr_assert_str_neq(key, cJSON_GetObjectItem(ra[j], "key")->valuestring);
+        const cJSON *o = results_find(rb, nb, key);
+        cr_assert_not_null(o);
+        double pa = cJSON_GetObjectItem(cJSON_GetObjectItem(ra[i], "ppl")->child, "ppl")->valuedouble;
+        double pb = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "ppl")->child, "ppl")->valuedouble;
+        cr_assert(fabs(pa / pb - 1) < 1e-3, "%s: %g vs %g", key, pa, pb);
+    }
+    results_free(ra, na);
+    results_free(rb, nb);
+}
+
+Test(sweep, pareto_frontier_is_the_non_dominated_set) {
+    double x[7] = {0.5, 0.75, 0.75, 0.8125, 0.875, 0.5, 0.9};
+    double y[7] = {0.9, 0.95, 0.7, 0.6, 0.6, 0.95, NAN};
+    bool f[7];
+    report_pareto(x, y, 7, f);
+    /* (0.5, .9) and (0.5, .95) are dominated by (0.75, .95); (0.75, .7) by (0.75, .95);
+     * (0.8125, .6) by (0.875, .6); NaN is never on it. */
+    bool want[7] = {false, true, false, false, true, false, false};
+    for (int i = 0; i < 7; i++) cr_assert_eq(f[i], want[i], "point %d", i);
+}
+
+static void expect_nonempty(const char *dir, const char *name) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat st;
+    cr_assert(stat(p, &st) == 0 && st.st_size > 0, "%s is missing or empty", p);
+}
+
+Test(sweep, report_writes_tables_and_plots_from_a_fixture) {
+    const char *dir = tmp_path("fixture");
+    err e = {0};
+    cr_assert_eq(results_mkdir(dir, &e), 0);
+    /* Hand-written records: dense, two pruned, two quantized. */
+    const char *lines =
+        "{\"key\":\"k0\",\"label\":\"dense\",\"grid\":\"dense\",\"dense\":true,\"config\":{\"solver\":\"dense\",\"bits\":16,\"m\":0,\"sparsity\":0,\"group\":-1,\"schedule\":\"uniform\"},\"sparsity\":0,\"bits\":16,\"bits_per_weight\":16,\"bits_per_weight_theoretical\":16,\"bytes_packed\":520000,\"tcr\":0,\"ppl\":{\"ts\":{\"ppl\":4.0}},\"tasks\":{},\"seconds\":{\"total\":1}}\n"
+        "{\"key\":\"k1\",\"label\":\"sparsegpt s=0.5\",\"grid\":\"p\",\"dense\":false,\"config\":{\"solver\":\"sparsegpt\",\"bits\":16,\"m\":0,\"sparsity\":0.5,\"group\":-1,\"schedule\":\"uniform\"},\"sparsity\":0.5,\"bits\":16,\"bits_per_weight\":9,\"bits_per_weight_theoretical\":8,\"bytes_packed\":300000,\"tcr\":0.5,\"ppl\":{\"ts\":{\"ppl\":8.0}},\"tasks\":{},\"seconds\":{\"total\":2}}\n"
+        "{\"key\":\"k2\",\"label\":\"sparsegpt s=0.7\",\"grid\":\"p\",\"dense\":false,\"config\":{\"solver\":\"sparsegpt\",\"bits\":16,\"m\":0,\"sparsity\":0.7,\"group\":-1,\"schedule\":\"uniform\"},\"sparsity\":0.7,\"bits\":16,\"bits_per_weight\":5.8,\"bits_per_weight_theoretical\":4.8,\"bytes_packed\":200000,\"tcr\":0.7,\"ppl\":{\"ts\":{\"ppl\":40.0}},\"tasks\":{},\"seconds\":{\"total\":2}}\n"
+        "{\"key\":\"k3\",\"label\":\"gptq 4-bit\",\"grid\":\"q\",\"dense\":false,\"config\":{\"solver\":\"gptq\",\"bits\":4,\"m\":0,\"sparsity\":0,\"group\":-1,\"schedule\":\"uniform\"},\"sparsity\":0,\"bits\":4,\"bits_per_weight\":4.4,\"bits_per_weight_theoretical\":4,\"bytes_packed\":180000,\"tcr\":0.75,\"ppl\":{\"ts\":{\"ppl\":4.4}},\"tasks\":{},\"seconds\":{\"total\":2}}\n"
+        "{\"key\":\"k4\",\"label\":\"gptq 3-bit\",\"grid\":\"q\",\"dense\":false,\"config\":{\"solver\":\"gptq\",\"bits\":3,\"m\":0,\"sparsity\":0,\"group\":-1,\"schedule\":\"uniform\"},\"sparsity\":0,\"bits\":3,\"bits_per_weight\":3.4,\"bits_per_weight_theoretical\":3,\"bytes_packed\":150000,\"tcr\":0.8125,\"ppl\":{\"ts\":{\"ppl\":8.0}},\"tasks\":{},\"seconds\":{\"total\":2}}\n";
+    char p[4200];
+    snprintf(p, sizeof p, "%s/runs.jsonl", dir);
+    cr_assert_eq(write_file(p, lines, strlen(lines)), 0);
+    cr_assert_eq(report_write(dir, NULL, NULL, &e), 0, "%s", e.msg);
+    expect_nonempty(dir, "report.md");
+    expect_nonempty(dir, "results.csv");
+    expect_nonempty(dir, "tables.tex");
+    const char *plots[] = {"ppl_vs_sparsity_0", "ppl_vs_bpw_0", "retention_vs_tcr", "srcr"};
+    char pd[4200];
+    snprintf(pd, sizeof pd, "%s/plots", dir);
+    for (int i = 0; i < 4; i++) {
+        char f[256];
+        snprintf(f, sizeof f, "%s.png", plots[i]);
+        expect_nonempty(pd, f);
+        snprintf(f, sizeof f, "%s.svg", plots[i]);
+        expect_nonempty(pd, f);
+    }
+    /* Retention = 4 / ppl: dense 1 (TCr 0), gptq 4-bit 0.909 (75%), gptq 3-bit 0.5 (81.25%)
+     * and sparsegpt 0.7 0.1 (70%) ... the frontier is dense, gptq 4-bit, gptq 3-bit. */
+    snprintf(p, sizeof p, "%s/report.md", dir);
+    char *md = read_all(p, NULL);
+    cr_assert(strstr(md, "| * dense |"), "%s", md);
+    cr_assert(strstr(md, "| * gptq 4-bit |"));
+    cr_assert(strstr(md, "| * gptq 3-bit |"));
+    cr_assert(strstr(md, "| sparsegpt s=0.5 |"), "sparsegpt 50%% is dominated by gptq 4-bit");
+    cr_assert(strstr(md, "| 0.9091 |"), "retention of gptq 4-bit");
+    free(md);
+    snprintf(p, sizeof p, "%s/results.csv", dir);
+    cr_assert_eq(count_lines(p), 6);
+}
