@@ -1,10 +1,10 @@
 # sparq: `make` builds ./sparq, `make test` runs the Criterion suite, `make asan` runs the same
 # suite under AddressSanitizer + UBSan, `make run` is the README's main command, `make bench`
-# prints throughput and peak memory.
+# prints throughput and peak memory, then solver timings on a 4096 x 4096 layer.
 
 CC      ?= cc
 PKGS    := openblas lapacke gsl libcjson inih
-CFLAGS  := -std=c11 -O2 -g -Wall -Wextra -Werror -fopenmp -D_POSIX_C_SOURCE=200809L \
+CFLAGS  := -std=c11 -O2 -g -fno-trapping-math -Wall -Wextra -Werror -fopenmp -D_POSIX_C_SOURCE=200809L \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # gsl's pkg-config also links gslcblas; OpenBLAS provides cblas, so link gsl alone.
 LDLIBS  := $(filter-out -lgslcblas,$(shell pkg-config --libs $(PKGS) 2>/dev/null)) -lm
@@ -45,6 +45,9 @@ sparq: $(BUILD)/sparq.o $(LIB_OBJ)
 $(BUILD)/sparq-tests: $(TEST_SRC:%.c=$(BUILD)/%.o) $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(TESTLIBS)
 
+$(BUILD)/bench-solvers: $(BUILD)/bench/solvers.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 $(ASAN_BUILD)/sparq: $(ASAN_BUILD)/sparq.o $(ASAN_LIB_OBJ)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) $^ -o $@ $(LDLIBS)
 
@@ -62,13 +65,18 @@ asan: deps $(ASAN_BUILD)/sparq $(ASAN_BUILD)/sparq-tests
 MODEL := $(SPARQ_DATA)/stories260K/stories260K.bin
 TOK   := $(SPARQ_DATA)/stories260K/tok512.bin
 
+# The main job: a greedy story from the dense model, then the default sweep (resumable: a rerun
+# only reports), its tables and plots. CI runs it with SWEEP=configs/ci.ini.
+SWEEP ?= configs/quick.ini
 run: all
-	./sparq eval --model $(MODEL) --tokenizer $(TOK) \
-	    --text $(SPARQ_DATA)/text/TinyStories-valid-first1000.txt --protocol documents --seqlen 512
 	./sparq generate --model $(MODEL) --tokenizer $(TOK)
+	./sparq sweep $(SWEEP)
+	./sparq report $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)
+	@echo "report: $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)/report.md, plots in $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)/plots/"
 
-bench: all
+bench: all $(BUILD)/bench-solvers
 	@bench/eval.sh
+	$(BUILD)/bench-solvers
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) sparq

@@ -547,8 +547,9 @@ static int cmd_report(int argc, char **argv, err *e) {
         return err_set(e, SPARQ_EINPUT, "--format %s: expected md, csv or latex", fmt);
     rc = report_write(argv[0], flag_str(f, "--plots"), fmt, e);
     if (!rc)
-        fprintf(stderr, "wrote %s/report.md, %s/results.csv, %s/tables.tex and plots in %s\n", argv[0], argv[0],
-                argv[0], flag_str(f, "--plots") ? flag_str(f, "--plots") : "RESULTS_DIR/plots");
+        fprintf(stderr, "wrote %s/report.md, %s/results.csv, %s/tables.tex and plots in %s%s\n", argv[0],
+                argv[0], argv[0], flag_str(f, "--plots") ? flag_str(f, "--plots") : argv[0],
+                flag_str(f, "--plots") ? "" : "/plots");
     return rc;
 }
 
