@@ -76,7 +76,7 @@ run: all
 
 bench: all $(BUILD)/bench-solvers
 	@bench/eval.sh
-	$(BUILD)/bench-solvers
+	@$(BUILD)/bench-solvers
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) sparq

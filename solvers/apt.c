@@ -7,6 +7,7 @@
  * mask. N:M: for each aligned group, every pattern is scored with its joint loss
  * 1/2 w_Q A_QQ^-1 w_Q^T and the best one removed jointly. With --bits, the kept weights are
  * then quantized by the GPTQ sweep with the mask re-imposed (algorithms.md §7, case B). */
+#include <lapacke.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -49,23 +50,33 @@ static int spd_solve(double *A, double *b, int k) {
 }
 
 /* Row i of the block at a (nb columns): jointly remove the entries marked in M1, writing
- * y = U[B,Q] z into column i of Yt. Scratch: G_QQ (k*k) and two k-vectors of double. */
+ * y = U[B,Q] z into column i of Yt. The k x k system G_QQ z = w_Q is solved by LAPACK's float
+ * Cholesky (OpenBLAS's small-matrix kernels; G is symmetric, so the column-major call reads
+ * our row-major gather as is). Scratch: A (k*k), z and y (nb). */
 static int joint_row(const float *Wt, const float *U, const float *G, const uint8_t *M1, float *Yt,
-                     int R, int C, int a, int nb, int i, int *Q, double *A, double *z) {
+                     int R, int C, int a, int nb, int i, int *Q, float *A, float *z, float *y) {
     int k = 0;
     for (int c = 0; c < nb; c++)
         if (M1[(size_t)c * R + i]) Q[k++] = c;
-    for (int c = 0; c < nb; c++) Yt[(size_t)c * R + i] = 0.0f;
-    if (k == 0) return 0;
-    for (int p = 0; p < k; p++) {
-        for (int q = 0; q < k; q++) A[(size_t)p * k + q] = G[(size_t)Q[p] * nb + Q[q]];
-        z[p] = Wt[(size_t)(a + Q[p]) * R + i];
+    for (int c = 0; c < nb; c++) y[c] = 0.0f;
+    if (k > 0) {
+        for (int p = 0; p < k; p++) {
+            const float *gp = G + (size_t)Q[p] * nb;
+            for (int q = 0; q < k; q++) A[(size_t)p * k + q] = gp[Q[q]];
+            z[p] = Wt[(size_t)(a + Q[p]) * R + i];
+        }
+        if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', k, A, k) != 0 ||
+            LAPACKE_spotrs_work(LAPACK_COL_MAJOR, 'L', k, 1, A, k, z, k) != 0)
+            return -1;
+        /* y_c = sum_q U[a+c][a+Q[q]] z_q; U is upper triangular, so only c <= Q[q] contribute. */
+        for (int c = 0; c < nb; c++) {
+            const float *uc = U + (size_t)(a + c) * C + a;
+            float acc = 0.0f;
+            for (int q = 0; q < k; q++) acc += Q[q] >= c ? uc[Q[q]] * z[q] : 0.0f;
+            y[c] = acc;
+        }
     }
-    if (spd_solve(A, z, k)) return -1;
-    /* y_c = sum_q U[a+c][a+Q[q]] z_q; U is upper triangular, so only c <= Q[q] contribute. */
-    for (int q = 0; q < k; q++)
-        for (int c = 0; c <= Q[q]; c++)
-            Yt[(size_t)c * R + i] += (float)(U[(size_t)(a + c) * C + a + Q[q]] * z[q]);
+    for (int c = 0; c < nb; c++) Yt[(size_t)c * R + i] = y[c];
     return 0;
 }
 
@@ -160,7 +171,7 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
     float *score = malloc((size_t)B * R * sizeof(float)), *tmp = malloc((size_t)B * R * sizeof(float));
     int nth = omp_get_max_threads(), failed = 0;
     int *Qs = malloc((size_t)nth * B * sizeof(int));
-    double *As = malloc((size_t)nth * B * B * sizeof(double)), *zs = malloc((size_t)nth * B * sizeof(double));
+    float *As = malloc((size_t)nth * B * B * sizeof(float)), *zs = malloc((size_t)nth * 2 * B * sizeof(float));
     if (!Wt || !Yt || !G || !M1 || !score || !tmp || !Qs || !As || !zs) {
         rc = err_set(e, SPARQ_ERUNTIME, "out of memory for a %d x %d layer (block %d)", R, C, B);
         goto done;
@@ -201,7 +212,8 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
             for (int i = 0; i < R; i++) {
                 int th = omp_get_thread_num();
                 failed |= joint_row(Wt, f.U, G, M1, Yt, R, C, a, nb, i, Qs + (size_t)th * B,
-                                    As + (size_t)th * B * B, zs + (size_t)th * B) != 0;
+                                    As + (size_t)th * B * B, zs + (size_t)th * 2 * B,
+                                    zs + (size_t)th * 2 * B + B) != 0;
             }
             /* W[:, a:] -= Y U[B, a:], the block and everything right of it in one GEMM. */
             if (!failed)

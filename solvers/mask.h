@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The value at 0-based position k of score[0..n) sorted ascending (k < n). Uses tmp[n]. */
+/* The value at 0-based position k of score[0..n) sorted ascending (k < n). Uses tmp[n] when
+ * n <= 32768 (quickselect); larger sets use a threaded radix select and ignore tmp. */
 float mask_kth(const float *score, size_t n, size_t k, float *tmp);
 
 /* mask[i] |= score[i] <= t, t = the sorted score at floor(n * s) (the reference rule: ties may

@@ -24,8 +24,13 @@ static int inverse_factor(float *A, int n) {
     if (info) return info;
     info = LAPACKE_spotri(LAPACK_COL_MAJOR, 'U', n, A, n);
     if (info) return info;
-    for (int j = 0; j < n; j++)                 /* column-major upper -> lower */
-        for (int i = j + 1; i < n; i++) A[(size_t)j * n + i] = A[(size_t)i * n + j];
+    /* Column-major upper -> lower, in tiles: a strided copy of a large matrix is slow. */
+    #pragma omp parallel for schedule(dynamic, 1) if (n > 512)
+    for (int j0 = 0; j0 < n; j0 += 32)
+        for (int i0 = j0; i0 < n; i0 += 32)
+            for (int j = j0; j < j0 + 32 && j < n; j++)
+                for (int i = i0 > j + 1 ? i0 : j + 1; i < i0 + 32 && i < n; i++)
+                    A[(size_t)j * n + i] = A[(size_t)i * n + j];
     info = LAPACKE_spotrf(LAPACK_COL_MAJOR, 'L', n, A, n);
     if (info) return info;
     for (int j = 0; j < n; j++)                 /* clear column-major strict upper = row-major lower */
@@ -47,16 +52,18 @@ int obs_factor_init_perm(obs_factor *f, const float *H, int n, const int *perm, 
         obs_factor_free(f);
         return err_set(e, SPARQ_ERUNTIME, "out of memory for a %d x %d inverse Hessian", n, n);
     }
-    for (int i = 0; i < n; i++) {
-        int pi = perm ? perm[i] : i;
-        for (int j = 0; j < n; j++) {
-            float v = H[(size_t)pi * n + (perm ? perm[j] : j)];
-            if (!isfinite(v)) {
-                free(Hd);
-                obs_factor_free(f);
-                return err_set(e, SPARQ_EINPUT, "Hessian entry (%d, %d) is %g", pi, j, (double)v);
-            }
-            Hd[(size_t)i * n + j] = v;
+    if (perm) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) Hd[(size_t)i * n + j] = H[(size_t)perm[i] * n + perm[j]];
+    } else {
+        memcpy(Hd, H, (size_t)n * n * sizeof(float));
+    }
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        if (!isfinite(Hd[i])) {
+            double v = Hd[i];
+            free(Hd);
+            obs_factor_free(f);
+            return err_set(e, SPARQ_EINPUT, "Hessian entry (%zu, %zu) is %g", i / n, i % n, v);
         }
     }
     /* Dead inputs (algorithms.md §0): H_jj = 0 means x_j was always 0 on the calibration data. */

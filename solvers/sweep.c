@@ -23,8 +23,7 @@ typedef struct {
     float *Wt;                /* [C][R]                                                     */
     const float *U;           /* [C][C] upper factor of (P H P^T)^-1                        */
     float *Et;                /* [B][R] scaled errors of the block                          */
-    uint8_t *M1;              /* [B][R] pruned entries of the block                         */
-    const uint8_t *Mt;        /* [C][R] fixed mask in sweep order (SWEEP_MASK_FIXED)        */
+    uint8_t *M1;              /* [B][R] pruned entries of the block (inside the [C][R] mask) */
     float *snap;              /* [B][R] the block as it was at its start (group refits)     */
     const int *perm;          /* sweep position -> original column                          */
     int g, ng;                /* group size and count (g = C, ng = 1: per row)              */
@@ -68,11 +67,9 @@ static void sweep_sub_block(sweep *s, int a, int k0, int k1, int i0, int i1, flo
                     sc[q] = w * w / (d * d);
                 }
                 mask_nm(sc, m, s->t->n, m, pick);
-                for (int q = 0; q < m; q++) s->M1[(size_t)(k + q) * R + i] = pick[q];
+                for (int q = 0; q < m; q++) s->M1[(size_t)(k + q) * R + i] |= pick[q];
             }
         }
-        if (s->mode == SWEEP_MASK_FIXED)
-            for (int i = i0; i < i1; i++) mk[i] = s->Mt[(size_t)j * R + i];
         if (s->quant && s->dynamic && j % s->g == 0) refit_group(s, a, j, i0, i1, buf);
         float d = s->U[(size_t)j * C + j];
         const quant_params *qp = s->quant ? s->qp + s->group_of[j] : NULL;
@@ -96,6 +93,49 @@ static int by_diag_desc(const void *x, const void *y) {
     const diag_entry *a = x, *b = y;
     if (a->h != b->h) return a->h > b->h ? -1 : 1;
     return (a->j > b->j) - (a->j < b->j);
+}
+
+/* Cache-blocked transposes between W [R][C] (original column order) and the sweep layout
+ * [C][R] (sweep order perm), split across threads: strided copies of a large layer otherwise
+ * cost as much as the sweep's arithmetic. */
+#define TILE 32
+
+static void transpose_in(const float *W, int R, int C, const int *perm, const uint8_t *dead, float *Wt) {
+    #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
+    for (int k0 = 0; k0 < C; k0 += TILE)
+        for (int i0 = 0; i0 < R; i0 += TILE)
+            for (int k = k0; k < k0 + TILE && k < C; k++) {
+                int c = perm[k];
+                for (int i = i0; i < i0 + TILE && i < R; i++)
+                    Wt[(size_t)k * R + i] = dead[c] ? 0.0f : W[(size_t)i * C + c];
+            }
+}
+
+static void transpose_out(const float *Wt, int R, int C, const int *perm, float *W) {
+    #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
+    for (int i0 = 0; i0 < R; i0 += TILE)
+        for (int k0 = 0; k0 < C; k0 += TILE)
+            for (int i = i0; i < i0 + TILE && i < R; i++)
+                for (int k = k0; k < k0 + TILE && k < C; k++)
+                    W[(size_t)i * C + perm[k]] = Wt[(size_t)k * R + i];
+}
+
+static void transpose_mask_in(const uint8_t *M, int R, int C, const int *perm, uint8_t *Mk) {
+    #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
+    for (int k0 = 0; k0 < C; k0 += TILE)
+        for (int i0 = 0; i0 < R; i0 += TILE)
+            for (int k = k0; k < k0 + TILE && k < C; k++)
+                for (int i = i0; i < i0 + TILE && i < R; i++)
+                    Mk[(size_t)k * R + i] = M[(size_t)i * C + perm[k]];
+}
+
+static void transpose_mask_out(const uint8_t *Mk, int R, int C, const int *perm, uint8_t *M) {
+    #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
+    for (int i0 = 0; i0 < R; i0 += TILE)
+        for (int k0 = 0; k0 < C; k0 += TILE)
+            for (int i = i0; i < i0 + TILE && i < R; i++)
+                for (int k = k0; k < k0 + TILE && k < C; k++)
+                    M[(size_t)i * C + perm[k]] |= Mk[(size_t)k * R + i];
 }
 
 static int setup_quant(sweep *s, const float *W, const uint8_t *dead, layer_report *r, err *e) {
@@ -149,13 +189,11 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, swe
     uint8_t *dead = malloc((size_t)C);
     s.Wt = malloc((size_t)C * R * sizeof(float));
     s.Et = malloc((size_t)B * R * sizeof(float));
-    s.M1 = malloc((size_t)B * R);
     s.snap = malloc((size_t)B * R * sizeof(float));
     float *score = malloc((size_t)B * R * sizeof(float)), *tmp = malloc((size_t)B * R * sizeof(float));
-    uint8_t *Mt = mode == SWEEP_MASK_FIXED ? malloc((size_t)C * R) : NULL;
+    uint8_t *Mk = calloc((size_t)C * R, 1);        /* pruned entries, sweep order [C][R] */
     int rc = SPARQ_OK;
-    if (!perm || !diag || !dead || !s.Wt || !s.Et || !s.M1 || !s.snap || !score || !tmp ||
-        (mode == SWEEP_MASK_FIXED && !Mt)) {
+    if (!perm || !diag || !dead || !s.Wt || !s.Et || !s.snap || !score || !tmp || !Mk) {
         rc = err_set(e, SPARQ_ERUNTIME, "out of memory for a %d x %d layer", R, C);
         goto done;
     }
@@ -177,25 +215,28 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, swe
     if (s.quant && (rc = setup_quant(&s, W, dead, r, e))) goto done;
     if ((rc = obs_factor_init_perm(&f, H, C, t->act_order ? perm : NULL, t->damp, e))) goto done;
     r->damp = f.damp;
+    s.U = f.U;
 
     /* Sweep order, dead inputs zeroed (algorithms.md §0: no effect on calibration outputs). */
-    for (int k = 0; k < C; k++) {
-        int c = perm[k];
-        float *dst = s.Wt + (size_t)k * R;
-        for (int i = 0; i < R; i++) dst[i] = dead[c] ? 0.0f : W[(size_t)i * C + c];
-        if (Mt) for (int i = 0; i < R; i++) Mt[(size_t)k * R + i] = r->mask[(size_t)i * C + c];
-        if (dead[c] && prunes) for (int i = 0; i < R; i++) r->mask[(size_t)i * C + c] = 1;
-    }
-    s.Mt = Mt;
+    transpose_in(W, R, C, perm, dead, s.Wt);
+    if (mode == SWEEP_MASK_FIXED) transpose_mask_in(r->mask, R, C, perm, Mk);
+    if (prunes)
+        for (int k = 0; k < C; k++)
+            if (dead[perm[k]]) memset(Mk + (size_t)k * R, 1, (size_t)R);
 
+    /* Rows are independent within a block: each thread sweeps its own slice of rows through
+     * every sub-block and applies the in-block and lazy GEMMs to that slice, so one parallel
+     * region per block suffices. Slices are multiples of 16 for aligned vector loops. */
     int nt = R >= 256 ? omp_get_max_threads() : 1;
+    int slice = ((R + nt - 1) / nt + 15) & ~15;
     for (int a = 0; a < C; a += B) {
         int b = a + B < C ? a + B : C, nb = b - a;
-        memset(s.M1, 0, (size_t)nb * R);
+        s.M1 = Mk + (size_t)a * R;
         if (s.dynamic) memcpy(s.snap, s.Wt + (size_t)a * R, (size_t)nb * R * sizeof(float));
         if (mode == SWEEP_MASK_ADAPTIVE) {
             /* The adaptive mask: pooled over all rows of the block, from weights that already
              * hold the compensation of earlier blocks. */
+            #pragma omp parallel for schedule(static) if (nb * R > 65536)
             for (int k = 0; k < nb; k++) {
                 float d = f.U[(size_t)(a + k) * C + a + k];
                 const float *w = s.Wt + (size_t)(a + k) * R;
@@ -203,50 +244,45 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, swe
             }
             mask_threshold(score, (size_t)nb * R, t->sparsity, s.M1, tmp);
         }
-        s.U = f.U;
-        for (int k0 = 0; k0 < nb; k0 += sub) {
-            int k1 = k0 + sub < nb ? k0 + sub : nb;
-            #pragma omp parallel num_threads(nt)
-            {
-                int th = omp_get_thread_num(), n_th = omp_get_num_threads();
-                int i0 = (int)((long)R * th / n_th), i1 = (int)((long)R * (th + 1) / n_th);
-                float *buf = malloc((size_t)s.g * sizeof(float) + 1);
-                if (buf) sweep_sub_block(&s, a, k0, k1, i0, i1, buf);
-                else {
-                    #pragma omp atomic write
-                    s.fail = 1;
-                }
-                free(buf);
+        #pragma omp parallel num_threads(nt)
+        {
+            int th = omp_get_thread_num();
+            int i0 = th * slice < R ? th * slice : R, i1 = i0 + slice < R ? i0 + slice : R;
+            float *buf = malloc((size_t)s.g * sizeof(float) + 1);
+            if (!buf) {
+                #pragma omp atomic write
+                s.fail = 1;
             }
-            if (s.fail) {
-                rc = err_set(e, SPARQ_ERUNTIME, "a quantization group became non-finite mid-sweep");
-                goto done;
+            for (int k0 = 0; buf && i0 < i1 && k0 < nb; k0 += sub) {
+                int k1 = k0 + sub < nb ? k0 + sub : nb;
+                sweep_sub_block(&s, a, k0, k1, i0, i1, buf);
+                /* The rest of the block receives this sub-block's errors in one GEMM. */
+                if (k1 < nb)
+                    blas_gemm(true, false, nb - k1, i1 - i0, k1 - k0, -1.0f,
+                              f.U + (size_t)(a + k0) * C + a + k1, C, s.Et + (size_t)k0 * R + i0, R, 1.0f,
+                              s.Wt + (size_t)(a + k1) * R + i0, R);
             }
-            /* The rest of the block receives this sub-block's errors in one GEMM. */
-            if (k1 < nb)
-                blas_gemm(true, false, nb - k1, R, k1 - k0, -1.0f, f.U + (size_t)(a + k0) * C + a + k1,
-                          C, s.Et + (size_t)k0 * R, R, 1.0f, s.Wt + (size_t)(a + k1) * R, R);
+            /* algorithms.md §3: lazy batch update of the columns right of the block. */
+            if (buf && i0 < i1 && b < C)
+                blas_gemm(true, false, C - b, i1 - i0, nb, -1.0f, f.U + (size_t)a * C + b, C, s.Et + i0, R,
+                          1.0f, s.Wt + (size_t)b * R + i0, R);
+            free(buf);
         }
-        /* algorithms.md §3: lazy batch update of the columns right of the block. */
-        if (b < C)
-            blas_gemm(true, false, C - b, R, nb, -1.0f, f.U + (size_t)a * C + b, C, s.Et, R, 1.0f,
-                      s.Wt + (size_t)b * R, R);
-        for (int k = 0; k < nb; k++)
-            for (int i = 0; i < R; i++)
-                if (s.M1[(size_t)k * R + i]) r->mask[(size_t)i * C + perm[a + k]] = 1;
+        if (s.fail) {
+            rc = err_set(e, SPARQ_ERUNTIME, "a quantization group became non-finite mid-sweep");
+            goto done;
+        }
     }
-    for (int k = 0; k < C; k++) {
-        const float *src = s.Wt + (size_t)k * R;
-        for (int i = 0; i < R; i++) W[(size_t)i * C + perm[k]] = src[i];
-    }
+    transpose_out(s.Wt, R, C, perm, W);
+    transpose_mask_out(Mk, R, C, perm, r->mask);
     if (s.quant)
         for (size_t i = 0; i < (size_t)R * s.ng; i++) {
             r->scale[i] = s.qp[i].scale;
             r->zero[i] = s.qp[i].zero;
         }
 done:
-    free(s.Wt); free(s.Et); free(s.M1); free(s.snap); free(s.qp); free(s.group_of);
-    free(perm); free(diag); free(dead); free(score); free(tmp); free(Mt);
+    free(s.Wt); free(s.Et); free(s.snap); free(s.qp); free(s.group_of);
+    free(perm); free(diag); free(dead); free(score); free(tmp); free(Mk);
     obs_factor_free(&f);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include "../core/forward.h"
 #include "../core/hessian.h"
 #include "../experiments/calib.h"
+#include "../solvers/mask.h"
 #include "../solvers/quantizer.h"
 #include "../solvers/solver.h"
 #include "util.h"
@@ -369,4 +370,26 @@ Test(solvers, impossible_targets_are_rejected_before_work) {
     t.bits = 4;
     cr_assert_eq(solver_check(solver_find("wanda"), &t, 64, 64, &e), SPARQ_EINPUT);
     cr_assert_null(solver_find("obc"));
+}
+
+/* The threshold selection: quickselect for short sets, radix select for long ones, both equal
+ * to sorting, with ties and negative values. */
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+Test(solvers, kth_value_equals_sorting_for_short_and_long_sets) {
+    size_t sizes[3] = {1000, 40000, 300000};
+    for (int s = 0; s < 3; s++) {
+        size_t n = sizes[s];
+        float *x = malloc(n * sizeof(float)), *sorted = malloc(n * sizeof(float)), *tmp = malloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) x[i] = i % 7 == 0 ? 0.25f : gauss(1.0f);   /* many ties */
+        memcpy(sorted, x, n * sizeof(float));
+        qsort(sorted, n, sizeof(float), cmp_float);
+        size_t ks[5] = {0, n / 7, n / 2, n - 2, n - 1};
+        for (int k = 0; k < 5; k++)
+            cr_assert_eq(mask_kth(x, n, ks[k], tmp), sorted[ks[k]], "n %zu k %zu", n, ks[k]);
+        free(x); free(sorted); free(tmp);
+    }
 }
