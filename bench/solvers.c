@@ -240,12 +240,14 @@ int main(void) {
     t50.sparsity = 0.5f;
     t24.n = 2; t24.m = 4;
     t50q4.sparsity = 0.5f; t50q4.bits = 4;
-    target tq4 = target_default();
+    target tq4 = target_default(), tq4a = target_default();
     tq4.bits = 4;
+    tq4a.bits = 4; tq4a.act_order = true;
     /* Every solver gets its main target (50%, or 4 bits if it only quantizes), SparseGPT, which
      * section 3 dissects, also 2:4 and 50% + 4 bits: all of them for every solver would take
      * several minutes once slow solvers are registered. */
-    const bench_target targets[] = {{"50%", t50}, {"4bit", tq4}, {"2:4", t24}, {"50%+4bit", t50q4}};
+    const bench_target targets[] = {{"50%", t50}, {"4bit", tq4}, {"2:4", t24}, {"50%+4bit", t50q4},
+                                    {"4bit-act", tq4a}};
     enum { N_TARGETS = sizeof targets / sizeof targets[0] };
     double sgpt_sec[N_TARGETS] = {0};
     printf("   compress_s: ->compress alone, best of up to %d (fewer past %.0f s); run_total_s: one "
@@ -254,10 +256,14 @@ int main(void) {
            "run_total_s", "loss_s", "loss", "sparsity");
     for (const char *const *nm = solver_names(); *nm; nm++) {
         const solver *s = solver_find(*nm);
-        bool sgpt = strcmp(s->name, "sparsegpt") == 0;
+        bool sgpt = strcmp(s->name, "sparsegpt") == 0, apt = strcmp(s->name, "apt") == 0;
+        bool gptq = strcmp(s->name, "gptq") == 0;
         for (int k = 0; k < N_TARGETS; k++) {
             const target *t = &targets[k].t;
-            if (k == 0 ? !s->prunes : k == 1 ? s->prunes : !sgpt) continue;
+            /* 2:4 for SparseGPT and APT side by side; act-order for GPTQ. */
+            bool want = k == 0 ? s->prunes : k == 1 ? !s->prunes : k == 2 ? sgpt || apt
+                      : k == 3 ? sgpt : gptq;
+            if (!want) continue;
             if (solver_check(s, t, ROWS, COLS, &e)) {
                 printf("   %-10s %-9s skipped: %s\n", s->name, targets[k].label, e.msg);
                 continue;

@@ -53,8 +53,8 @@ static int spd_solve(double *A, double *b, int k) {
  * y = U[B,Q] z into column i of Yt. The k x k system G_QQ z = w_Q is solved by LAPACK's float
  * Cholesky (OpenBLAS's small-matrix kernels; G is symmetric, so the column-major call reads
  * our row-major gather as is). Scratch: A (k*k), z and y (nb). */
-static int joint_row(const float *Wt, const float *U, const float *G, const uint8_t *M1, float *Yt,
-                     int R, int C, int a, int nb, int i, int *Q, float *A, float *z, float *y) {
+static int joint_row(const float *Wt, const float *UT, const float *G, const uint8_t *M1, float *Yt,
+                     int R, int a, int nb, int i, int *Q, float *A, float *z, float *y) {
     int k = 0;
     for (int c = 0; c < nb; c++)
         if (M1[(size_t)c * R + i]) Q[k++] = c;
@@ -68,12 +68,12 @@ static int joint_row(const float *Wt, const float *U, const float *G, const uint
         if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', k, A, k) != 0 ||
             LAPACKE_spotrs_work(LAPACK_COL_MAJOR, 'L', k, 1, A, k, z, k) != 0)
             return -1;
-        /* y_c = sum_q U[a+c][a+Q[q]] z_q; U is upper triangular, so only c <= Q[q] contribute. */
-        for (int c = 0; c < nb; c++) {
-            const float *uc = U + (size_t)(a + c) * C + a;
-            float acc = 0.0f;
-            for (int q = 0; q < k; q++) acc += Q[q] >= c ? uc[Q[q]] * z[q] : 0.0f;
-            y[c] = acc;
+        /* y_c = sum_q U[a+c][a+Q[q]] z_q; U is upper triangular, so only c <= Q[q] contribute:
+         * contiguous axpys over the rows of UT = U[B,B]^T. */
+        for (int q = 0; q < k; q++) {
+            const float *uq = UT + (size_t)Q[q] * nb;
+            float zq = z[q];
+            for (int c = 0; c <= Q[q]; c++) y[c] += uq[c] * zq;
         }
     }
     for (int c = 0; c < nb; c++) Yt[(size_t)c * R + i] = y[c];
@@ -110,25 +110,34 @@ static bool next_pattern(int *Q, int n, int m) {
     return true;
 }
 
-/* N:M for row i within the block at a: groups left to right, each pattern scored with the
- * current weights, the best removed jointly; the in-block columns are updated at once, the
- * rest through Yt (one lazy GEMM per block). */
-static int nm_row(float *Wt, const float *U, uint8_t *M1, float *Yt, int R, int C, int a, int nb,
-                  int n, int m, int i) {
-    double A[64 * 64], w[64], S[64 * 64], b[64], z[64];
-    int Q[64], best[64];
-    for (int c = 0; c < nb; c++) Yt[(size_t)c * R + i] = 0.0f;
+/* A = U[G,G]^T U[G,G] = (H_FF^-1)_GG for F = {g0..c-1}, for every group of the block at a:
+ * the same for all rows, so computed once per block. */
+static void nm_group_matrices(const float *U, int C, int a, int nb, int m, double *A) {
     for (int g = 0; g < nb; g += m) {
         int g0 = a + g;
-        /* A = U[G,G]^T U[G,G] = (H_FF^-1)_GG for F = {g0..c-1}. */
+        double *Ag = A + (size_t)(g / m) * m * m;
         for (int p = 0; p < m; p++)
             for (int q = 0; q < m; q++) {
                 double s = 0;
                 for (int r = 0; r <= (p < q ? p : q); r++)
                     s += (double)U[(size_t)(g0 + r) * C + g0 + p] * U[(size_t)(g0 + r) * C + g0 + q];
-                A[p * m + q] = s;
+                Ag[p * m + q] = s;
             }
-        for (int p = 0; p < m; p++) w[p] = Wt[(size_t)(g0 + p) * R + i];
+    }
+}
+
+/* N:M for row i within the block at a: groups left to right, each pattern scored with the
+ * current weights, the best removed jointly; the row's block is gathered into wl so the
+ * in-block updates are contiguous, the rest goes through Yt (one lazy GEMM per block). */
+static int nm_row(float *Wt, const float *U, const double *Ablk, uint8_t *M1, float *Yt, int R,
+                  int C, int a, int nb, int n, int m, int i, float *wl) {
+    double w[64], S[64 * 64], b[64], z[64];
+    int Q[64], best[64];
+    for (int c = 0; c < nb; c++) wl[c] = Wt[(size_t)(a + c) * R + i];
+    for (int g = 0; g < nb; g += m) {
+        int g0 = a + g;
+        const double *A = Ablk + (size_t)(g / m) * m * m;
+        for (int p = 0; p < m; p++) w[p] = wl[g + p];
         double bl = INFINITY;
         for (int p = 0; p < n; p++) Q[p] = p;
         do {
@@ -147,13 +156,15 @@ static int nm_row(float *Wt, const float *U, uint8_t *M1, float *Yt, int R, int 
         for (int q = 0; q < n; q++)
             for (int r = 0; r <= best[q]; r++) y[r] += (double)U[(size_t)(g0 + r) * C + g0 + best[q]] * z[q];
         for (int r = 0; r < m; r++) {
-            if (y[r] == 0.0) continue;
-            const float *ur = U + (size_t)(g0 + r) * C;
-            for (int c = g0 + r; c < a + nb; c++) Wt[(size_t)c * R + i] -= (float)(y[r] * ur[c]);
             Yt[(size_t)(g + r) * R + i] = (float)y[r];
+            if (y[r] == 0.0) continue;
+            const float *ur = U + (size_t)(g0 + r) * C + a;
+            float yr = (float)y[r];
+            for (int c = g + r; c < nb; c++) wl[c] -= yr * ur[c];
         }
-        for (int p = 0; p < n; p++) Wt[(size_t)(g0 + best[p]) * R + i] = 0.0f;
+        for (int p = 0; p < n; p++) wl[g + best[p]] = 0.0f;
     }
+    for (int c = 0; c < nb; c++) Wt[(size_t)(a + c) * R + i] = wl[c];
     return 0;
 }
 
@@ -166,13 +177,14 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
     if (rc) return rc;
     r->damp = f.damp;
     float *Wt = malloc((size_t)C * R * sizeof(float)), *Yt = malloc((size_t)B * R * sizeof(float));
-    float *G = malloc((size_t)B * B * sizeof(float));
+    float *G = malloc((size_t)B * B * sizeof(float)), *UT = malloc((size_t)B * B * sizeof(float));
+    double *Ablk = malloc((size_t)(B / (t->m > 0 ? t->m : 1) + 1) * (t->m > 0 ? t->m * t->m : 1) * sizeof(double));
     uint8_t *M1 = malloc((size_t)B * R);
     float *score = malloc((size_t)B * R * sizeof(float)), *tmp = malloc((size_t)B * R * sizeof(float));
     int nth = omp_get_max_threads(), failed = 0;
     int *Qs = malloc((size_t)nth * B * sizeof(int));
     float *As = malloc((size_t)nth * B * B * sizeof(float)), *zs = malloc((size_t)nth * 2 * B * sizeof(float));
-    if (!Wt || !Yt || !G || !M1 || !score || !tmp || !Qs || !As || !zs) {
+    if (!Wt || !Yt || !G || !UT || !Ablk || !M1 || !score || !tmp || !Qs || !As || !zs) {
         rc = err_set(e, SPARQ_ERUNTIME, "out of memory for a %d x %d layer (block %d)", R, C, B);
         goto done;
     }
@@ -197,21 +209,25 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
             mask_threshold(score, (size_t)nb * R, t->sparsity, M1, tmp);
         }
         if (nm && !fixed) {
+            nm_group_matrices(f.U, C, a, nb, t->m, Ablk);
             #pragma omp parallel for schedule(static) reduction(|: failed)
             for (int i = 0; i < R; i++)
-                failed |= nm_row(Wt, f.U, M1, Yt, R, C, a, nb, t->n, t->m, i) != 0;
+                failed |= nm_row(Wt, f.U, Ablk, M1, Yt, R, C, a, nb, t->n, t->m, i,
+                                 zs + (size_t)omp_get_thread_num() * 2 * B) != 0;
             /* In-block updates are done; only the columns right of the block remain. */
             if (!failed && a + nb < C)
                 blas_gemm(true, false, C - a - nb, R, nb, -1.0f, f.U + (size_t)a * C + a + nb, C, Yt, R,
                           1.0f, Wt + (size_t)(a + nb) * R, R);
         } else {
+            for (int c = 0; c < nb; c++)
+                for (int q = 0; q < nb; q++) UT[(size_t)q * nb + c] = f.U[(size_t)(a + c) * C + a + q];
             /* G = U[B,B]^T U[B,B]. */
             blas_gemm(true, false, nb, nb, nb, 1.0f, f.U + (size_t)a * C + a, C, f.U + (size_t)a * C + a, C,
                       0.0f, G, nb);
             #pragma omp parallel for schedule(dynamic, 16) reduction(|: failed)
             for (int i = 0; i < R; i++) {
                 int th = omp_get_thread_num();
-                failed |= joint_row(Wt, f.U, G, M1, Yt, R, C, a, nb, i, Qs + (size_t)th * B,
+                failed |= joint_row(Wt, UT, G, M1, Yt, R, a, nb, i, Qs + (size_t)th * B,
                                     As + (size_t)th * B * B, zs + (size_t)th * 2 * B,
                                     zs + (size_t)th * 2 * B + B) != 0;
             }
@@ -241,7 +257,7 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
         rc = obs_sweep(W, R, C, H, &q, SWEEP_MASK_FIXED, r, e);
     }
 done:
-    free(Wt); free(Yt); free(G); free(M1); free(score); free(tmp); free(Qs); free(As); free(zs);
+    free(Wt); free(Yt); free(G); free(UT); free(Ablk); free(M1); free(score); free(tmp); free(Qs); free(As); free(zs);
     obs_factor_free(&f);
     return rc;
 }
