@@ -163,6 +163,12 @@ int solver_spec_run(const solver_spec *s, float *W, int rows, int cols, const fl
     for (size_t i = 0; i < n; i++)
         if (!isfinite(W[i]))
             return err_set(e, SPARQ_EINPUT, "weight (%zu, %zu) is %g", i / cols, i % cols, (double)W[i]);
+    /* NaN/Inf activations reach every solver through H; stop them here, named, instead of
+     * letting them become a mask or a weight. */
+    for (size_t i = 0; H && i < (size_t)cols * cols; i++)
+        if (!isfinite(H[i]))
+            return err_set(e, SPARQ_ERUNTIME, "Hessian entry (%zu, %zu) is %g: the calibration "
+                           "activations of this layer are not finite", i / cols, i % cols, (double)H[i]);
     float *W0 = malloc(n * sizeof(float));
     r->mask = calloc(n, 1);
     if (!W0 || !r->mask) {

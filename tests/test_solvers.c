@@ -393,3 +393,22 @@ Test(solvers, kth_value_equals_sorting_for_short_and_long_sets) {
         free(x); free(sorted); free(tmp);
     }
 }
+
+Test(solvers, non_finite_hessian_is_a_clear_error_for_every_solver) {
+    int R = 8, C = 16;
+    float *H = calloc(C * C, sizeof(float));
+    for (int i = 0; i < C; i++) H[i * C + i] = 1.0f;
+    H[3 * C + 5] = NAN;
+    const char *names[4] = {"wanda", "sparsegpt", "apt", "gptq"};
+    for (int s = 0; s < 4; s++) {
+        float *W = random_layer(R, C);
+        target t = tgt(s == 3 ? 0.0f : 0.5f, 0, 0);
+        if (s == 3) t.bits = 4;
+        layer_report r;
+        err e = {0};
+        cr_assert_eq(solver_run(solver_find(names[s]), W, R, C, H, &t, &r, &e), SPARQ_ERUNTIME, "%s", names[s]);
+        cr_assert(strstr(e.msg, "Hessian entry (3, 5) is nan"), "%s: %s", names[s], e.msg);
+        free(W);
+    }
+    free(H);
+}
