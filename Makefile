@@ -77,6 +77,7 @@ run: all
 bench: all $(BUILD)/bench-solvers
 	@bench/eval.sh
 	@$(BUILD)/bench-solvers
+	@bench/sweep.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) sparq
