@@ -490,7 +490,7 @@ static int work(const sweep_config *cfg, const run_spec *runs, const int *plan, 
 
 int sweep_execute(const sweep_config *cfg, const run_spec *runs, int n, const sweep_options *o,
                   err *e) {
-    int rc = results_mkdir(cfg->out, e);
+    int rc = o->dry_run ? SPARQ_OK : results_mkdir(cfg->out, e);   /* a dry run writes nothing */
     cJSON **recs = NULL;
     int nrec = 0;
     if (!rc) rc = results_load(cfg->out, &recs, &nrec, e);
