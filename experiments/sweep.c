@@ -228,7 +228,8 @@ static bool parse_bool(const char *v, bool *out) {
 
 /* One point: values[k] is the chosen value of axis k (NULL = key absent). Fills r or its
  * `invalid` reason. */
-static void make_point(const grid_section *g, const char *val[G_KEYS], run_spec *r) {
+static void make_point(const grid_section *g, const char *val[G_KEYS], const int shapes[][2],
+                       int n_shapes, run_spec *r) {
     memset(r, 0, sizeof *r);
     snprintf(r->grid, sizeof r->grid, "%s", g->name);
     r->target = target_default();
@@ -297,10 +298,32 @@ static void make_point(const grid_section *g, const char *val[G_KEYS], run_spec 
                  schedule_name(r->schedule));
         return;
     }
-    /* The layer shapes are not known here: check against a width every N:M must divide
-     * (the model's are checked again before the run). */
-    if (solver_spec_check(&r->solver, t, 64, t->m > 0 ? t->m * 16 : 64, &e))
-        copystr(r->invalid, sizeof r->invalid, e.msg);
+    /* Against every distinct layer shape of the model, so that e.g. 4:8 on a layer of 172
+     * inputs is reported before anything runs. */
+    for (int k = 0; k < n_shapes; k++)
+        if (solver_spec_check(&r->solver, t, shapes[k][0], shapes[k][1], &e)) {
+            copystr(r->invalid, sizeof r->invalid, e.msg);
+            return;
+        }
+}
+
+/* The linear layer shapes [rows, cols] of a llama2.c checkpoint from its header; other formats
+ * (or an unreadable header) give one permissive shape and are checked again at run time. */
+static int model_shapes(const char *path, int shapes[4][2]) {
+    FILE *f = fopen(path, "rb");
+    int32_t h[7];
+    bool ok = f && fread(h, sizeof h, 1, f) == 1 && h[0] > 0 && h[1] > 0 && h[3] > 0 && h[4] > 0 &&
+              h[0] % h[3] == 0;
+    if (f) fclose(f);
+    if (!ok) {
+        shapes[0][0] = 64;
+        shapes[0][1] = 5040;      /* divisible by every M up to 16 */
+        return 1;
+    }
+    int dim = h[0], hid = h[1], kv = h[0] / h[3] * h[4];
+    int s[4][2] = {{dim, dim}, {kv, dim}, {hid, dim}, {dim, hid}};
+    memcpy(shapes, s, sizeof s);
+    return 4;
 }
 
 static void make_label(run_spec *r) {
@@ -385,6 +408,7 @@ int sweep_load(const char *path, sweep_config *cfg, run_spec **runs, int *n, err
     for (int i = 0; !rc && i < cfg->n_ppl; i++) rc = sweep_file_hash(cfg->ppl[i].path, &fh[3 + i], e);
     for (int i = 0; !rc && i < cfg->n_tasks; i++)
         rc = sweep_file_hash(cfg->tasks[i].path, &fh[3 + SWEEP_MAX_EVALS + i], e);
+    int shapes[4][2], n_shapes = rc ? 0 : model_shapes(cfg->model, shapes);
     /* Expand: the dense baseline, then each grid's cross product in key order. */
     int cap = 1, count = 0;
     for (int i = 0; !rc && i < ps->n_grids; i++) {
@@ -411,7 +435,7 @@ int sweep_load(const char *path, sweep_config *cfg, run_spec **runs, int *n, err
         for (;;) {
             const char *val[G_KEYS];
             for (int k = 0; k < G_KEYS; k++) val[k] = g->n[k] ? g->values[k][idx[k]] : NULL;
-            make_point(g, val, &r[count]);
+            make_point(g, val, (const int (*)[2])shapes, n_shapes, &r[count]);
             make_label(&r[count]);
             make_key(cfg, fh, &r[count]);
             count++;
