@@ -559,14 +559,15 @@ int sweep_execute(const sweep_config *cfg, const run_spec *runs, int n, const sw
             if (pid == 0) {
                 blas_set_threads(threads / jobs > 0 ? threads / jobs : 1);
                 err we = {0};
-                _exit(work(cfg, runs, plan, np, w, jobs, &we) ? 1 : 0);
+                int f = work(cfg, runs, plan, np, w, jobs, &we);
+                _exit(f > 250 ? 250 : f);     /* the exit status carries the failure count */
             }
             pids[w] = pid;
         }
         for (int w = 0; pids && w < jobs; w++) {
             int st = 0;
-            if (pids[w] > 0 && waitpid(pids[w], &st, 0) > 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-                failed++;
+            if (pids[w] > 0 && waitpid(pids[w], &st, 0) > 0)
+                failed += WIFEXITED(st) ? WEXITSTATUS(st) : 1;
             if (pids[w] < 0) failed++;
         }
         free(pids);
