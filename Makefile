@@ -81,3 +81,12 @@ bench: all $(BUILD)/bench-solvers
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) sparq
+
+# bench-formats: load time and peak RSS of a generated 1.1B-parameter-shaped f16 safetensors
+# checkpoint (~2.2 GB, written to /tmp and deleted afterwards).
+.PHONY: bench-formats
+$(BUILD)/bench-formats: $(BUILD)/bench/formats.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+bench-formats: deps $(BUILD)/bench-formats
+	@$(BUILD)/bench-formats

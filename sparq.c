@@ -12,12 +12,14 @@
 
 #include "core/blas.h"
 #include "core/err.h"
+#include "core/fileio.h"
 #include "core/forward.h"
 #include "core/model.h"
 #include "core/progress.h"
 #include "core/tokenizer.h"
 #include "eval/metrics.h"
 #include "eval/perplexity.h"
+#include "eval/zeroshot.h"
 #include "experiments/calib.h"
 #include "experiments/compress.h"
 #include "experiments/report.h"
@@ -30,7 +32,12 @@ static const char *usage_text =
     "  eval      --model M [--tokenizer T] --text F [--protocol windows|documents] [--seqlen L]\n"
     "            [--limit N] [--threads N] [--json]\n"
     "  generate  --model M [--tokenizer T] [--prompt S] [-n STEPS] [--json]     (greedy)\n"
+    "  zeroshot  --model M [--tokenizer T] --task NAME=FILE ... [--limit N] [--seed S] [--threads N]\n"
+    "            [--json]   tasks: piqa, arc_easy, arc_challenge, hellaswag, winogrande, boolq,\n"
+    "            lambada (the original files; FILE,LABELS names a labels file), cloze, ending (any text)\n"
     "  inspect   --model M [--json]\n"
+    "  convert   --model M --out OUT [--format llama2c|safetensors|gguf] [--dtype f32|f16|bf16]\n"
+    "            [--tokenizer T] [--json]   (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
     "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR]\n"
     "  compress  --model M [--tokenizer T] --solver NAME [--sparsity S | --nm N:M] [--bits B]\n"
@@ -41,7 +48,8 @@ static const char *usage_text =
     "            [--eval F [--protocol P] [--seqlen L] [--limit N]] [--threads N] [--json]\n"
     "            solvers: magnitude, wanda, sparsegpt, apt, rtn, gptq, or chains such as sparsegpt+gptq\n"
     "\n"
-    "Without --tokenizer, tokenizer.bin or tok<vocab>.bin beside the model is used.\n";
+    "Without --tokenizer: a GGUF model's own vocabulary, else tokenizer.bin, tok<vocab>.bin,\n"
+    "tokenizer.model or tokenizer.json beside the model (inside it for a Hugging Face folder).\n";
 
 /* ---- flags -------------------------------------------------------------------------------- */
 
@@ -98,23 +106,42 @@ static bool file_exists(const char *p) {
     return f != NULL;
 }
 
-/* --tokenizer, or tokenizer.bin / tok<vocab>.bin in the model's folder. */
+static bool has_gguf_magic(const char *p) {
+    char mg[4] = {0};
+    FILE *f = fopen(p, "rb");
+    bool yes = f && fread(mg, 1, 4, f) == 4 && memcmp(mg, "GGUF", 4) == 0;
+    if (f) fclose(f);
+    return yes;
+}
+
+/* --tokenizer; without it a GGUF model's own vocabulary, else tokenizer.bin, tok<vocab>.bin,
+ * tokenizer.model or tokenizer.json in the model's folder (inside it for a HF model folder). */
 static int load_tokenizer(const model *m, const char *model_path, const char *path, tokenizer **t,
                           err *e) {
-    char buf[4096];
+    char buf[4200];
+    int rc = SPARQ_OK;
+    bool embedded = !path && has_gguf_magic(model_path);
+    if (embedded && (rc = tokenizer_load(t, model_path, e)) == SPARQ_OK) path = model_path;
     if (!path) {
-        const char *slash = strrchr(model_path, '/');
-        int dirlen = slash ? (int)(slash - model_path) + 1 : 0;
-        snprintf(buf, sizeof buf, "%.*stokenizer.bin", dirlen, model_path);
-        if (!file_exists(buf))
-            snprintf(buf, sizeof buf, "%.*stok%d.bin", dirlen, model_path, m->cfg.vocab_size);
-        if (!file_exists(buf))
-            return err_set(e, SPARQ_EINPUT, "no --tokenizer given and neither tokenizer.bin nor "
-                           "tok%d.bin is beside %s", m->cfg.vocab_size, model_path);
-        path = buf;
+        char dir[4096], tok[32];
+        if (path_is_dir(model_path))
+            snprintf(dir, sizeof dir, "%s%s", model_path, path_has_suffix(model_path, "/") ? "" : "/");
+        else
+            path_dir(model_path, dir, sizeof dir);
+        snprintf(tok, sizeof tok, "tok%d.bin", m->cfg.vocab_size);
+        const char *names[] = {"tokenizer.bin", tok, "tokenizer.model", "tokenizer.json"};
+        for (int i = 0; i < 4 && !path; i++) {
+            snprintf(buf, sizeof buf, "%s%s", dir, names[i]);
+            if (file_exists(buf)) path = buf;
+        }
+        if (!path && embedded) return rc;   /* the GGUF's own message says why its vocabulary failed */
+        if (!path)
+            return err_set(e, SPARQ_EINPUT, "no --tokenizer given and none of tokenizer.bin, tok%d.bin, "
+                           "tokenizer.model, tokenizer.json is beside %s", m->cfg.vocab_size, model_path);
+        if ((rc = tokenizer_load(t, path, e))) return rc;
+    } else if (!embedded) {
+        if ((rc = tokenizer_load(t, path, e))) return rc;
     }
-    int rc = tokenizer_load(t, path, e);
-    if (rc) return rc;
     if (tokenizer_vocab_size(*t) != m->cfg.vocab_size) {
         rc = err_set(e, SPARQ_EINPUT, "%s has %d tokens but model %s has a vocabulary of %d", path,
                      tokenizer_vocab_size(*t), model_path, m->cfg.vocab_size);
@@ -162,7 +189,7 @@ static int cmd_eval(int argc, char **argv, err *e) {
     model *m = NULL;
     tokenizer *t = NULL;
     token_seqs seqs = {0};
-    rc = model_load_llama2c(&m, mpath, e);
+    rc = model_load(&m, mpath, e);
     if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
     if (!rc) {
         if (seqlen == 0) seqlen = m->cfg.seq_len;
@@ -209,6 +236,135 @@ static int cmd_eval(int argc, char **argv, err *e) {
     return rc;
 }
 
+/* ---- zeroshot ----------------------------------------------------------------------------- */
+
+static void zeroshot_json(cJSON *tasks, const zeroshot_task *t, const zeroshot_result *r) {
+    cJSON *x = cJSON_AddObjectToObject(tasks, t->name);
+    const zeroshot_stats *s = &r->stats;
+    cJSON_AddNumberToObject(x, "acc", r->acc);
+    cJSON_AddNumberToObject(x, "acc_stderr", r->acc_stderr);
+    if (r->has_acc_norm) {
+        cJSON_AddNumberToObject(x, "acc_norm", r->acc_norm);
+        cJSON_AddNumberToObject(x, "acc_norm_stderr", r->acc_norm_stderr);
+    }
+    if (r->has_ppl) {
+        cJSON_AddNumberToObject(x, "ppl", r->ppl);
+        cJSON_AddNumberToObject(x, "ppl_stderr", r->ppl_stderr);
+    }
+    cJSON_AddNumberToObject(x, "n", r->n);
+    cJSON_AddNumberToObject(x, "chance", r->chance);
+    cJSON_AddNumberToObject(x, "requests", (double)s->requests);
+    cJSON_AddNumberToObject(x, "sequences", s->sequences);
+    cJSON_AddNumberToObject(x, "tokens_forward", (double)s->tokens_forward);
+    cJSON_AddNumberToObject(x, "clipped", s->clipped);
+    cJSON_AddNumberToObject(x, "seconds", s->seconds);
+    cJSON_AddNumberToObject(x, "requests_per_s", s->seconds > 0 ? s->requests / s->seconds : 0.0);
+    cJSON_AddNumberToObject(x, "tokens_per_s", s->seconds > 0 ? s->tokens_forward / s->seconds : 0.0);
+}
+
+/* A table in the shape of lm-evaluation-harness's. */
+static void zeroshot_print(const zeroshot_task *t, const zeroshot_result *r, int n_task) {
+    printf("|%-14s|%6s|%-9s|%8s|   |%8s|\n", "Tasks", "n", "Metric", "Value", "Stderr");
+    printf("|--------------|-----:|---------|-------:|---|-------:|\n");
+    for (int i = 0; i < n_task; i++) {
+        printf("|%-14s|%6d|%-9s|%8.4f| ± |%8.4f|\n", t[i].name, r[i].n, "acc", r[i].acc, r[i].acc_stderr);
+        if (r[i].has_acc_norm)
+            printf("|%-14s|%6s|%-9s|%8.4f| ± |%8.4f|\n", "", "", "acc_norm", r[i].acc_norm,
+                   r[i].acc_norm_stderr);
+        if (r[i].has_ppl)
+            printf("|%-14s|%6s|%-9s|%8.4f| ± |%8.4f|\n", "", "", "ppl", r[i].ppl, r[i].ppl_stderr);
+    }
+    printf("\n");
+    for (int i = 0; i < n_task; i++) {
+        const zeroshot_stats *s = &r[i].stats;
+        printf("%-14s chance %.4f; %ld requests as %d sequences, %ld tokens in %.2f s: %.0f requests/s, "
+               "%.0f tokens/s\n", t[i].name, r[i].chance, s->requests, s->sequences, s->tokens_forward,
+               s->seconds, s->seconds > 0 ? s->requests / s->seconds : 0.0,
+               s->seconds > 0 ? s->tokens_forward / s->seconds : 0.0);
+        if (s->clipped)
+            printf("%-14s %d continuations longer than the model's context: their last tokens scored\n",
+                   t[i].name, s->clipped);
+    }
+}
+
+static int cmd_zeroshot(int argc, char **argv, err *e) {
+    flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--limit", 0, 0}, {"--seed", 0, 0},
+                {"--threads", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
+    /* --task repeats, so it is taken out before the one-value-per-flag parser. */
+    char **rest = malloc((size_t)(argc + 1) * sizeof(char *));
+    const char **spec = malloc((size_t)(argc + 1) * sizeof(char *));
+    if (!rest || !spec) {
+        free(rest);
+        free(spec);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    int n_rest = 0, n_task = 0, rc = SPARQ_OK;
+    for (int i = 0; i < argc && !rc; i++) {
+        if (strcmp(argv[i], "--task") != 0) rest[n_rest++] = argv[i];
+        else if (i + 1 >= argc) rc = err_set(e, SPARQ_EINPUT, "option --task needs a value");
+        else spec[n_task++] = argv[++i];
+    }
+    int limit = 0, seed = 0, threads = 0;
+    if (!rc) rc = flags_parse(f, n_rest, rest, e);
+    if (!rc) rc = require(f, "--model", e);
+    if (!rc && n_task == 0) rc = err_set(e, SPARQ_EINPUT, "missing required option --task NAME=FILE");
+    if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &limit, e);
+    if (!rc) rc = flag_int(f, "--seed", 0, 2147483647, &seed, e);
+    if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
+    for (int i = 0; i < n_task && !rc; i++) {
+        const char *eq = strchr(spec[i], '=');
+        if (!eq || eq == spec[i] || !eq[1])
+            rc = err_set(e, SPARQ_EINPUT, "--task %s: expected NAME=FILE", spec[i]);
+        for (int k = 0; k < i && !rc; k++)
+            if (strncmp(spec[k], spec[i], (size_t)(eq - spec[i]) + 1) == 0)
+                rc = err_set(e, SPARQ_EINPUT, "--task %.*s is given twice", (int)(eq - spec[i]), spec[i]);
+    }
+    free(rest);
+    if (rc) {
+        free(spec);
+        return rc;
+    }
+    blas_set_threads(threads);
+    const char *mpath = flag_str(f, "--model");
+    model *m = NULL;
+    tokenizer *t = NULL;
+    zeroshot_task *tasks = calloc((size_t)n_task, sizeof *tasks);
+    zeroshot_result *res = calloc((size_t)n_task, sizeof *res);
+    if (!tasks || !res) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    if (!rc) rc = model_load(&m, mpath, e);
+    if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
+    /* Load every task first: a bad file fails before any scoring. */
+    for (int i = 0; i < n_task && !rc; i++) {
+        const char *eq = strchr(spec[i], '=');
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - spec[i]), spec[i]);
+        rc = zeroshot_load_task(t, name, eq + 1, limit, (unsigned long)seed, &tasks[i], e);
+    }
+    for (int i = 0; i < n_task && !rc; i++) {
+        progress bar;
+        progress_start(&bar, tasks[i].name);
+        rc = zeroshot_run(m, &tasks[i], &res[i], progress_update, &bar, e);
+        progress_end(&bar);
+    }
+    if (!rc && flag_str(f, "--json")) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON *tj = cJSON_AddObjectToObject(j, "tasks");
+        for (int i = 0; i < n_task; i++) zeroshot_json(tj, &tasks[i], &res[i]);
+        cJSON_AddNumberToObject(j, "threads", blas_threads());
+        cJSON_AddNumberToObject(j, "peak_rss_mb", peak_rss_mb());
+        print_json(j);
+    } else if (!rc) {
+        zeroshot_print(tasks, res, n_task);
+    }
+    for (int i = 0; tasks && i < n_task; i++) zeroshot_task_free(&tasks[i]);
+    free(tasks);
+    free(res);
+    free(spec);
+    tokenizer_free(t);
+    model_free(m);
+    return rc;
+}
+
 /* ---- generate ----------------------------------------------------------------------------- */
 
 /* Append a piece as llama2.c's safe_printf prints it: a lone unprintable byte is skipped. */
@@ -244,7 +400,7 @@ static int cmd_generate(int argc, char **argv, err *e) {
     float *logits = NULL;
     char *text = NULL;
     size_t tlen = 0, tcap = 0;
-    rc = model_load_llama2c(&m, mpath, e);
+    rc = model_load(&m, mpath, e);
     if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
     if (!rc) rc = tokenizer_encode(t, prompt, true, false, &ptoks, &np, e);
     if (!rc) rc = fwd_cache_new(&c, m, e);
@@ -441,7 +597,7 @@ static int cmd_compress(int argc, char **argv, err *e) {
     token_seqs cs = {0}, es = {0};
     compress_options o;
     compress_report r = {0};
-    rc = model_load_llama2c(&m, mpath, e);
+    rc = model_load(&m, mpath, e);
     if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
     if (!rc) rc = compress_options_parse(f, m, &o, e);
     if (!rc) {
@@ -465,7 +621,11 @@ static int cmd_compress(int argc, char **argv, err *e) {
         rc = compress_model(m, &cs, &o, &r, progress_update, &bar, e);
         progress_end(&bar);
     }
-    if (!rc && flag_str(f, "--out")) rc = model_save_llama2c(m, flag_str(f, "--out"), e);
+    if (!rc && flag_str(f, "--out")) {
+        /* The format follows the extension; a .gguf carries the vocabulary for llama.cpp. */
+        model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, t};
+        rc = model_save_opts(m, flag_str(f, "--out"), &so, e);
+    }
     ppl_result pr;
     if (!rc && flag_str(f, "--eval")) {
         progress bar;
@@ -553,6 +713,54 @@ static int cmd_report(int argc, char **argv, err *e) {
     return rc;
 }
 
+/* ---- convert ------------------------------------------------------------------------------ */
+
+static int cmd_convert(int argc, char **argv, err *e) {
+    flag f[] = {{"--model", 0, 0}, {"--out", 0, 0}, {"--format", 0, 0}, {"--dtype", 0, 0},
+                {"--tokenizer", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
+    int rc = flags_parse(f, argc, argv, e);
+    if (!rc) rc = require(f, "--model", e);
+    if (!rc) rc = require(f, "--out", e);
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL};
+    if (!rc && flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &o.format, e);
+    if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &o.dtype))
+        rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16 or bf16", flag_str(f, "--dtype"));
+    if (rc) return rc;
+    const char *mpath = flag_str(f, "--model"), *out = flag_str(f, "--out");
+    model_format fmt = o.format == MODEL_FORMAT_AUTO ? model_format_for_path(out) : o.format;
+    model *m = NULL;
+    tokenizer *t = NULL;
+    rc = model_load(&m, mpath, e);
+    /* A GGUF carries its vocabulary so that llama.cpp runs it as is: a --tokenizer must load; one
+     * found beside the model is embedded; finding none is only a warning. */
+    if (!rc && fmt == MODEL_FORMAT_GGUF) {
+        err te = {0};
+        int trc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, &te);
+        if (trc && flag_str(f, "--tokenizer")) rc = err_set(e, trc, "%s", te.msg);
+        else if (trc) fprintf(stderr, "sparq convert: warning: %s; the GGUF gets no vocabulary\n", te.msg);
+        o.tok = t;
+    }
+    if (!rc) rc = model_save_opts(m, out, &o, e);
+    if (!rc) {
+        const char *dt = dtype_name(fmt == MODEL_FORMAT_LLAMA2C ? DTYPE_F32 : o.dtype);
+        if (flag_str(f, "--json")) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "out", out);
+            cJSON_AddStringToObject(j, "format", model_format_name(fmt));
+            cJSON_AddStringToObject(j, "dtype", dt);
+            cJSON_AddNumberToObject(j, "params", (double)model_params(m));
+            cJSON_AddBoolToObject(j, "tokenizer", t != NULL);
+            print_json(j);
+        } else {
+            printf("wrote %s: %s, %s, %llu parameters%s\n", out, model_format_name(fmt), dt,
+                   (unsigned long long)model_params(m), t ? ", with its vocabulary" : "");
+        }
+    }
+    tokenizer_free(t);
+    model_free(m);
+    return rc;
+}
+
 /* ---- inspect ------------------------------------------------------------------------------ */
 
 static double layer_sparsity(const linear *l) {
@@ -567,7 +775,7 @@ static int cmd_inspect(int argc, char **argv, err *e) {
     if (!rc) rc = require(f, "--model", e);
     if (rc) return rc;
     model *m;
-    rc = model_load_llama2c(&m, flag_str(f, "--model"), e);
+    rc = model_load(&m, flag_str(f, "--model"), e);
     if (rc) return rc;
     const model_config *c = &m->cfg;
     uint64_t params = model_params(m), lin = model_linear_params(m);
@@ -597,7 +805,7 @@ static int cmd_inspect(int argc, char **argv, err *e) {
                m->shared_cls ? "shared" : "separate");
         printf("params %llu (linear %llu)  size %llu bytes as float32\n\n",
                (unsigned long long)params, (unsigned long long)lin, (unsigned long long)bytes);
-        printf("%-12s %8s %8s %9s\n", "layer", "rows", "cols", "sparsity");
+        printf("%-12s %8s %8s %9s %10s\n", "layer", "rows", "cols", "sparsity", "distinct");
     }
     for (int l = 0; l < c->n_layers; l++) {
         for (int k = 0; k < LIN_COUNT; k++) {
@@ -605,15 +813,17 @@ static int cmd_inspect(int argc, char **argv, err *e) {
             char name[64];
             snprintf(name, sizeof name, "%d.%s", l, linear_names[k]);
             double sp = layer_sparsity(li);
+            uint64_t nd = linear_distinct(li);   /* a quantized layer keeps few values */
             if (json) {
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddStringToObject(o, "name", name);
                 cJSON_AddNumberToObject(o, "rows", li->rows);
                 cJSON_AddNumberToObject(o, "cols", li->cols);
                 cJSON_AddNumberToObject(o, "sparsity", sp);
+                cJSON_AddNumberToObject(o, "distinct", (double)nd);
                 cJSON_AddItemToArray(layers, o);
             } else {
-                printf("%-12s %8d %8d %9.4f\n", name, li->rows, li->cols, sp);
+                printf("%-12s %8d %8d %9.4f %10llu\n", name, li->rows, li->cols, sp, (unsigned long long)nd);
             }
         }
     }
@@ -632,7 +842,9 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "eval") == 0) rc = cmd_eval(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "generate") == 0) rc = cmd_generate(argc - 2, argv + 2, &e);
+    else if (strcmp(cmd, "zeroshot") == 0) rc = cmd_zeroshot(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "inspect") == 0) rc = cmd_inspect(argc - 2, argv + 2, &e);
+    else if (strcmp(cmd, "convert") == 0) rc = cmd_convert(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "compress") == 0) rc = cmd_compress(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "sweep") == 0) rc = cmd_sweep(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "report") == 0) rc = cmd_report(argc - 2, argv + 2, &e);

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,20 @@
 /* Attention processes query rows in tiles of this many rows, so a tile's scores only span the
  * keys up to its last row: the causal mask then wastes at most one tile's triangle. */
 #define ATT_ROWS 64
+
+/* Reductions keep this many partial sums (and score rows are padded to a multiple of it), so the
+ * loops vectorize without scalar tails and give the same bits at any vector width. */
+#define LANES 16
+_Static_assert(LANES == 16, "lanes_sum and lanes_max combine exactly 16 lanes");
+
+/* The elementwise hot loops get AVX2 and AVX-512 clones chosen at load time; the rest of the
+ * build stays baseline x86-64. The clones compute identical bits: no FMA contraction happens
+ * (ISO C mode means -ffp-contract=off) and reductions run in LANES fixed lanes. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define HOT_CLONES
+#endif
 
 struct fwd_scratch {
     float *xb, *q, *k, *v, *att, *hb, *hb2, *scores, *x;
@@ -38,16 +53,102 @@ static bool grow(void *pp, size_t *cap, size_t n, size_t sz) {
     return true;
 }
 
-static void rmsnorm_rows(float *o, const float *x, const float *w, int n, int d, float eps) {
-    #pragma omp parallel for schedule(static) if (n > 64)
-    for (int t = 0; t < n; t++) {
-        const float *xr = x + (size_t)t * d;
-        float *orow = o + (size_t)t * d;
-        float ss = 0.0f;
-        for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
-        ss = 1.0f / sqrtf(ss / d + eps);
-        for (int j = 0; j < d; j++) orow[j] = w[j] * (ss * xr[j]);
+static int round_lanes(int n) { return (n + LANES - 1) / LANES * LANES; }
+
+/* e^x without a libm call, so the loops around it vectorize: Cephes' expf scheme. x = n ln2 + r
+ * with |r| <= ln2/2 (ln2 split in two for an exact n ln2), e^r = 1 + r + r^2 P(r) with P of
+ * degree 5, and 2^n written into the exponent bits. Max relative error 8.3e-8 (1.4 ulp) against
+ * double exp, checked at every float in [-87, 88], the range x must be in here. */
+static inline float exp_core(float x) {
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round(x / ln2): 1.5 * 2^23 */
+    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = (p * r) * r + r + 1.0f;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* e^x for x <= 0 (softmax after subtracting the max): exactly 0 below -87, also for -inf. The
+ * selects need -fno-trapping-math to vectorize. */
+static inline float exp_neg(float x) {
+    bool under = x < -87.0f;
+    float e = exp_core(under ? -87.0f : x);
+    return under ? 0.0f : e;
+}
+
+/* Sum and max of a[LANES] in a fixed pairwise order (LANES is 16). */
+static inline float lanes_sum(const float *a) {
+    float b[8], c[4];
+    for (int l = 0; l < 8; l++) b[l] = a[l] + a[l + 8];
+    for (int l = 0; l < 4; l++) c[l] = b[l] + b[l + 4];
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+static inline float lanes_max(const float *a) {
+    float b[8], c[4];
+    for (int l = 0; l < 8; l++) b[l] = a[l + 8] > a[l] ? a[l + 8] : a[l];
+    for (int l = 0; l < 4; l++) c[l] = b[l + 4] > b[l] ? b[l + 4] : b[l];
+    float d0 = c[2] > c[0] ? c[2] : c[0], d1 = c[3] > c[1] ? c[3] : c[1];
+    return d1 > d0 ? d1 : d0;
+}
+
+/* One row of x[d] normalized into o[d] (o may be x). */
+static inline void rmsnorm_row(float *o, const float *x, const float *w, int d, float eps) {
+    float acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= d; j += LANES) {
+        #pragma omp simd
+        for (int l = 0; l < LANES; l++) acc[l] += x[j + l] * x[j + l];
     }
+    for (int l = 0; j + l < d; l++) acc[l] += x[j + l] * x[j + l];
+    float ss = 1.0f / sqrtf(lanes_sum(acc) / d + eps);
+    #pragma omp simd
+    for (int k = 0; k < d; k++) o[k] = w[k] * (ss * x[k]);
+}
+
+HOT_CLONES
+static void rmsnorm_range(float *o, const float *x, const float *w, int t0, int t1, int d,
+                          float eps) {
+    for (int t = t0; t < t1; t++)
+        rmsnorm_row(o + (size_t)t * d, x + (size_t)t * d, w, d, eps);
+}
+
+static void rmsnorm_rows(float *o, const float *x, const float *w, int n, int d, float eps) {
+    if (n <= 64 || omp_in_parallel()) {
+        rmsnorm_range(o, x, w, 0, n, d, eps);
+        return;
+    }
+    #pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        rmsnorm_range(o, x, w, (int)((long)n * t / nt), (int)((long)n * (t + 1) / nt), d, eps);
+    }
+}
+
+/* g[i] = silu(g[i]) * u[i] for i in [i0, i1), with sigmoid(g) = (g >= 0 ? 1 : t) / (1 + t),
+ * t = e^-|g|: no overflow, so no clamp at the top, and one division per element. */
+HOT_CLONES
+static void silu_mul(float *g, const float *u, size_t i0, size_t i1) {
+    #pragma omp simd
+    for (size_t i = i0; i < i1; i++) {
+        float x = g[i], t = exp_neg(-fabsf(x));
+        g[i] = x * ((x >= 0.0f ? 1.0f : t) / (1.0f + t)) * u[i];
+    }
+}
+
+/* The single-token path keeps libm's expf and a plain sum: generation stays the reference. */
+static void rmsnorm_ref(float *o, const float *x, const float *w, int d, float eps) {
+    float ss = 0.0f;
+    for (int j = 0; j < d; j++) ss += x[j] * x[j];
+    ss = 1.0f / sqrtf(ss / d + eps);
+    for (int j = 0; j < d; j++) o[j] = w[j] * (ss * x[j]);
 }
 
 /* Rotate the heads of one token's vector v (n_heads_v heads of head_size) for position pos. */
@@ -77,50 +178,94 @@ int forward_embed(const model *m, const int *tokens, int n_tok, float *x, err *e
     return SPARQ_OK;
 }
 
-/* Causal softmax of one tile: rows r0.. of a sequence, nc = r0 + nr key columns. Entries right
- * of the diagonal are zeroed so the following GEMM with V can span the whole tile. */
-static void softmax_causal_tile(float *S, int nr, int nc, int r0) {
+/* Causal softmax of one tile: rows r0.. of a sequence, rows of ld >= round_lanes(r0 + nr) scores.
+ * Row i keeps e^(s - max) for its r0 + i + 1 keys and zeros after them, so the GEMM with V can
+ * span the tile; inv[i] gets 1 / the row's sum, applied to the tile's head_size outputs rather
+ * than to all its scores. Keys past the diagonal up to a LANES multiple are set to -inf so every
+ * loop runs on whole vectors without masks. */
+HOT_CLONES
+static void softmax_causal_tile(float *S, int nr, int ld, int r0, float *inv) {
     for (int i = 0; i < nr; i++) {
-        float *row = S + (size_t)i * nc;
-        int last = r0 + i;
-        float mx = row[0];
-        for (int j = 1; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j <= last; j++) {
-            row[j] = expf(row[j] - mx);
-            sum += row[j];
+        float *row = S + (size_t)i * ld;
+        int n = r0 + i + 1, np = round_lanes(n);
+        float *last = row + np - LANES;
+        #pragma omp simd
+        for (int l = 0; l < LANES; l++) last[l] = np - LANES + l < n ? last[l] : -INFINITY;
+        float mx[LANES], acc[LANES];
+        #pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            mx[l] = row[l];
+            acc[l] = 0.0f;
         }
-        float inv = 1.0f / sum;
-        for (int j = 0; j <= last; j++) row[j] *= inv;
-        for (int j = last + 1; j < nc; j++) row[j] = 0.0f;
+        for (int j = LANES; j < np; j += LANES) {
+            #pragma omp simd
+            for (int l = 0; l < LANES; l++) mx[l] = row[j + l] > mx[l] ? row[j + l] : mx[l];
+        }
+        float m = lanes_max(mx);
+        for (int j = 0; j < np; j += LANES) {
+            #pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float e = exp_neg(row[j + l] - m);
+                row[j + l] = e;
+                acc[l] += e;
+            }
+        }
+        inv[i] = 1.0f / lanes_sum(acc);
+        #pragma omp simd
+        for (int j = np; j < ld; j++) row[j] = 0.0f;
+    }
+}
+
+/* Per-thread attention scratch: the group's keys transposed, one tile of scores, row sums. */
+static size_t att_scratch_floats(int hs, int maxT) {
+    size_t ldk = (size_t)round_lanes(maxT);
+    return (size_t)hs * ldk + (size_t)ATT_ROWS * ldk + ATT_ROWS;
+}
+
+/* Attention of one sequence for the heads sharing kv head g: keys are transposed once (padded
+ * with zero keys to a LANES multiple) so Q K^T is a plain NN product, which OpenBLAS serves with
+ * its small-matrix kernel instead of packing both operands for every tile. */
+static void attend_group(const model *m, int T, int g, const float *q, const float *k,
+                         const float *v, float *att, float *work) {
+    const model_config *c = &m->cfg;
+    int hs = c->head_size, kvd = c->n_kv_heads * hs, qdim = c->n_heads * hs;
+    int group = c->n_heads / c->n_kv_heads, ldk = round_lanes(T);
+    float scale = 1.0f / sqrtf((float)hs);
+    float *Kt = work, *S = Kt + (size_t)hs * ldk, *inv = S + (size_t)ATT_ROWS * ldk;
+    const float *K = k + (size_t)g * hs, *V = v + (size_t)g * hs;
+    for (int d = 0; d < hs; d++) {
+        float *kr = Kt + (size_t)d * ldk;
+        for (int t = 0; t < T; t++) kr[t] = K[(size_t)t * kvd + d];
+        for (int t = T; t < ldk; t++) kr[t] = 0.0f;
+    }
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        const float *Q = q + (size_t)h * hs;
+        float *O = att + (size_t)h * hs;
+        for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+            int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nc = r0 + nr, ld = round_lanes(nc);
+            blas_gemm(false, false, nr, ld, hs, scale, Q + (size_t)r0 * qdim, qdim, Kt, ldk, 0.0f,
+                      S, ld);
+            softmax_causal_tile(S, nr, ld, r0, inv);
+            float *Or = O + (size_t)r0 * qdim;
+            blas_gemm(false, false, nr, hs, nc, 1.0f, S, ld, V, kvd, 0.0f, Or, qdim);
+            for (int i = 0; i < nr; i++)
+                for (int d = 0; d < hs; d++) Or[(size_t)i * qdim + d] *= inv[i];
+        }
     }
 }
 
 static void attention(const model *m, const fwd_batch *b, const int *offs, const float *q,
-                      const float *k, const float *v, float *att, float *scores, int maxT) {
+                      const float *k, const float *v, float *att, float *scratch, int maxT) {
     const model_config *c = &m->cfg;
-    int hs = c->head_size, dim = c->dim, kvd = c->n_kv_heads * hs;
-    int qdim = c->n_heads * hs, group = c->n_heads / c->n_kv_heads;
-    float scale = 1.0f / sqrtf((float)hs);
-    int jobs = b->n_seq * c->n_heads;
-    (void)dim;
-    #pragma omp parallel for schedule(dynamic, 1) if (jobs > 1)
+    int hs = c->head_size, kvd = c->n_kv_heads * hs, qdim = c->n_heads * hs;
+    int jobs = b->n_seq * c->n_kv_heads;
+    size_t per = att_scratch_floats(hs, maxT);
+    #pragma omp parallel for schedule(dynamic, 1) if (jobs > 1 && !omp_in_parallel())
     for (int job = 0; job < jobs; job++) {
-        int sq = job / c->n_heads, h = job % c->n_heads, T = b->lens[sq];
+        int sq = job / c->n_kv_heads, g = job % c->n_kv_heads;
         size_t off = (size_t)offs[sq];
-        const float *Q = q + off * qdim + (size_t)h * hs;
-        const float *K = k + off * kvd + (size_t)(h / group) * hs;
-        const float *V = v + off * kvd + (size_t)(h / group) * hs;
-        float *O = att + off * qdim + (size_t)h * hs;
-        float *S = scores + (size_t)omp_get_thread_num() * ATT_ROWS * maxT;
-        for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
-            int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nc = r0 + nr;
-            blas_gemm(false, true, nr, nc, hs, scale, Q + (size_t)r0 * qdim, qdim, K, kvd, 0.0f,
-                      S, nc);
-            softmax_causal_tile(S, nr, nc, r0);
-            blas_gemm(false, false, nr, hs, nc, 1.0f, S, nc, V, kvd, 0.0f,
-                      O + (size_t)r0 * qdim, qdim);
-        }
+        attend_group(m, b->lens[sq], g, q + off * qdim, k + off * kvd, v + off * kvd,
+                     att + off * qdim, scratch + (size_t)omp_get_thread_num() * per);
     }
 }
 
@@ -140,7 +285,9 @@ int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block
     }
     if (total != n)
         return err_set(e, SPARQ_EINPUT, "batch lengths sum to %d, not n_tok %d", total, n);
-    int nth = blas_threads();
+    /* Inside a caller's parallel region everything here runs on the calling thread alone. */
+    bool nested = omp_in_parallel();
+    int nth = nested ? 1 : blas_threads();
     size_t N = (size_t)n;
     if (!grow(&s->xb, &s->xb_n, N * dim, sizeof(float)) ||
         !grow(&s->q, &s->q_n, N * qdim, sizeof(float)) ||
@@ -149,7 +296,8 @@ int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block
         !grow(&s->att, &s->att_n, N * qdim, sizeof(float)) ||
         !grow(&s->hb, &s->hb_n, N * hid, sizeof(float)) ||
         !grow(&s->hb2, &s->hb2_n, N * hid, sizeof(float)) ||
-        !grow(&s->scores, &s->scores_n, (size_t)nth * ATT_ROWS * maxT, sizeof(float)) ||
+        !grow(&s->scores, &s->scores_n, (size_t)nth * att_scratch_floats(hs, maxT),
+              sizeof(float)) ||
         !grow(&s->offs, &s->offs_n, (size_t)b->n_seq, sizeof(int)))
         return err_set(e, SPARQ_ERUNTIME, "out of memory for a batch of %d tokens", n);
     for (int i = 0, o = 0; i < b->n_seq; o += b->lens[i], i++) s->offs[i] = o;
@@ -160,7 +308,7 @@ int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block
     blas_linear(s->xb, bl->lin[LIN_Q].w, s->q, n, dim, qdim);
     blas_linear(s->xb, bl->lin[LIN_K].w, s->k, n, dim, kvd);
     blas_linear(s->xb, bl->lin[LIN_V].w, s->v, n, dim, kvd);
-    #pragma omp parallel for schedule(static) if (b->n_seq > 1)
+    #pragma omp parallel for schedule(static) if (b->n_seq > 1 && !nested)
     for (int i = 0; i < b->n_seq; i++) {
         for (int p = 0; p < b->lens[i]; p++) {
             size_t t = (size_t)s->offs[i] + p;
@@ -178,10 +326,14 @@ int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block
     blas_linear(s->xb, bl->lin[LIN_GATE].w, s->hb, n, dim, hid);
     blas_linear(s->xb, bl->lin[LIN_UP].w, s->hb2, n, dim, hid);
     size_t nh = N * hid;
-    #pragma omp parallel for schedule(static) if (nh > 65536)
-    for (size_t i = 0; i < nh; i++) {
-        float g = s->hb[i];
-        s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
+    if (nh <= 65536 || nested) {
+        silu_mul(s->hb, s->hb2, 0, nh);
+    } else {
+        #pragma omp parallel
+        {
+            size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+            silu_mul(s->hb, s->hb2, nh * t / nt, nh * (t + 1) / nt);
+        }
     }
     if (cap && cap->down) memcpy(cap->down, s->hb, nh * sizeof(float));
     blas_gemm(false, true, n, dim, hid, 1.0f, s->hb, hid, bl->lin[LIN_DOWN].w, hid, 1.0f, x, dim);
@@ -264,7 +416,7 @@ int forward_token(const model *m, fwd_cache *c, int token, int pos, float *logit
         const block *bl = &m->blocks[l];
         float *kc = c->key + ((size_t)l * p->seq_len) * kvd;
         float *vc = c->value + ((size_t)l * p->seq_len) * kvd;
-        rmsnorm_rows(c->xb, c->x, bl->attn_norm, 1, dim, p->norm_eps);
+        rmsnorm_ref(c->xb, c->x, bl->attn_norm, dim, p->norm_eps);
         matvec(c->q, c->xb, bl->lin[LIN_Q].w, qdim, dim);
         matvec(kc + (size_t)pos * kvd, c->xb, bl->lin[LIN_K].w, kvd, dim);
         matvec(vc + (size_t)pos * kvd, c->xb, bl->lin[LIN_V].w, kvd, dim);
@@ -293,7 +445,7 @@ int forward_token(const model *m, fwd_cache *c, int token, int pos, float *logit
         }
         matvec(c->xb2, c->xb, bl->lin[LIN_O].w, dim, qdim);
         for (int i = 0; i < dim; i++) c->x[i] += c->xb2[i];
-        rmsnorm_rows(c->xb, c->x, bl->ffn_norm, 1, dim, p->norm_eps);
+        rmsnorm_ref(c->xb, c->x, bl->ffn_norm, dim, p->norm_eps);
         matvec(c->hb, c->xb, bl->lin[LIN_GATE].w, hid, dim);
         matvec(c->hb2, c->xb, bl->lin[LIN_UP].w, hid, dim);
         for (int i = 0; i < hid; i++) {
@@ -303,7 +455,7 @@ int forward_token(const model *m, fwd_cache *c, int token, int pos, float *logit
         matvec(c->xb2, c->hb, bl->lin[LIN_DOWN].w, dim, hid);
         for (int i = 0; i < dim; i++) c->x[i] += c->xb2[i];
     }
-    rmsnorm_rows(c->x, c->x, m->final_norm, 1, dim, p->norm_eps);
+    rmsnorm_ref(c->x, c->x, m->final_norm, dim, p->norm_eps);
     matvec(logits, c->x, m->wcls, p->vocab_size, dim);
     return SPARQ_OK;
 }

@@ -1,5 +1,9 @@
 #include "model.h"
 
+#include "fileio.h"
+#include "gguf.h"
+#include "safetensors.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -203,33 +207,278 @@ uint64_t model_params(const model *m) {
     return n;
 }
 
+/* ---- llama2.c writer ---------------------------------------------------------------------- */
+
+static void write_rows(atomic_file *a, const float *w, size_t n) { atomic_write(a, w, n * sizeof(float)); }
+
+/* q or k of one layer in the adjacent layout llama2.c's run.c rotates. */
+static void write_qk(atomic_file *a, const model *m, const linear *l, int heads, float *tmp) {
+    if (m->cfg.rope == ROPE_ADJACENT) {
+        write_rows(a, l->w, (size_t)l->rows * l->cols);
+        return;
+    }
+    model_permute_rows(tmp, l->w, heads, m->cfg.head_size, l->cols, m->cfg.rope, ROPE_ADJACENT);
+    write_rows(a, tmp, (size_t)l->rows * l->cols);
+}
+
 int model_save_llama2c(const model *m, const char *path, err *e) {
     const model_config *c = &m->cfg;
+    /* The format has no fields for these: run.c derives head_size = dim / n_heads and fixes
+     * theta and epsilon, so a model that differs would silently become another model. */
+    if (c->head_size * c->n_heads != c->dim)
+        return err_set(e, SPARQ_EINPUT, "%s: llama2.c format needs head_size = dim / n_heads, but "
+                       "head_size is %d with dim %d and %d heads", path, c->head_size, c->dim, c->n_heads);
+    if (c->rope_theta != 10000.0f)
+        return err_set(e, SPARQ_EINPUT, "%s: llama2.c format fixes rope_theta at 10000; this model "
+                       "has %g (use safetensors or gguf)", path, (double)c->rope_theta);
+    if (c->norm_eps != 1e-5f)
+        return err_set(e, SPARQ_EINPUT, "%s: llama2.c format fixes rms_norm_eps at 1e-5; this model "
+                       "has %g (use safetensors or gguf)", path, (double)c->norm_eps);
     int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                     m->shared_cls ? c->vocab_size : -c->vocab_size, c->seq_len};
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
+    size_t half = (size_t)c->head_size / 2, rows_max = (size_t)c->dim;
+    float *tmp = malloc(rows_max * c->dim * sizeof(float) + 1);
     if (!tmp) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int rc = err_set(e, SPARQ_EINPUT, "%s: cannot write: %s", tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    /* The data block is the file's payload as loaded (weights in place, legacy RoPE tables
-     * untouched), so writing it back gives exactly the llama2.c layout. */
-    bool ok = fwrite(h, sizeof h, 1, f) == 1 &&
-              fwrite(m->data, sizeof(float), m->data_floats, f) == m->data_floats;
-    ok = (fflush(f) == 0) && ok;
-    ok = (fsync(fileno(f)) == 0) && ok;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int rc = err_set(e, SPARQ_ERUNTIME, "%s: write failed: %s", path, strerror(errno));
-        remove(tmp);
-        free(tmp);
-        return rc;
-    }
+    atomic_file a;
+    int rc = atomic_open(&a, path, e);
+    if (rc) { free(tmp); return rc; }
+    /* llama2.c stores each kind of tensor for all layers together, in this order. */
+    size_t d = (size_t)c->dim;
+    atomic_write(&a, h, sizeof h);
+    write_rows(&a, m->tok_emb, (size_t)c->vocab_size * d);
+    for (int l = 0; l < c->n_layers; l++) write_rows(&a, m->blocks[l].attn_norm, d);
+    for (int l = 0; l < c->n_layers; l++) write_qk(&a, m, &m->blocks[l].lin[LIN_Q], c->n_heads, tmp);
+    for (int l = 0; l < c->n_layers; l++) write_qk(&a, m, &m->blocks[l].lin[LIN_K], c->n_kv_heads, tmp);
+    static const linear_kind rest[] = {LIN_V, LIN_O};
+    for (int k = 0; k < 2; k++)
+        for (int l = 0; l < c->n_layers; l++) {
+            const linear *li = &m->blocks[l].lin[rest[k]];
+            write_rows(&a, li->w, (size_t)li->rows * li->cols);
+        }
+    for (int l = 0; l < c->n_layers; l++) write_rows(&a, m->blocks[l].ffn_norm, d);
+    static const linear_kind ffn[] = {LIN_GATE, LIN_DOWN, LIN_UP};   /* w1, w2, w3 */
+    for (int k = 0; k < 3; k++)
+        for (int l = 0; l < c->n_layers; l++) {
+            const linear *li = &m->blocks[l].lin[ffn[k]];
+            write_rows(&a, li->w, (size_t)li->rows * li->cols);
+        }
+    write_rows(&a, m->final_norm, d);
+    /* Legacy freq_cis_real / freq_cis_imag [seq_len][head_size/2]: run.c ignores them; they are
+     * cos and sin of the same angles for either layout (frequency i serves pair i). */
+    write_rows(&a, m->rope_cos, (size_t)c->seq_len * half);
+    write_rows(&a, m->rope_sin, (size_t)c->seq_len * half);
+    if (!m->shared_cls) write_rows(&a, m->wcls, (size_t)c->vocab_size * d);
     free(tmp);
+    return atomic_commit(&a, e);
+}
+
+/* ---- every format ------------------------------------------------------------------------- */
+
+/* Weights model_alloc holds for c, or false on overflow. */
+static bool alloc_floats(const model_config *c, bool shared, uint64_t *out) {
+    uint64_t L = c->n_layers, d = c->dim, h = c->hidden_dim, V = c->vocab_size;
+    uint64_t qd = (uint64_t)c->n_heads * c->head_size, kv = (uint64_t)c->n_kv_heads * c->head_size;
+    uint64_t n = 0, Lq = 0, Lkv = 0, Lh = 0;
+    /* Every factor is at most 2^24 (model_config_check), so only the products can overflow. */
+    bool ok = add_mul(&Lq, L, qd) && add_mul(&Lkv, L, kv) && add_mul(&Lh, L, h)
+           && add_mul(&n, V, d) && add_mul(&n, L, 2 * d) && add_mul(&n, Lq, 2 * d)
+           && add_mul(&n, Lkv, 2 * d) && add_mul(&n, Lh, 3 * d) && add_mul(&n, 1, d)
+           && (shared || add_mul(&n, V, d));
+    *out = n;
+    return ok && n <= SIZE_MAX / sizeof(float);
+}
+
+int model_config_check(const model_config *c, const char *path, err *e) {
+    const struct { const char *name; int v; } f[] = {
+        {"dim", c->dim}, {"hidden_dim", c->hidden_dim}, {"n_layers", c->n_layers},
+        {"n_heads", c->n_heads}, {"n_kv_heads", c->n_kv_heads}, {"vocab_size", c->vocab_size},
+        {"seq_len", c->seq_len}, {"head_size", c->head_size}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].v <= 0 || f[i].v > (1 << 24))
+            return err_set(e, SPARQ_EINPUT, "%s: %s = %d is out of range", path, f[i].name, f[i].v);
+    if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
+        return err_set(e, SPARQ_EINPUT, "%s: n_heads %d is not a multiple of n_kv_heads %d", path,
+                       c->n_heads, c->n_kv_heads);
+    if (c->head_size % 2 != 0)
+        return err_set(e, SPARQ_EINPUT, "%s: head size %d is odd; RoPE needs pairs", path, c->head_size);
+    if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
+        return err_set(e, SPARQ_EINPUT, "%s: rms_norm_eps %g is not a positive number", path,
+                       (double)c->norm_eps);
+    if (!(c->rope_theta > 1.0f) || !isfinite(c->rope_theta))
+        return err_set(e, SPARQ_EINPUT, "%s: rope_theta %g is not a number above 1", path,
+                       (double)c->rope_theta);
+    uint64_t n;
+    if (!alloc_floats(c, false, &n) || (uint64_t)c->seq_len * c->head_size > SIZE_MAX / 8)
+        return err_set(e, SPARQ_EINPUT, "%s: model sizes overflow", path);
     return SPARQ_OK;
+}
+
+int model_alloc(model **out, const model_config *c, bool shared, err *e) {
+    *out = NULL;
+    uint64_t n;
+    if (!alloc_floats(c, shared, &n)) return err_set(e, SPARQ_EINPUT, "model sizes overflow");
+    model *m = calloc(1, sizeof *m);
+    if (!m) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    m->cfg = *c;
+    m->shared_cls = shared;
+    m->data_floats = (size_t)n;
+    /* calloc: large blocks come as untouched zero pages, so the loader's writes are the only
+     * time the memory is touched. */
+    m->data = calloc((size_t)n, sizeof(float));
+    m->blocks = calloc((size_t)c->n_layers, sizeof(block));
+    if (!m->data || !m->blocks) {
+        model_free(m);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory for %llu weights (%.1f GB)",
+                       (unsigned long long)n, n * 4.0 / 1e9);
+    }
+    size_t L = c->n_layers, d = c->dim, h = c->hidden_dim;
+    size_t qd = (size_t)c->n_heads * c->head_size, kv = (size_t)c->n_kv_heads * c->head_size;
+    float *p = m->data;
+    m->tok_emb = p; p += (size_t)c->vocab_size * d;
+    float *rms_att = p; p += L * d;
+    float *wq = p; p += L * qd * d;
+    float *wk = p; p += L * kv * d;
+    float *wv = p; p += L * kv * d;
+    float *wo = p; p += L * d * qd;
+    float *rms_ffn = p; p += L * d;
+    float *w1 = p; p += L * h * d;
+    float *w2 = p; p += L * d * h;
+    float *w3 = p; p += L * h * d;
+    m->final_norm = p; p += d;
+    m->wcls = shared ? m->tok_emb : p;
+    for (size_t l = 0; l < L; l++) {
+        block *b = &m->blocks[l];
+        b->attn_norm = rms_att + l * d;
+        b->ffn_norm = rms_ffn + l * d;
+        b->lin[LIN_Q] = (linear){wq + l * qd * d, (int)qd, (int)d};
+        b->lin[LIN_K] = (linear){wk + l * kv * d, (int)kv, (int)d};
+        b->lin[LIN_V] = (linear){wv + l * kv * d, (int)kv, (int)d};
+        b->lin[LIN_O] = (linear){wo + l * d * qd, (int)d, (int)qd};
+        b->lin[LIN_GATE] = (linear){w1 + l * h * d, (int)h, (int)d};
+        b->lin[LIN_DOWN] = (linear){w2 + l * d * h, (int)d, (int)h};
+        b->lin[LIN_UP] = (linear){w3 + l * h * d, (int)h, (int)d};
+    }
+    *out = m;
+    return SPARQ_OK;
+}
+
+model_format model_format_for_path(const char *path) {
+    if (path_has_suffix(path, ".safetensors") || path_has_suffix(path, ".safetensors.index.json") ||
+        path_is_dir(path) || path_has_suffix(path, "/"))
+        return MODEL_FORMAT_SAFETENSORS;
+    if (path_has_suffix(path, ".gguf")) return MODEL_FORMAT_GGUF;
+    return MODEL_FORMAT_LLAMA2C;
+}
+
+int model_format_parse(const char *name, model_format *f, err *e) {
+    if (strcmp(name, "llama2c") == 0 || strcmp(name, "llama2.c") == 0) *f = MODEL_FORMAT_LLAMA2C;
+    else if (strcmp(name, "safetensors") == 0 || strcmp(name, "hf") == 0) *f = MODEL_FORMAT_SAFETENSORS;
+    else if (strcmp(name, "gguf") == 0) *f = MODEL_FORMAT_GGUF;
+    else return err_set(e, SPARQ_EINPUT, "--format %s: expected llama2c, safetensors or gguf", name);
+    return SPARQ_OK;
+}
+
+const char *model_format_name(model_format f) {
+    switch (f) {
+    case MODEL_FORMAT_LLAMA2C: return "llama2c";
+    case MODEL_FORMAT_SAFETENSORS: return "safetensors";
+    case MODEL_FORMAT_GGUF: return "gguf";
+    case MODEL_FORMAT_AUTO: break;
+    }
+    return "auto";
+}
+
+int model_load(model **out, const char *path, err *e) {
+    *out = NULL;
+    if (!path_exists(path))
+        return err_set(e, SPARQ_EINPUT, "%s: cannot open model: %s", path, strerror(ENOENT));
+    if (model_format_for_path(path) == MODEL_FORMAT_SAFETENSORS) return safetensors_load_model(out, path, e);
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        size_t got = fread(magic, 1, 4, f);
+        fclose(f);
+        if (got == 4 && memcmp(magic, "GGUF", 4) == 0) return gguf_load_model(out, path, e);
+    }
+    if (path_has_suffix(path, ".gguf")) return gguf_load_model(out, path, e);
+    return model_load_llama2c(out, path, e);
+}
+
+int model_save(const model *m, const char *path, err *e) {
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL};
+    return model_save_opts(m, path, &o, e);
+}
+
+int model_save_opts(const model *m, const char *path, const model_save_options *o, err *e) {
+    model_format f = o->format == MODEL_FORMAT_AUTO ? model_format_for_path(path) : o->format;
+    switch (f) {
+    case MODEL_FORMAT_SAFETENSORS: return safetensors_save_model(m, path, o->dtype, e);
+    case MODEL_FORMAT_GGUF: return gguf_save_model(m, o->tok, path, o->dtype, e);
+    default:
+        if (o->dtype != DTYPE_F32)
+            return err_set(e, SPARQ_EINPUT, "%s: llama2.c checkpoints are float32 only, not %s", path,
+                           dtype_name(o->dtype));
+        return model_save_llama2c(m, path, e);
+    }
+}
+
+void model_permute_rows(float *dst, const float *src, int n_heads, int hs, int cols,
+                        rope_layout from, rope_layout to) {
+    size_t rowb = (size_t)cols * sizeof(float), half = (size_t)hs / 2;
+    for (size_t h = 0; h < (size_t)n_heads; h++) {
+        const float *s = src + h * hs * (size_t)cols;
+        float *d = dst + h * hs * (size_t)cols;
+        for (size_t j = 0; j < half; j++)
+            for (size_t k = 0; k < 2; k++) {
+                /* Pair j's two rows: 2j, 2j+1 adjacent; j, j + hs/2 rotate-half. */
+                size_t adj = 2 * j + k, hf = k * half + j;
+                size_t si = from == ROPE_ADJACENT ? adj : hf, di = to == ROPE_ADJACENT ? adj : hf;
+                memcpy(d + di * cols, s + si * cols, rowb);
+            }
+    }
+}
+
+int model_set_rope_layout(model *m, rope_layout to, err *e) {
+    if (m->cfg.rope == to) return SPARQ_OK;
+    const model_config *c = &m->cfg;
+    size_t most = (size_t)c->n_heads * c->head_size * c->dim;
+    float *tmp = malloc(most * sizeof(float));
+    if (!tmp) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = LIN_Q; k <= LIN_K; k++) {
+            linear *li = &m->blocks[l].lin[k];
+            int heads = k == LIN_Q ? c->n_heads : c->n_kv_heads;
+            model_permute_rows(tmp, li->w, heads, c->head_size, li->cols, c->rope, to);
+            memcpy(li->w, tmp, (size_t)li->rows * li->cols * sizeof(float));
+        }
+    free(tmp);
+    m->cfg.rope = to;
+    return SPARQ_OK;
+}
+
+uint64_t linear_distinct(const linear *l) {
+    size_t n = (size_t)l->rows * l->cols;
+    if (n == 0) return 0;
+    uint32_t *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    if (!a || !b) { free(a); free(b); return 0; }
+    for (size_t i = 0; i < n; i++) {
+        float v = l->w[i] == 0.0f ? 0.0f : l->w[i];   /* -0 == 0 */
+        memcpy(&a[i], &v, 4);
+    }
+    /* LSD radix sort of the bit patterns, two 16-bit passes: equal values become neighbours. */
+    size_t *cnt = calloc(65536, sizeof *cnt);
+    if (!cnt) { free(a); free(b); return 0; }
+    for (int pass = 0; pass < 2; pass++) {
+        int sh = 16 * pass;
+        memset(cnt, 0, 65536 * sizeof *cnt);
+        for (size_t i = 0; i < n; i++) cnt[(a[i] >> sh) & 0xffffu]++;
+        size_t sum = 0;
+        for (size_t k = 0; k < 65536; k++) { size_t c = cnt[k]; cnt[k] = sum; sum += c; }
+        for (size_t i = 0; i < n; i++) b[cnt[(a[i] >> sh) & 0xffffu]++] = a[i];
+        uint32_t *t = a; a = b; b = t;
+    }
+    uint64_t d = 1;
+    for (size_t i = 1; i < n; i++) d += a[i] != a[i - 1];
+    free(cnt); free(a); free(b);
+    return d;
 }

@@ -1,6 +1,6 @@
-/* The LLaMA-family model: configuration, weights and the llama2.c checkpoint loader.
- * Owns the weight memory (float32, [out][in] row-major per linear layer, writable so that
- * solvers can compress in place). Knows nothing of tokenizers, solvers or evaluation. */
+/* The LLaMA-family model: configuration, weights (float32 [out][in], writable for solvers), the
+ * llama2.c format, and model_load/model_save for every format (safetensors.h, gguf.h do the work).
+ * Knows nothing of tokenizers beyond handing one to the GGUF writer, nor of solvers or evaluation. */
 #ifndef SPARQ_MODEL_H
 #define SPARQ_MODEL_H
 
@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtype.h"
 #include "err.h"
 
 typedef enum {
@@ -65,5 +66,62 @@ int  model_init_rope(model *m, err *e);
 /* Parameter counts: all weights, and those of the linear layers a solver may compress. */
 uint64_t model_params(const model *m);
 uint64_t model_linear_params(const model *m);
+
+/* ---- every format ------------------------------------------------------------------------ */
+
+/* Check a configuration read from a file (path names it in the message): positive sizes, heads
+ * dividing evenly, an even head size, finite epsilon and theta, and a weight count that fits. */
+int  model_config_check(const model_config *c, const char *path, err *e);
+
+/* A model for cfg with every weight in one zeroed allocation (m->data, llama2.c's tensor order
+ * without its legacy RoPE tables) and the tensor pointers set. RoPE tables are not built: a
+ * loader fills the weights, then calls model_init_rope. */
+int  model_alloc(model **out, const model_config *c, bool shared_cls, err *e);
+
+/* Load any supported model, the format told by the path and the first bytes:
+ *   a folder with config.json, a .safetensors file or model.safetensors.index.json: Hugging Face;
+ *   a file starting with "GGUF" (or named .gguf): GGUF;
+ *   anything else: a llama2.c checkpoint (model_load_llama2c and its messages).
+ * Whatever the source, q/k rows end up in the adjacent-pair (llama2.c/Meta) layout and
+ * cfg.rope == ROPE_ADJACENT, so one model gives the same logits from every format. */
+int  model_load(model **out, const char *path, err *e);
+
+typedef enum {
+    MODEL_FORMAT_AUTO,          /* from the path: .safetensors or a folder, .gguf, else llama2.c */
+    MODEL_FORMAT_LLAMA2C,
+    MODEL_FORMAT_SAFETENSORS,
+    MODEL_FORMAT_GGUF,
+} model_format;
+
+struct tokenizer;
+
+typedef struct {
+    model_format format;
+    dtype        dtype;         /* DTYPE_F32 (default), F16 or BF16; llama2.c is always f32  */
+    const struct tokenizer *tok;   /* GGUF: vocabulary to embed (NULL = none)                */
+} model_save_options;
+
+/* Save in the format the extension names (.bin or other: llama2.c; .safetensors, with a
+ * config.json beside it; .gguf), float32. Atomic per file. */
+int  model_save(const model *m, const char *path, err *e);
+/* The same with an explicit format, weight type and (for GGUF) tokenizer. Safetensors to a
+ * path not ending in .safetensors writes model.safetensors + config.json into that folder. */
+int  model_save_opts(const model *m, const char *path, const model_save_options *o, err *e);
+
+model_format model_format_for_path(const char *path);
+int          model_format_parse(const char *name, model_format *f, err *e);
+const char  *model_format_name(model_format f);     /* "llama2c", "safetensors", "gguf" */
+
+/* dst = the rows of a q or k matrix (n_heads heads of head_size rows of cols floats) moved from
+ * layout `from` to layout `to`: Hugging Face's rotate-half order lists a head's even rows
+ * (adjacent pairs' first halves) then its odd ones. dst and src must not overlap. */
+void model_permute_rows(float *dst, const float *src, int n_heads, int head_size, int cols,
+                        rope_layout from, rope_layout to);
+/* Move every block's q and k rows to `to` and set cfg.rope, in place. */
+int  model_set_rope_layout(model *m, rope_layout to, err *e);
+
+/* Number of distinct values of a linear layer (-0 counts as 0): what a quantized layer's grid
+ * leaves, for `sparq inspect`. 0 only when out of memory. */
+uint64_t linear_distinct(const linear *l);
 
 #endif

@@ -1,5 +1,9 @@
 #include "tokenizer.h"
 
+#include "fileio.h"
+#include "gguf.h"
+#include "spm.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +23,7 @@ struct tokenizer {
     vocab_entry *sorted;     /* pieces sorted by string, for lookup        */
     char  *bytes;            /* storage of all pieces                      */
     unsigned char byte_piece[256];
+    int    byte_id[256];     /* byte fallback: the id of "<0xXX>" */
 };
 
 void tokenizer_free(tokenizer *t) {
@@ -53,8 +58,81 @@ static int lookup(const tokenizer *t, const char *s) {
     return -1;
 }
 
+/* Byte fallback ids. tokenizer.bin (`legacy`) keeps run.c's fixed b + 3; other vocabularies use
+ * their "<0xXX>" pieces wherever they are, and <unk> where a byte has none. */
+static void set_byte_ids(tokenizer *t, bool legacy) {
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        int id = legacy ? b + 3 : lookup(t, name);
+        t->byte_id[b] = id >= 0 ? id : TOKEN_UNK;
+    }
+}
+
+static int load_other(tokenizer **out, const char *path, bool *handled, err *e) {
+    *handled = true;
+    if (path_has_suffix(path, ".model")) return spm_load_model(out, path, e);
+    if (path_has_suffix(path, ".json")) return spm_load_json(out, path, e);
+    if (path_has_suffix(path, ".gguf")) return gguf_load_tokenizer(out, path, e);
+    char magic[4];
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(magic, 1, 4, f) : 0;
+    if (f) fclose(f);
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) return gguf_load_tokenizer(out, path, e);
+    *handled = false;
+    return SPARQ_OK;
+}
+
+int tokenizer_from_pieces(tokenizer **out, int n, const char *const *pieces, const float *scores,
+                          const char *src, err *e) {
+    *out = NULL;
+    if (n < 3 || n > (1 << 24))
+        return err_set(e, SPARQ_EINPUT, "%s: %d tokens; need at least <unk>, <s>, </s>", src, n);
+    size_t total = 0, maxlen = 1;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(pieces[i]);
+        total += len + 1;
+        if (len > maxlen) maxlen = len;
+    }
+    if (maxlen > 4096)
+        return err_set(e, SPARQ_EINPUT, "%s: a token of %zu bytes is longer than 4096", src, maxlen);
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    t->vocab_size = n;
+    t->max_token_length = (int)maxlen;
+    t->pieces = malloc((size_t)n * sizeof(char *));
+    t->scores = malloc((size_t)n * sizeof(float));
+    t->sorted = malloc((size_t)n * sizeof(vocab_entry));
+    t->bytes = malloc(total);
+    if (!t->pieces || !t->scores || !t->sorted || !t->bytes) {
+        tokenizer_free(t);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory for %d tokens", n);
+    }
+    char *dst = t->bytes;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(pieces[i]);
+        memcpy(dst, pieces[i], len + 1);
+        t->pieces[i] = dst;
+        t->scores[i] = scores[i];
+        t->sorted[i] = (vocab_entry){dst, i};
+        dst += len + 1;
+    }
+    qsort(t->sorted, (size_t)n, sizeof(vocab_entry), cmp_entry);
+    for (int b = 0; b < 256; b++) t->byte_piece[b] = (unsigned char)b;
+    set_byte_ids(t, false);
+    *out = t;
+    return SPARQ_OK;
+}
+
+float tokenizer_score(const tokenizer *t, int token) {
+    return token >= 0 && token < t->vocab_size ? t->scores[token] : 0.0f;
+}
+
 int tokenizer_load(tokenizer **out, const char *path, err *e) {
     *out = NULL;
+    bool handled;
+    int orc = load_other(out, path, &handled, e);
+    if (handled) return orc;
     FILE *f = fopen(path, "rb");
     if (!f) return err_set(e, SPARQ_EINPUT, "%s: cannot open tokenizer: %s", path, strerror(errno));
     fseek(f, 0, SEEK_END);
@@ -126,6 +204,7 @@ int tokenizer_load(tokenizer **out, const char *path, err *e) {
     free(buf);
     qsort(t->sorted, count, sizeof(vocab_entry), cmp_entry);
     for (int b = 0; b < 256; b++) t->byte_piece[b] = (unsigned char)b;
+    set_byte_ids(t, true);
     *out = t;
     return SPARQ_OK;
 
@@ -221,7 +300,7 @@ int tokenizer_encode(const tokenizer *t, const char *text, bool bos, bool eos, i
         if (id >= 0) {
             tok[cnt++] = id;
         } else {
-            for (size_t i = 0; i < slen; i++) tok[cnt++] = (unsigned char)buf[i] + 3;
+            for (size_t i = 0; i < slen; i++) tok[cnt++] = t->byte_id[(unsigned char)buf[i]];
         }
         slen = 0;
     }

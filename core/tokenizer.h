@@ -1,6 +1,6 @@
-/* The llama2.c tokenizer (tokenizer.bin format): SentencePiece-BPE vocabulary with scores,
- * encoding and decoding exactly as llama2.c's run.c does. Owns the vocabulary; knows nothing
- * of models beyond the vocabulary size a caller checks against. */
+/* The llama2.c tokenizer: SentencePiece-BPE vocabulary, encoding and decoding exactly as run.c;
+ * owns the vocabulary and tokenizer.bin (spm.h and gguf.h hand it other files' pieces and scores).
+ * Knows nothing of models beyond the vocabulary size a caller checks against. */
 #ifndef SPARQ_TOKENIZER_H
 #define SPARQ_TOKENIZER_H
 
@@ -12,8 +12,19 @@ enum { TOKEN_UNK = 0, TOKEN_BOS = 1, TOKEN_EOS = 2 };
 
 typedef struct tokenizer tokenizer;
 
-/* Read every entry of the file; the vocabulary size is the number of entries found. */
+/* Read every entry of the file; the vocabulary size is the number of entries found.
+ * Also reads, by name or magic: a SentencePiece `*.model`, a Hugging Face `*.json` of the
+ * SentencePiece-BPE kind (spm.h), and the vocabulary embedded in a GGUF file (gguf.h).
+ * Byte-level BPE and other kinds are refused with SPARQ_EINPUT and a message saying so. */
 int  tokenizer_load(tokenizer **out, const char *path, err *e);
+
+/* A tokenizer from n pieces in llama2.c's convention (SentencePiece's U+2581 already a space,
+ * BOS/EOS as "\n<s>\n" / "\n</s>\n", byte pieces as "<0xXX>") and their scores; copies both.
+ * Byte fallback uses the "<0xXX>" pieces wherever they are (<unk> when absent). `src` names
+ * the file in messages. */
+int  tokenizer_from_pieces(tokenizer **out, int n, const char *const *pieces, const float *scores,
+                           const char *src, err *e);
+float tokenizer_score(const tokenizer *t, int token);
 void tokenizer_free(tokenizer *t);
 int  tokenizer_vocab_size(const tokenizer *t);
 

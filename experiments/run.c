@@ -49,8 +49,8 @@ int run_context_new(run_context **out, const sweep_config *cfg, err *e) {
     if (!c) return err_set(e, SPARQ_ERUNTIME, "out of memory");
     c->cfg = cfg;
     snprintf(c->cache, sizeof c->cache, "%s/cache", cfg->out);
-    int rc = model_load_llama2c(&c->pristine, cfg->model, e);
-    if (!rc) rc = model_load_llama2c(&c->work, cfg->model, e);
+    int rc = model_load(&c->pristine, cfg->model, e);
+    if (!rc) rc = model_load(&c->work, cfg->model, e);
     if (!rc) rc = sweep_file_hash(cfg->model, &c->model_hash, e);
     if (!rc) {
         char tp[SWEEP_PATH + 32];

@@ -51,6 +51,7 @@ Test(compress, calibration_windows_are_seeded_and_come_from_long_documents) {
     free(lens);
     text_list_free(&docs);
     /* No document long enough: a clear error, not an endless loop. */
+    token_seqs_free(&c);
     const char *shortdocs = tmp_path("short.txt"), *txt = "One story.<|endoftext|>Another one.";
     cr_assert_eq(write_file(shortdocs, txt, strlen(txt)), 0);
     cr_assert_eq(calib_from_text(t, shortdocs, 4, 64, 0, &c, &e), SPARQ_EINPUT);

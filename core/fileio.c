@@ -1,0 +1,137 @@
+/* madvise(MADV_DONTNEED) is not POSIX (posix_madvise ignores DONTNEED in glibc). */
+#define _DEFAULT_SOURCE
+#include "fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int mapped_open(mapped_file *f, const char *path, const char *what, err *e) {
+    f->data = NULL;
+    f->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return err_set(e, SPARQ_EINPUT, "%s: cannot open %s: %s", path, what, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(e, SPARQ_EINPUT, "%s: not a regular file", path);
+    }
+    if (st.st_size > 0) {
+        if ((uint64_t)st.st_size > SIZE_MAX) {
+            close(fd);
+            return err_set(e, SPARQ_EINPUT, "%s: %lld bytes do not fit in the address space", path,
+                           (long long)st.st_size);
+        }
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            int er = errno;
+            close(fd);
+            return err_set(e, SPARQ_ERUNTIME, "%s: cannot map %s: %s", path, what, strerror(er));
+        }
+        /* Loaders read each tensor once, front to back: let the kernel read ahead. */
+        madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+        f->data = p;
+        f->size = (uint64_t)st.st_size;
+    }
+    close(fd);   /* the mapping keeps the file */
+    return SPARQ_OK;
+}
+
+void mapped_close(mapped_file *f) {
+    if (f && f->data) munmap((void *)f->data, (size_t)f->size);
+    if (f) {
+        f->data = NULL;
+        f->size = 0;
+    }
+}
+
+void mapped_release(const mapped_file *f, uint64_t off, uint64_t len) {
+    if (!f->data || len == 0 || off >= f->size) return;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t end = off + len > f->size ? f->size : off + len;
+    uint64_t a = (off + page - 1) / page * page;
+    uint64_t b = end == f->size ? (end + page - 1) / page * page : end / page * page;
+    if (b > a) madvise((void *)(f->data + a), (size_t)(b - a), MADV_DONTNEED);
+}
+
+int atomic_open(atomic_file *a, const char *path, err *e) {
+    a->f = NULL;
+    a->tmp = a->path = NULL;
+    size_t n = strlen(path);
+    a->tmp = malloc(n + 32);
+    a->path = strdup(path);
+    if (!a->tmp || !a->path) {
+        free(a->tmp);
+        free(a->path);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    snprintf(a->tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) {
+        int rc = err_set(e, SPARQ_EINPUT, "%s: cannot write: %s", a->tmp, strerror(errno));
+        free(a->tmp);
+        free(a->path);
+        a->tmp = a->path = NULL;
+        return rc;
+    }
+    return SPARQ_OK;
+}
+
+void atomic_write(atomic_file *a, const void *p, size_t n) {
+    if (n) fwrite(p, 1, n, a->f);
+}
+
+void atomic_pad(atomic_file *a, size_t n, unsigned char byte) {
+    for (size_t i = 0; i < n; i++) fputc(byte, a->f);
+}
+
+int atomic_commit(atomic_file *a, err *e) {
+    bool ok = !ferror(a->f);
+    ok = (fflush(a->f) == 0) && ok;
+    ok = (fsync(fileno(a->f)) == 0) && ok;
+    ok = (fclose(a->f) == 0) && ok;
+    a->f = NULL;
+    int rc = SPARQ_OK;
+    if (!ok || rename(a->tmp, a->path) != 0) {
+        rc = err_set(e, SPARQ_ERUNTIME, "%s: write failed: %s", a->path, strerror(errno));
+        remove(a->tmp);
+    }
+    free(a->tmp);
+    free(a->path);
+    a->tmp = a->path = NULL;
+    return rc;
+}
+
+void atomic_abort(atomic_file *a) {
+    if (a->f) fclose(a->f);
+    if (a->tmp) remove(a->tmp);
+    free(a->tmp);
+    free(a->path);
+    a->f = NULL;
+    a->tmp = a->path = NULL;
+}
+
+bool path_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+bool path_has_suffix(const char *path, const char *suffix) {
+    size_t n = strlen(path), k = strlen(suffix);
+    return n >= k && strcmp(path + n - k, suffix) == 0;
+}
+
+void path_dir(const char *path, char *buf, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    int len = slash ? (int)(slash - path) + 1 : 0;
+    snprintf(buf, cap, "%.*s", len, path);
+}
