@@ -1,8 +1,10 @@
-/* Compression metrics of algorithms.md §9 (storage accounting) and §7 (TCr): bits per original
- * weight of a compressed linear layer, as packed and in theory. Pure arithmetic on the
- * numbers of a layer report; knows nothing of solvers or models. */
+/* Compression metrics of algorithms.md §9 (storage accounting) and §7 (TCr, Sr, SrCr): bits per
+ * original weight of a compressed linear layer, model size, compression rates and retention.
+ * Pure arithmetic on numbers; knows nothing of solvers, models or tasks. */
 #ifndef SPARQ_METRICS_H
 #define SPARQ_METRICS_H
+
+#include "../core/err.h"
 
 /* Bits per weight as packed: values (bits, 16 = unquantized fp16), the pruning metadata
  * (bitmask for unstructured sparsity, ceil(log2 M) bits per kept weight for N:M) and the
@@ -12,5 +14,32 @@ double metrics_bpw_packed(double sparsity, int bits, int n, int m, int group, in
 
 /* Theoretical bits per weight, no overheads: q (1 - s). */
 double metrics_bpw_theoretical(double sparsity, int bits);
+
+/* Whole-model size in bytes: the linear layers at `linear_bpw` bits per weight, every other
+ * parameter (embeddings, classifier, norms) kept in 16 bits. */
+double metrics_model_bytes(double linear_params, double linear_bpw, double other_params);
+
+/* Theoretical compression rate, the fraction of fp16 bits removed: TCr = 1 - (q/16)(1 - s).
+ * Bit widths above 16 count as 16 (unquantized weights are stored in fp16). */
+double metrics_tcr(double sparsity, int bits);
+
+/* Compression ratio against fp16: 16 / (q (1 - s)) = 1 / (1 - TCr); +inf when s = 1. */
+double metrics_compression_ratio(double sparsity, int bits);
+
+/* Semantic retention Sr: the mean over n tasks of acc[i] / dense[i] (the dense accuracies from
+ * the same pipeline). NaN when n = 0 or a dense accuracy is not positive. */
+double metrics_sr(const double *acc, const double *dense, int n);
+
+/* Chance-corrected retention: the mean of (acc[i] - chance[i]) / (dense[i] - chance[i]). NaN
+ * when n = 0 or a dense accuracy is not above chance (there is nothing to retain). */
+double metrics_sr_chance(const double *acc, const double *dense, const double *chance, int n);
+
+/* SrCr, Sr combined with the compression, by the named formula (NULL or "" = the default,
+ * "recon"); see metrics_srcr_names. Unknown names and (s, q) outside a formula's domain fail
+ * with SPARQ_EINPUT. */
+int metrics_srcr(const char *formula, double sr, double sparsity, int bits, double *out, err *e);
+
+/* The formula names metrics_srcr accepts, NULL-terminated; the first is the default. */
+extern const char *const metrics_srcr_names[];
 
 #endif

@@ -1,6 +1,10 @@
 #include "perplexity.h"
 
+#include <limits.h>
 #include <math.h>
+#include <omp.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -8,10 +12,23 @@
 #include "../core/forward.h"
 #include "../core/text.h"
 
-/* Tokens per forward call: enough to keep the GEMMs efficient, few enough that the logits of
- * a 32000-word vocabulary stay under 256 MB. */
-#define BATCH_TOKENS 8192
-#define LOGITS_FLOATS (1L << 26)
+/* Tokens per task. Each thread runs whole forward passes over its own tasks (runs of whole
+ * sequences), so a task's activations stay in that core's cache and the text takes one parallel
+ * region instead of several per layer. Task boundaries depend on the input alone and each task
+ * runs on one thread, so every GEMM sees the same shapes and the results the same bits for any
+ * thread count. */
+#define TASK_TOKENS 512
+/* Rows of logits computed and scored at a time: 128 x 32000 floats is 16 MB per thread. */
+#define HEAD_ROWS 128
+/* Reductions keep this many partial sums: same bits at any vector width. */
+#define LANES 16
+
+/* See core/forward.c: AVX2 and AVX-512 clones of the hot loop, chosen at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define HOT_CLONES
+#endif
 
 
 static int prepare_windows(const tokenizer *t, const char *path, int L, int limit, token_seqs *out,
@@ -86,18 +103,53 @@ int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int
                                    : prepare_documents(t, path, seqlen, limit, out, e);
 }
 
-/* Sum over positions 0..len-2 of -log softmax(logits[p])[tokens[p+1]], in double. */
-static double seq_nll(const float *logits, const int *tokens, int len, int vocab) {
-    double nll = 0.0;
-    for (int p = 0; p + 1 < len; p++) {
-        const float *l = logits + (size_t)p * vocab;
-        float mx = l[0];
-        for (int j = 1; j < vocab; j++) mx = l[j] > mx ? l[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j < vocab; j++) sum += expf(l[j] - mx);
-        nll += (double)mx + log((double)sum) - (double)l[tokens[p + 1]];
+/* e^x for x <= 0, exactly 0 below -87 (also for -inf): core/forward.c's exp_neg, kept private to
+ * each file. Cephes' expf scheme, x = n ln2 + r with |r| <= ln2/2, e^r = 1 + r + r^2 P(r) with P
+ * of degree 5, 2^n written into the exponent bits; inline so the loop around it vectorizes, where
+ * libm's expf is a scalar call. Max relative error 8.3e-8 (1.4 ulp) against double exp, checked
+ * at every float in [-87, 88]. The selects need -fno-trapping-math to vectorize. */
+static inline float exp_neg(float x) {
+    bool under = x < -87.0f;
+    x = under ? -87.0f : x;
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round(x / ln2): 1.5 * 2^23 */
+    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = (p * r) * r + r + 1.0f;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return under ? 0.0f : p * scale;
+}
+
+/* -log softmax(l)[target] for one row of logits. The max and the sum run in LANES fixed lanes
+ * combined in a fixed order, so the AVX2 and AVX-512 clones give the same bits as baseline
+ * x86-64; the log is taken in double. */
+HOT_CLONES
+static double row_nll(const float *l, int target, int vocab) {
+    float mx[LANES], acc[LANES] = {0};
+    int j;
+    for (int k = 0; k < LANES; k++) mx[k] = l[0];
+    for (j = 0; j + LANES <= vocab; j += LANES) {
+        #pragma omp simd
+        for (int k = 0; k < LANES; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
     }
-    return nll;
+    for (int k = 0; j + k < vocab; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++) mx[k] = mx[k + w] > mx[k] ? mx[k + w] : mx[k];
+    float m = mx[0];
+    for (j = 0; j + LANES <= vocab; j += LANES) {
+        #pragma omp simd
+        for (int k = 0; k < LANES; k++) acc[k] += exp_neg(l[j + k] - m);
+    }
+    for (int k = 0; j + k < vocab; k++) acc[k] += exp_neg(l[j + k] - m);
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
+    return (double)m + log((double)acc[0]) - (double)l[target];
 }
 
 static double seconds_now(void) {
@@ -106,51 +158,116 @@ static double seconds_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* One thread's buffers: forward scratch, hidden states of a task, HEAD_ROWS rows of logits. */
+typedef struct {
+    fwd_scratch *scr;
+    float       *x, *logits;
+    int          failed_task;    /* first task that failed here, or INT_MAX */
+    err          e;
+} worker;
+
+/* Forward sequences [i, j) (n_tok tokens stored back to back), then add each scored position's
+ * -log p to nll[k] of its sequence, in position order. */
+static int score_task(const model *m, const token_seqs *s, int i, int j, int n_tok, worker *w,
+                      double *nll) {
+    err *e = &w->e;
+    int dim = m->cfg.dim, vocab = m->cfg.vocab_size;
+    const int *toks = s->tokens + s->offs[i];
+    fwd_batch b = {.n_seq = j - i, .lens = s->lens + i, .n_tok = n_tok};
+    int rc = forward_embed(m, toks, n_tok, w->x, e);
+    for (int l = 0; rc == SPARQ_OK && l < m->cfg.n_layers; l++)
+        rc = forward_block(m, l, w->x, &b, NULL, w->scr, e);
+    int k = i, p = 0;                                /* sequence and position of row r0 + r */
+    for (int r0 = 0; rc == SPARQ_OK && r0 < n_tok; r0 += HEAD_ROWS) {
+        int nr = n_tok - r0 < HEAD_ROWS ? n_tok - r0 : HEAD_ROWS;
+        rc = forward_head(m, w->x + (size_t)r0 * dim, nr, w->logits, e);
+        for (int r = 0; rc == SPARQ_OK && r < nr; r++) {
+            if (p + 1 < s->lens[k])
+                nll[k] += row_nll(w->logits + (size_t)r * vocab, toks[r0 + r + 1], vocab);
+            if (++p == s->lens[k]) { k++; p = 0; }
+        }
+    }
+    return rc;
+}
+
 int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn progress,
               void *progress_ctx, err *e) {
     memset(r, 0, sizeof *r);
-    int vocab = m->cfg.vocab_size, maxlen = 0;
+    int vocab = m->cfg.vocab_size, n = s->n;
     long total = 0;
-    for (int i = 0; i < s->n; i++) {
+    for (int i = 0; i < n; i++) {
         if (s->lens[i] > m->cfg.seq_len)
             return err_set(e, SPARQ_EINPUT, "sequence of %d tokens exceeds the model's context (%d)",
                            s->lens[i], m->cfg.seq_len);
-        maxlen = s->lens[i] > maxlen ? s->lens[i] : maxlen;
         total += s->lens[i];
     }
-    long budget = LOGITS_FLOATS / vocab < BATCH_TOKENS ? LOGITS_FLOATS / vocab : BATCH_TOKENS;
-    if (budget < maxlen) budget = maxlen;
-    float *logits = malloc((size_t)budget * vocab * sizeof(float));
-    double *nll = malloc((size_t)(s->n > 0 ? s->n : 1) * sizeof(double));
-    fwd_scratch *scr = fwd_scratch_new();
-    if (!logits || !nll || !scr) {
-        free(logits); free(nll); fwd_scratch_free(scr);
-        return err_set(e, SPARQ_ERUNTIME, "out of memory for a batch of %ld tokens", budget);
-    }
-    double t0 = seconds_now();
-    int rc = SPARQ_OK;
-    long done = 0;
-    for (int i = 0; i < s->n;) {
-        int j = i;
-        long ntok = 0;
-        while (j < s->n && ntok + s->lens[j] <= budget) ntok += s->lens[j++];
-        fwd_batch b = {.n_seq = j - i, .lens = s->lens + i, .n_tok = (int)ntok};
-        const int *toks = s->tokens + s->offs[i];
-        rc = forward_logits(m, toks, &b, logits, scr, e);
-        if (rc) break;
-        #pragma omp parallel for schedule(dynamic, 1)
-        for (int k = i; k < j; k++)
-            nll[k] = seq_nll(logits + (size_t)(s->offs[k] - s->offs[i]) * vocab,
-                             s->tokens + s->offs[k], s->lens[k], vocab);
-        done += ntok;
-        if (progress) progress(progress_ctx, done, total);
+    /* Tasks: runs of whole sequences of up to TASK_TOKENS tokens (or one longer sequence),
+     * fixed by the input alone. task[t] is the first sequence of task t, task[ntask] = n. */
+    int *task = malloc((size_t)(n + 1) * sizeof(int)), ntask = 0, maxtok = 1;
+    for (int i = 0; task && i < n;) {
+        int j = i, ntok = 0;
+        while (j < n && (j == i || ntok + s->lens[j] <= TASK_TOKENS)) ntok += s->lens[j++];
+        task[ntask++] = i;
+        maxtok = ntok > maxtok ? ntok : maxtok;
         i = j;
     }
-    double secs = seconds_now() - t0;
+    if (task) task[ntask] = n;
+    int nth = omp_get_max_threads();
+    double *nll = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+    worker *w = calloc((size_t)nth, sizeof *w);
+    bool ok = task && nll && w;
+    for (int t = 0; ok && t < nth; t++) {
+        w[t].scr = fwd_scratch_new();
+        w[t].x = malloc((size_t)maxtok * m->cfg.dim * sizeof(float));
+        w[t].logits = malloc((size_t)HEAD_ROWS * vocab * sizeof(float));
+        w[t].failed_task = INT_MAX;
+        ok = w[t].scr && w[t].x && w[t].logits;
+    }
+    int rc = ok ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory for tasks of %d tokens",
+                                     maxtok);
+    double t0 = seconds_now();
+    long done = 0;
+    int failed = 0;
+    /* One parallel region for the whole text; each task is one thread's forward pass. */
     if (rc == SPARQ_OK) {
+        #pragma omp parallel num_threads(nth)
+        {
+            worker *me = &w[omp_get_thread_num()];
+            #pragma omp for schedule(dynamic, 1)
+            for (int t = 0; t < ntask; t++) {
+                int stop;
+                #pragma omp atomic read
+                stop = failed;
+                if (stop) continue;
+                int i = task[t], j = task[t + 1], ntok = 0;
+                for (int k = i; k < j; k++) ntok += s->lens[k];
+                if (score_task(m, s, i, j, ntok, me, nll) != SPARQ_OK) {
+                    if (t < me->failed_task) me->failed_task = t;
+                    #pragma omp atomic write
+                    failed = 1;
+                    continue;
+                }
+                long now;
+                #pragma omp atomic capture
+                now = done += ntok;
+                /* The bar is drawn from the calling thread only. */
+                if (progress && omp_get_thread_num() == 0) progress(progress_ctx, now, total);
+            }
+        }
+    }
+    double secs = seconds_now() - t0;
+    if (rc == SPARQ_OK && failed) {
+        int first = 0;                 /* report the earliest failing task's error */
+        for (int t = 1; t < nth; t++)
+            if (w[t].failed_task < w[first].failed_task) first = t;
+        if (e) *e = w[first].e;
+        rc = w[first].e.code ? w[first].e.code : SPARQ_ERUNTIME;
+    }
+    if (rc == SPARQ_OK) {
+        if (progress) progress(progress_ctx, total, total);
         double sum = 0.0;
         long scored = 0;
-        for (int k = 0; k < s->n; k++) {       /* fixed order: same result for any thread count */
+        for (int k = 0; k < n; k++) {          /* fixed order: same result for any thread count */
             sum += nll[k];
             scored += s->lens[k] - 1;
         }
@@ -158,14 +275,19 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
         r->ppl = exp(r->nll);
         r->tokens = scored;
         r->tokens_forward = total;
-        r->sequences = s->n;
+        r->sequences = n;
         r->seconds = secs;
         if (!isfinite(r->nll))
             rc = err_set(e, SPARQ_ERUNTIME, "perplexity is not finite (nll %g): the model produces "
                          "NaN or infinite logits", r->nll);
     }
-    free(logits);
+    for (int t = 0; w && t < nth; t++) {
+        fwd_scratch_free(w[t].scr);
+        free(w[t].x);
+        free(w[t].logits);
+    }
+    free(w);
+    free(task);
     free(nll);
-    fwd_scratch_free(scr);
     return rc;
 }
