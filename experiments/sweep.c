@@ -1,6 +1,8 @@
 #include "sweep.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <ini.h>
 #include <math.h>
@@ -21,7 +23,48 @@ uint64_t sweep_hash(uint64_t h, const void *data, size_t n) {
     return h;
 }
 
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A folder (a Hugging Face checkpoint) hashes as the names and contents of its files, sorted. */
+static int folder_hash(const char *path, uint64_t *h, err *e) {
+    DIR *d = opendir(path);
+    if (!d) return err_set(e, SPARQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    char **names = NULL;
+    int n = 0, cap = 0, rc = SPARQ_OK;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        if (de->d_name[0] == '.') continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **p = realloc(names, (size_t)cap * sizeof *p);
+            if (!p) { rc = err_set(e, SPARQ_ERUNTIME, "out of memory"); break; }
+            names = p;
+        }
+        names[n] = strdup(de->d_name);
+        if (!names[n]) { rc = err_set(e, SPARQ_ERUNTIME, "out of memory"); break; }
+        n++;
+    }
+    closedir(d);
+    if (!rc) qsort(names, (size_t)n, sizeof *names, cmp_name);
+    *h = SWEEP_HASH_INIT;
+    for (int i = 0; !rc && i < n; i++) {
+        char sub[4200];
+        snprintf(sub, sizeof sub, "%s/%s", path, names[i]);
+        struct stat st;
+        if (stat(sub, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        uint64_t fh;
+        rc = sweep_file_hash(sub, &fh, e);
+        *h = sweep_hash(sweep_hash(*h, names[i], strlen(names[i])), &fh, sizeof fh);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return rc;
+}
+
 int sweep_file_hash(const char *path, uint64_t *h, err *e) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return folder_hash(path, h, e);
     FILE *f = fopen(path, "rb");
     if (!f) return err_set(e, SPARQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
     unsigned char buf[1 << 16];
