@@ -9,6 +9,7 @@
 
 #include "../eval/metrics.h"
 #include "../eval/perplexity.h"
+#include "../eval/zeroshot.h"
 #include "calib.h"
 #include "compress.h"
 #include "results.h"
@@ -22,6 +23,8 @@ struct run_context {
     bool        have_calib;
     token_seqs  ppl[SWEEP_MAX_EVALS];
     bool        have_ppl[SWEEP_MAX_EVALS];
+    zeroshot_task tasks[SWEEP_MAX_TASKS];     /* loaded and tokenized once per process */
+    bool        have_task[SWEEP_MAX_TASKS];
     char        cache[SWEEP_PATH + 16];
 };
 
@@ -40,6 +43,8 @@ void run_context_free(run_context *ctx) {
     tokenizer_free(ctx->tok);
     token_seqs_free(&ctx->calib);
     for (int i = 0; i < SWEEP_MAX_EVALS; i++) token_seqs_free(&ctx->ppl[i]);
+    for (int i = 0; i < SWEEP_MAX_TASKS; i++)
+        if (ctx->have_task[i]) zeroshot_task_free(&ctx->tasks[i]);
     free(ctx);
 }
 
@@ -275,9 +280,27 @@ int run_execute(run_context *c, const run_spec *r, const cJSON *dense, cJSON **r
         cJSON_AddNumberToObject(x, "seqlen", c->ppl[i].lens[0] > 0 ? (cfg->ppl[i].seqlen ? cfg->ppl[i].seqlen
                                                                      : c->pristine->cfg.seq_len) : 0);
     }
-    cJSON_AddObjectToObject(j, "tasks");
-    if (!rc && cfg->n_tasks > 0)
-        rc = err_set(e, SPARQ_EINPUT, "eval.tasks: zero-shot tasks are not available in this build");
+    cJSON *tasks = cJSON_AddObjectToObject(j, "tasks");
+    for (int i = 0; !rc && i < cfg->n_tasks; i++) {
+        if (!c->have_task[i]) {
+            rc = zeroshot_load_task(c->tok, cfg->tasks[i].name, cfg->tasks[i].path, cfg->limit,
+                                    (unsigned long)cfg->seed, &c->tasks[i], e);
+            c->have_task[i] = rc == SPARQ_OK;
+        }
+        zeroshot_result zr;
+        if (!rc) rc = zeroshot_run(c->work, &c->tasks[i], &zr, NULL, NULL, e);
+        if (rc) break;
+        cJSON *x = cJSON_AddObjectToObject(tasks, cfg->tasks[i].name);
+        cJSON_AddNumberToObject(x, "acc", zr.acc);
+        cJSON_AddNumberToObject(x, "acc_stderr", zr.acc_stderr);
+        if (zr.has_acc_norm) {
+            cJSON_AddNumberToObject(x, "acc_norm", zr.acc_norm);
+            cJSON_AddNumberToObject(x, "acc_norm_stderr", zr.acc_norm_stderr);
+        }
+        if (zr.has_ppl) cJSON_AddNumberToObject(x, "ppl", zr.ppl);
+        cJSON_AddNumberToObject(x, "chance", zr.chance);
+        cJSON_AddNumberToObject(x, "n", zr.n);
+    }
     t_eval = now() - a;
     cJSON *sec = cJSON_AddObjectToObject(j, "seconds");
     cJSON_AddNumberToObject(sec, "calib", t_calib);
