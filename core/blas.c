@@ -6,6 +6,14 @@
 /* Below this many multiply-adds a split costs more in thread wake-up than it saves. */
 #define SPLIT_MIN_FLOPS (1L << 18)
 
+/* OpenBLAS starts with one thread per core, and a threaded SSYRK or GEMM sums in another order
+ * than a single-threaded one: a process whose first compression ran before anything called
+ * blas_set_threads gave other bits than every later one. OpenBLAS is made single-threaded at
+ * load, so results never depend on what the process ran before (blas_wide_begin widens it). */
+__attribute__((constructor)) static void blas_single_threaded_at_load(void) {
+    openblas_set_num_threads(1);
+}
+
 void blas_set_threads(int n) {
     openblas_set_num_threads(1);
     if (n > 0) omp_set_num_threads(n);
