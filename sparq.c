@@ -39,7 +39,7 @@ static const char *usage_text =
     "  convert   --model M --out OUT [--format llama2c|safetensors|gguf] [--dtype f32|f16|bf16]\n"
     "            [--tokenizer T] [--json]   (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
-    "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR]\n"
+    "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR] [--srcr-formula recon|ratio]\n"
     "  compress  --model M [--tokenizer T] --solver NAME [--sparsity S | --nm N:M] [--bits B]\n"
     "            [--group G] [--sym] [--act-order] [--static-groups] [--mse] [--chain-mode mask|all]\n"
     "            [--scope layer|row] [--block B] [--damp P] [--true-sequential]\n"
@@ -698,14 +698,15 @@ static int cmd_sweep(int argc, char **argv, err *e) {
 
 static int cmd_report(int argc, char **argv, err *e) {
     if (argc < 1 || argv[0][0] == '-')
-        return err_set(e, SPARQ_EINPUT, "usage: sparq report RESULTS_DIR [--format md|csv|latex] [--plots DIR]");
-    flag f[] = {{"--format", 0, 0}, {"--plots", 0, 0}, {0, 0, 0}};
+        return err_set(e, SPARQ_EINPUT, "usage: sparq report RESULTS_DIR [--format md|csv|latex] [--plots DIR] "
+                       "[--srcr-formula NAME]");
+    flag f[] = {{"--format", 0, 0}, {"--plots", 0, 0}, {"--srcr-formula", 0, 0}, {0, 0, 0}};
     int rc = flags_parse(f, argc - 1, argv + 1, e);
     if (rc) return rc;
     const char *fmt = flag_str(f, "--format") ? flag_str(f, "--format") : "md";
     if (strcmp(fmt, "md") && strcmp(fmt, "csv") && strcmp(fmt, "latex"))
         return err_set(e, SPARQ_EINPUT, "--format %s: expected md, csv or latex", fmt);
-    rc = report_write(argv[0], flag_str(f, "--plots"), fmt, e);
+    rc = report_write(argv[0], flag_str(f, "--plots"), fmt, flag_str(f, "--srcr-formula"), e);
     if (!rc)
         fprintf(stderr, "wrote %s/report.md, %s/results.csv, %s/tables.tex and plots in %s%s\n", argv[0],
                 argv[0], argv[0], flag_str(f, "--plots") ? flag_str(f, "--plots") : argv[0],

@@ -77,12 +77,19 @@ static int srcr_ratio(double sr, double s, int q, double *out) {
 
 /* To drop in the paper's exact formula: add a function above and a row here. */
 static const struct {
-    const char *name;
+    const char *name, *text;
     int (*fn)(double sr, double s, int q, double *out);
 } formulas[] = {
-    {"recon", srcr_recon},
-    {"ratio", srcr_ratio},
+    {"recon", "Sr / (sqrt(1-s) log2(q)/4), the reconstruction of algorithms.md §7", srcr_recon},
+    {"ratio", "Sr x 16 / (q (1-s)), retention times the compression ratio", srcr_ratio},
 };
+
+const char *metrics_srcr_text(const char *formula) {
+    if (!formula || !*formula) formula = metrics_srcr_names[0];
+    for (size_t i = 0; i < sizeof formulas / sizeof formulas[0]; i++)
+        if (strcmp(formula, formulas[i].name) == 0) return formulas[i].text;
+    return "unknown";
+}
 
 const char *const metrics_srcr_names[] = {"recon", "ratio", NULL};
 

@@ -39,6 +39,9 @@ double metrics_sr_chance(const double *acc, const double *dense, const double *c
  * with SPARQ_EINPUT. */
 int metrics_srcr(const char *formula, double sr, double sparsity, int bits, double *out, err *e);
 
+/* One line saying what the named formula computes, for report headers ("unknown" if none). */
+const char *metrics_srcr_text(const char *formula);
+
 /* The formula names metrics_srcr accepts, NULL-terminated; the first is the default. */
 extern const char *const metrics_srcr_names[];
 

@@ -53,7 +53,7 @@ static void footer(FILE *f, const char *dir, const char *name) {
 }
 
 int report_plot(const report_row *rows, int n, const char *const *ppl_names, int n_ppl,
-                bool retention_from_tasks, const char *dir, err *e) {
+                bool retention_from_tasks, const char *srcr_text, const char *dir, err *e) {
     char path[4200], script[4200];
     /* Series: distinct (solver, bits) of compressed runs, in row order. */
     char series[64][96];
@@ -166,8 +166,9 @@ int report_plot(const report_row *rows, int n, const char *const *ppl_names, int
         snprintf(script, sizeof script, "%s/srcr.gp", dir);
         f = fopen(script, "w");
         if (!f) return err_set(e, SPARQ_ERUNTIME, "%s: %s", script, strerror(errno));
-        header(f, dir, "srcr", "SrCr per configuration (reconstruction of algorithms.md section 7)",
-               "configuration", "SrCr = Sr / (sqrt(1 - s) log2(q) / 4), higher is better");
+        char ylabel[256];
+        snprintf(ylabel, sizeof ylabel, "SrCr = %s, higher is better", srcr_text);
+        header(f, dir, "srcr", "SrCr per configuration", "configuration", ylabel);
         fprintf(f, "set style fill solid 0.6\nset boxwidth 0.8\nset xtics rotate by -60 noenhanced font \",8\"\n"
                    "set key off\nset bmargin 14\n");
         if (n_srcr) fprintf(f, "plot \"%s/srcr.dat\" using 0:2:xtic(3) with boxes title \"SrCr\"\n", dir);

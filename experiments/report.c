@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../eval/metrics.h"
 #include "results.h"
 
 void report_pareto(const double *x, const double *y, int n, bool *front) {
@@ -26,13 +27,6 @@ static double num(const cJSON *o, const char *k) {
 static const char *str(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItem(o, k);
     return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-/* algorithms.md §7 [RECON]: SrCr = Sr / (sqrt(1 - s) * log2(q) / 4), q >= 2; = Sr for the dense
- * fp16 model (s = 0, q = 16). The paper's exact formula was not available. */
-static double srcr_recon(double sr, double s, double q) {
-    if (q < 2 || s >= 1) return NAN;
-    return sr / (sqrt(1.0 - s) * log2(q) / 4.0);
 }
 
 /* Order: dense first, then by grid, solver, bits (high first), N:M, sparsity. */
@@ -80,7 +74,8 @@ static void cell(sbuf *s, const char *fmt, double v, const char *missing) {
     else out(s, "%s", missing);
 }
 
-int report_write(const char *dir, const char *plots_dir, const char *print, err *e) {
+int report_write(const char *dir, const char *plots_dir, const char *print, const char *srcr_formula,
+                 err *e) {
     cJSON **recs;
     int n;
     int rc = results_load(dir, &recs, &n, e);
@@ -103,6 +98,15 @@ int report_write(const char *dir, const char *plots_dir, const char *print, err 
             while (k < n_task && strcmp(task_names[k], p->string)) k++;
             if (k == n_task && n_task < 16) task_names[n_task++] = p->string;
         }
+    }
+    /* The formula: the caller's, else the one the sweep's config named, else the default. */
+    if (!srcr_formula || !*srcr_formula) srcr_formula = str(recs[0], "srcr_formula");
+    if (!*srcr_formula) srcr_formula = metrics_srcr_names[0];
+    double probe;
+    rc = metrics_srcr(srcr_formula, 1.0, 0.0, 16, &probe, e);
+    if (rc) {
+        results_free(recs, n);
+        return rc;
     }
     report_row *rows = calloc((size_t)n, sizeof *rows);
     double *tx = calloc((size_t)n, sizeof(double)), *ty = calloc((size_t)n, sizeof(double));
@@ -143,7 +147,10 @@ int report_write(const char *dir, const char *plots_dir, const char *print, err 
             sr = d / w->ppl[0];
         }
         w->retention = sr;
-        w->srcr = srcr_recon(sr, w->sparsity, w->bits);
+        /* NaN where the formula is undefined (e.g. no retention, or 1-bit): a "-" cell. */
+        err ignored = {0};
+        if (!isfinite(sr) || metrics_srcr(srcr_formula, sr, w->sparsity, (int)w->bits, &w->srcr, &ignored))
+            w->srcr = NAN;
         tx[i] = w->tcr;
         ty[i] = sr;
     }
@@ -151,9 +158,10 @@ int report_write(const char *dir, const char *plots_dir, const char *print, err 
     for (int i = 0; i < n; i++) rows[i].front = front[i];
 
     sbuf md = {0}, csv = {0}, tex = {0};
-    out(&md, "# sparq report: %s\n\n%d runs. Retention = %s; SrCr = Sr / (sqrt(1-s) log2(q)/4) "
-             "(algorithms.md §7, reconstruction). * = on the Pareto frontier of retention vs TCr.\n\n",
-        dir, n, from_tasks ? "mean task accuracy relative to dense (Sr)" : "dense perplexity / perplexity (no tasks in the sweep)");
+    out(&md, "# sparq report: %s\n\n%d runs. Retention = %s; SrCr by the `%s` formula (%s). "
+             "* = on the Pareto frontier of retention vs TCr.\n\n",
+        dir, n, from_tasks ? "mean task accuracy relative to dense (Sr)" : "dense perplexity / perplexity (no tasks in the sweep)",
+        srcr_formula, metrics_srcr_text(srcr_formula));
     out(&md, "| run | sparsity | bits | bits/weight packed | theoretical | KB packed | TCr |");
     out(&csv, "label,solver,grid,sparsity,bits,group,schedule,bits_per_weight,bits_per_weight_theoretical,bytes_packed,tcr");
     out(&tex, "\\begin{tabular}{l r r r r");
@@ -236,7 +244,7 @@ int report_write(const char *dir, const char *plots_dir, const char *print, err 
     snprintf(pdir, sizeof pdir, "%s", plots_dir ? plots_dir : dir);
     if (!plots_dir) snprintf(pdir, sizeof pdir, "%s/plots", dir);
     if (!rc) rc = results_mkdir(pdir, e);
-    if (!rc) rc = report_plot(rows, n, ppl_names, n_ppl, from_tasks, pdir, e);
+    if (!rc) rc = report_plot(rows, n, ppl_names, n_ppl, from_tasks, metrics_srcr_text(srcr_formula), pdir, e);
     if (!rc && print) {
         const sbuf *p = !strcmp(print, "csv") ? &csv : !strcmp(print, "latex") ? &tex : &md;
         fwrite(p->buf, 1, p->n, stdout);

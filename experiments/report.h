@@ -15,8 +15,11 @@
 void report_pareto(const double *x, const double *y, int n, bool *front);
 
 /* Write report.md, results.csv, tables.tex into dir and the plots into plots_dir (NULL:
- * dir/plots). `print` ("md", "csv", "latex" or NULL) also prints that table on stdout. */
-int report_write(const char *dir, const char *plots_dir, const char *print, err *e);
+ * dir/plots). `print` ("md", "csv", "latex" or NULL) also prints that table on stdout.
+ * srcr_formula names the SrCr formula (metrics_srcr); NULL: the one the records name (the
+ * sweep config's `srcr_formula`), else the default. */
+int report_write(const char *dir, const char *plots_dir, const char *print, const char *srcr_formula,
+                 err *e);
 
 /* The plots alone, from the table rows report_write builds (plot.c). */
 typedef struct {
@@ -27,6 +30,6 @@ typedef struct {
 } report_row;
 
 int report_plot(const report_row *rows, int n, const char *const *ppl_names, int n_ppl,
-                bool retention_from_tasks, const char *dir, err *e);
+                bool retention_from_tasks, const char *srcr_text, const char *dir, err *e);
 
 #endif

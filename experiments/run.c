@@ -227,6 +227,8 @@ int run_execute(run_context *c, const run_spec *r, const cJSON *dense, cJSON **r
     cJSON_AddStringToObject(j, "grid", r->grid);
     cJSON_AddBoolToObject(j, "dense", r->dense);
     add_config(j, cfg, r);
+    /* Not part of the key: it names how reports combine retention and compression. */
+    cJSON_AddStringToObject(j, "srcr_formula", cfg->srcr_formula);
     /* Storage (algorithms.md §9) over the linear layers; the rest counted in fp16. */
     const model *m = c->work;
     double lin = (double)model_linear_params(m), other = (double)(model_params(m) - model_linear_params(m));

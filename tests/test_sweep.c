@@ -243,7 +243,7 @@ Test(sweep, report_writes_tables_and_plots_from_a_fixture) {
     char p[4200];
     snprintf(p, sizeof p, "%s/runs.jsonl", dir);
     cr_assert_eq(write_file(p, lines, strlen(lines)), 0);
-    cr_assert_eq(report_write(dir, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(report_write(dir, NULL, NULL, NULL, &e), 0, "%s", e.msg);
     expect_nonempty(dir, "report.md");
     expect_nonempty(dir, "results.csv");
     expect_nonempty(dir, "tables.tex");
@@ -266,7 +266,83 @@ Test(sweep, report_writes_tables_and_plots_from_a_fixture) {
     cr_assert(strstr(md, "| * gptq 3-bit |"));
     cr_assert(strstr(md, "| sparsegpt s=0.5 |"), "sparsegpt 50%% is dominated by gptq 4-bit");
     cr_assert(strstr(md, "| 0.9091 |"), "retention of gptq 4-bit");
+    /* SrCr (recon, the default) = Sr / (sqrt(1-s) log2(q)/4): gptq 4-bit 0.9091 / 0.5. */
+    cr_assert(strstr(md, "| 0.9091 | 1.8182 |"), "SrCr recon of gptq 4-bit: %s", md);
     free(md);
+    /* Another formula by name: ratio = Sr x 16 / (q (1-s)) = 0.9091 x 4; unknown names fail. */
+    cr_assert_eq(report_write(dir, NULL, NULL, "ratio", &e), 0, "%s", e.msg);
+    md = read_all(p, NULL);
+    cr_assert(strstr(md, "| 0.9091 | 3.6364 |"), "SrCr ratio of gptq 4-bit: %s", md);
+    cr_assert(strstr(md, "`ratio` formula"));
+    free(md);
+    cr_assert_eq(report_write(dir, NULL, NULL, "paper", &e), SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, "unknown SrCr formula 'paper'"), "%s", e.msg);
     snprintf(p, sizeof p, "%s/results.csv", dir);
     cr_assert_eq(count_lines(p), 6);
+}
+
+/* Records of dir/runs.jsonl: whole lines only, each a record, no key twice. Returns the count. */
+static int check_records_file(const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/runs.jsonl", dir);
+    size_t n = 0;
+    char *txt = read_all(p, &n);
+    if (txt && n) cr_assert(txt[n - 1] == '\n', "%s ends in a partial line", p);
+    free(txt);
+    cJSON **r;
+    int nr;
+    err e = {0};
+    cr_assert_eq(results_load(dir, &r, &nr, &e), 0, "%s", e.msg);
+    for (int i = 0; i < nr; i++)
+        for (int j = i + 1; j < nr; j++)
+            cr_assert_str_neq(cJSON_GetObjectItem(r[i], "key")->valuestring,
+                              cJSON_GetObjectItem(r[j], "key")->valuestring, "duplicate record");
+    results_free(r, nr);
+    return nr;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* SIGKILL at 10 seeded random moments, each continuing what the previous left: delays are drawn
+ * in [0, T/5] of an uninterrupted sweep's time T, so that the kills fall all along the sweep
+ * (startup, calibration, solving, evaluation); every third waits instead for the record's
+ * temporary file, to kill while a record is being written. */
+Test(sweep, sweep_killed_at_ten_random_points_ends_with_the_uninterrupted_records, .timeout = 300) {
+    const char *full = tmp_path("rk-full"), *killed = tmp_path("rk-killed");
+    const char *cf = write_config("rk-full.ini", full, grid_small);
+    char ck[4200];
+    snprintf(ck, sizeof ck, "%s", write_config("rk-killed.ini", killed, grid_small));
+    char *out, *er, args[4096];
+    snprintf(args, sizeof args, "sweep '%s'", cf);
+    double t0 = now_s();
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    double T = now_s() - t0;
+    free(out); free(er);
+    uint64_t rng = 0x9e3779b97f4a7c15ull;    /* xorshift64, fixed seed: the same kill times each run */
+    for (int k = 0; k < 10; k++) {
+        rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+        double delay = (double)(rng >> 11) / 9007199254740992.0 * T / 5;
+        pid_t pid = spawn_sweep(ck, "");
+        char tmp[4300];
+        snprintf(tmp, sizeof tmp, "%s/runs.jsonl.tmp.%ld", killed, (long)pid);
+        double start = now_s();
+        struct stat st;
+        while (now_s() - start < delay && !(k % 3 == 2 && stat(tmp, &st) == 0))
+            if (k % 3 != 2) nanosleep(&(struct timespec){0, 1000000}, NULL);
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        cr_assert(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0),
+                  "kill %d: the sweep failed on its own (status %d)", k, status);
+        check_records_file(killed);
+    }
+    snprintf(args, sizeof args, "sweep '%s'", ck);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out); free(er);
+    cr_assert_eq(check_records_file(killed), 8);
+    expect_same_records(killed, full, 8);
 }
