@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +47,27 @@ int model_init_rope(model *m, err *e) {
     return SPARQ_OK;
 }
 
+/* The resource guard: a header may claim any size its fields allow, so the float32 weights and
+ * RoPE tables it implies are compared with this machine's memory (or a lower address-space or
+ * data limit) before anything is allocated, rather than failing, or swapping, half-way. */
+static int check_memory(const char *path, uint64_t floats, int seq_len, int head_size, err *e) {
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    uint64_t have = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : UINT64_MAX;
+    const int lims[2] = {RLIMIT_AS, RLIMIT_DATA};
+    for (int i = 0; i < 2; i++) {
+        struct rlimit rl;
+        if (getrlimit(lims[i], &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (uint64_t)rl.rlim_cur < have)
+            have = (uint64_t)rl.rlim_cur;
+    }
+    uint64_t rope = (uint64_t)seq_len * (uint64_t)head_size;   /* cos and sin of seq_len x head_size/2 */
+    double need = 4.0 * ((double)floats + (double)rope);
+    if (need > (double)have)
+        return err_set(e, SPARQ_EINPUT, "%s: the model needs %.1f GB of memory (%llu weights as float32 "
+                       "and RoPE tables for a context of %d), more than the %.1f GB this machine has",
+                       path, need / 1e9, (unsigned long long)floats, seq_len, have / 1e9);
+    return SPARQ_OK;
+}
+
 /* a += b * c with overflow detection; sizes come from an untrusted header. */
 static bool add_mul(uint64_t *a, uint64_t b, uint64_t c) {
     if (b != 0 && c > UINT64_MAX / b) return false;
@@ -75,6 +97,32 @@ static int check_header(const char *path, const int32_t h[7], err *e) {
     if ((h[0] / h[3]) % 2 != 0)
         return err_set(e, SPARQ_EINPUT, "%s: head size %d is odd; RoPE needs pairs", path, h[0] / h[3]);
     return SPARQ_OK;
+}
+
+/* Which tensor float i (counted after the header) of a llama2.c checkpoint belongs to, so that a
+ * bad weight is reported by layer and name; the order is the file's (see below). */
+static void llama2c_locate(const model_config *c, bool shared, uint64_t i, char *buf, size_t cap) {
+    uint64_t d = c->dim, kv = d * c->n_kv_heads / c->n_heads, h = c->hidden_dim, V = c->vocab_size;
+    const struct { const char *name; uint64_t size; bool per_layer; } part[] = {
+        {"token embedding", V * d, false}, {"attn_norm", d, true}, {"q (wq)", d * d, true},
+        {"k (wk)", kv * d, true}, {"v (wv)", kv * d, true}, {"o (wo)", d * d, true},
+        {"ffn_norm", d, true}, {"gate (w1)", h * d, true}, {"down (w2)", d * h, true},
+        {"up (w3)", h * d, true}, {"final norm", d, false},
+        {"legacy RoPE table", (uint64_t)c->seq_len * c->head_size, false},
+        {"classifier", shared ? 0 : V * d, false}};
+    for (size_t k = 0; k < sizeof part / sizeof part[0]; k++) {
+        uint64_t all = part[k].size * (part[k].per_layer ? (uint64_t)c->n_layers : 1);
+        if (i < all) {
+            if (part[k].per_layer)
+                snprintf(buf, cap, "layer %llu %s, element %llu", (unsigned long long)(i / part[k].size),
+                         part[k].name, (unsigned long long)(i % part[k].size));
+            else
+                snprintf(buf, cap, "%s, element %llu", part[k].name, (unsigned long long)i);
+            return;
+        }
+        i -= all;
+    }
+    snprintf(buf, cap, "past the last tensor");
 }
 
 int model_load_llama2c(model **out, const char *path, err *e) {
@@ -126,6 +174,10 @@ int model_load_llama2c(model **out, const char *path, err *e) {
                        (unsigned long long)fsize, c.dim, c.hidden_dim, c.n_layers, c.n_heads,
                        c.n_kv_heads, c.vocab_size, shared ? " shared" : " unshared", c.seq_len,
                        (unsigned long long)need);
+    }
+    if ((rc = check_memory(path, n, c.seq_len, c.head_size, e))) {
+        fclose(f);
+        return rc;
     }
 
     model *m = calloc(1, sizeof *m);
@@ -180,8 +232,11 @@ int model_load_llama2c(model **out, const char *path, err *e) {
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(m->data[i])) {
             double v = m->data[i];
+            char where[128];
+            llama2c_locate(&c, shared, i, where, sizeof where);
             model_free(m);
-            return err_set(e, SPARQ_EINPUT, "%s: weight %zu is not finite (%g)", path, i, v);
+            return err_set(e, SPARQ_EINPUT, "%s: %s (weight %zu of the file) is not finite (%g)", path, where,
+                           i, v);
         }
     }
     rc = model_init_rope(m, e);
@@ -310,7 +365,7 @@ int model_config_check(const model_config *c, const char *path, err *e) {
     uint64_t n;
     if (!alloc_floats(c, false, &n) || (uint64_t)c->seq_len * c->head_size > SIZE_MAX / 8)
         return err_set(e, SPARQ_EINPUT, "%s: model sizes overflow", path);
-    return SPARQ_OK;
+    return check_memory(path, n, c->seq_len, c->head_size, e);
 }
 
 int model_alloc(model **out, const model_config *c, bool shared, err *e) {

@@ -70,7 +70,8 @@ uint64_t model_linear_params(const model *m);
 /* ---- every format ------------------------------------------------------------------------ */
 
 /* Check a configuration read from a file (path names it in the message): positive sizes, heads
- * dividing evenly, an even head size, finite epsilon and theta, and a weight count that fits. */
+ * dividing evenly, an even head size, finite epsilon and theta, and a weight count that fits
+ * both size_t and this machine's memory (the resource guard: checked before any allocation). */
 int  model_config_check(const model_config *c, const char *path, err *e);
 
 /* A model for cfg with every weight in one zeroed allocation (m->data, llama2.c's tensor order
