@@ -98,6 +98,9 @@ typedef struct {
     grid_section  grids[MAX_GRIDS];
     int           n_grids;
     char          bad[256];          /* the first problem, reported with ini_parse's line */
+    int           bad_line;          /* the line it was found on                          */
+    int           lineno;            /* the line the reader handed over last              */
+    int           long_line;         /* the first line too long for inih's buffer         */
     char          cfg_dir[SWEEP_PATH];
     char          eval_ppl[2048], eval_tasks[2048];
 } parse_state;
@@ -191,8 +194,43 @@ static int on_grid_key(parse_state *ps, grid_section *g, const char *name, const
     return 1;
 }
 
+static int on_entry(parse_state *ps, const char *section, const char *name, const char *value);
+
+/* inih goes on after an error and reports the first error's line: keep the first message, and
+ * the line it belongs to. */
 static int on_ini(void *user, const char *section, const char *name, const char *value) {
     parse_state *ps = user;
+    if (ps->bad[0]) return 0;
+    int ok = on_entry(ps, section, name, value);
+    if (!ok) ps->bad_line = ps->lineno;
+    return ok;
+}
+
+/* inih's line buffer is fixed in the library (INI_MAX_LINE, 200 bytes) and a longer line would be
+ * split into two, the second parsed as a line of its own: comment lines of any length are read
+ * here and dropped, a longer key = value line becomes an error naming it. */
+typedef struct {
+    FILE *f;
+    parse_state *ps;
+    char *buf;
+    size_t cap;
+} ini_source;
+
+static char *ini_read_line(char *str, int num, void *stream) {
+    ini_source *s = stream;
+    ssize_t n = getline(&s->buf, &s->cap, s->f);
+    if (n < 0) return NULL;
+    s->ps->lineno++;
+    const char *p = s->buf;
+    while (*p == ' ' || *p == '\t') p++;
+    bool comment = *p == ';' || *p == '#';
+    if (!comment && n >= num - 1 && !s->ps->long_line) s->ps->long_line = s->ps->lineno;
+    if (comment || n >= num - 1) snprintf(str, (size_t)num, "\n");
+    else memcpy(str, s->buf, (size_t)n + 1);
+    return str;
+}
+
+static int on_entry(parse_state *ps, const char *section, const char *name, const char *value) {
     if (strcmp(section, "sweep") == 0) return on_sweep_key(ps, name, value);
     if (strncmp(section, "grid.", 5) == 0 && section[5]) {
         grid_section *g = NULL;
@@ -428,12 +466,19 @@ int sweep_load(const char *path, sweep_config *cfg, run_spec **runs, int *n, err
     ps->cfg = cfg;
     const char *slash = strrchr(path, '/');
     snprintf(ps->cfg_dir, sizeof ps->cfg_dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    int line = ini_parse(path, on_ini, ps);
+    ini_source src = {fopen(path, "r"), ps, NULL, 0};
+    int line = src.f ? ini_parse_stream(ini_read_line, &src, on_ini, ps) : -1;
     int rc = SPARQ_OK;
     if (line == -1) rc = err_set(e, SPARQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
     else if (line < -1) rc = err_set(e, SPARQ_ERUNTIME, "%s: out of memory while parsing", path);
+    else if (ps->long_line && (line == 0 || ps->long_line < line))
+        rc = err_set(e, SPARQ_EINPUT, "%s:%d: line longer than %d characters, the most a config line "
+                     "may have", path, ps->long_line, INI_MAX_LINE - 2);
     else if (line > 0)
-        rc = err_set(e, SPARQ_EINPUT, "%s:%d: %s", path, line, ps->bad[0] ? ps->bad : "not a key = value line");
+        rc = err_set(e, SPARQ_EINPUT, "%s:%d: %s", path, line,
+                     ps->bad[0] && ps->bad_line == line ? ps->bad : "not a key = value line");
+    if (src.f) fclose(src.f);
+    free(src.buf);
     if (!rc && !cfg->model[0]) rc = err_set(e, SPARQ_EINPUT, "%s: [sweep] needs model =", path);
     if (!rc && !cfg->calib[0]) rc = err_set(e, SPARQ_EINPUT, "%s: [sweep] needs calib = FILE or self", path);
     if (!rc && !cfg->out[0]) snprintf(cfg->out, sizeof cfg->out, "results/%s", "sweep");
