@@ -46,8 +46,9 @@ bool dtype_bytes(dtype t, uint64_t n, uint64_t *bytes) {
 
 /* float16 -> float32 with the F16C instruction (8 values per instruction, exact like the scalar
  * path) when the CPU has it: the conversion is most of a f16 checkpoint's load time. Chosen at
- * run time, so the build needs no -mf16c and runs on any x86-64. */
-#if defined(__x86_64__) && defined(__GNUC__)
+ * run time, so the build needs no -mf16c and runs on any x86-64. Clang 14 (the fuzzing build)
+ * does not know "f16c" in __builtin_cpu_supports, so it gets the scalar path only. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 #define HAVE_F16C_PATH 1
 __attribute__((target("avx,f16c"))) static long long f16_to_f32_f16c(float *dst, const unsigned char *src,
