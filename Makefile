@@ -80,7 +80,7 @@ bench: all $(BUILD)/bench-solvers
 	@bench/sweep.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) sparq
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) sparq
 
 # bench-formats: load time and peak RSS of a generated 1.1B-parameter-shaped f16 safetensors
 # checkpoint (~2.2 GB, written to /tmp and deleted afterwards).
@@ -90,3 +90,44 @@ $(BUILD)/bench-formats: $(BUILD)/bench/formats.o $(LIB_OBJ)
 
 bench-formats: deps $(BUILD)/bench-formats
 	@$(BUILD)/bench-formats
+
+# ---- fuzzing: libFuzzer harnesses for every reader (tests/fuzz/README.md) ------------------------
+# `make fuzz FUZZ_SECONDS=N` builds each harness with clang + ASan/UBSan into build-fuzz/, builds
+# the seed corpora from $SPARQ_DATA, replays tests/fuzz/regressions/, then fuzzes each harness for
+# N seconds; any crash, leak, sanitizer report or timeout fails. Needs `scripts/install-deps.sh fuzz`.
+.PHONY: fuzz fuzz-deps fuzz-build
+FUZZ_SECONDS ?= 30
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZERS      := llama2c tokenizer safetensors gguf spm_model spm_json sweep tasks results
+# Deferred (=): only fuzz targets run clang. libomp when clang can link it, else the pragmas go.
+FUZZ_OMP      = $(shell echo 'int main(void){return 0;}' | $(FUZZ_CC) -fopenmp -x c - -o /dev/null \
+                  2>/dev/null && echo -fopenmp || echo -Wno-unknown-pragmas)
+# -Wno-pass-failed: clang reports `omp simd` loops it did not vectorize (gcc says nothing).
+FUZZ_CFLAGS   = -std=c11 -O1 -g -fno-omit-frame-pointer -fno-trapping-math -Wall -Wextra -Werror \
+                -Wno-pass-failed $(FUZZ_OMP) -D_POSIX_C_SOURCE=200809L \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS    := $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
+# Prerequisites of a pattern rule only: keep them, or make deletes them after each link.
+.SECONDARY: $(FUZZ_LIB_OBJ) $(BUILD)/tests/fuzz/mkseeds.o
+
+fuzz-deps:
+	@scripts/install-deps.sh fuzz
+
+$(FUZZ_BUILD)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/use_tokenizer.h $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $< $(FUZZ_LIB_OBJ) -o $@ $(LDLIBS)
+
+# The seed generator is ordinary code: gcc and the normal objects.
+$(BUILD)/fuzz-mkseeds: $(BUILD)/tests/fuzz/mkseeds.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+fuzz-build: fuzz-deps $(FUZZ_BINS) $(BUILD)/fuzz-mkseeds sparq
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS)
