@@ -58,13 +58,14 @@ static int lookup(const tokenizer *t, const char *s) {
     return -1;
 }
 
-/* Byte fallback ids. tokenizer.bin (`legacy`) keeps run.c's fixed b + 3; other vocabularies use
- * their "<0xXX>" pieces wherever they are, and <unk> where a byte has none. */
+/* Byte fallback ids. tokenizer.bin (`legacy`) keeps run.c's fixed b + 3 (<unk> past the end of a
+ * vocabulary too short to hold them all); other vocabularies use their "<0xXX>" pieces wherever
+ * they are, and <unk> where a byte has none. */
 static void set_byte_ids(tokenizer *t, bool legacy) {
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
-        int id = legacy ? b + 3 : lookup(t, name);
+        int id = legacy ? (b + 3 < t->vocab_size ? b + 3 : -1) : lookup(t, name);
         t->byte_id[b] = id >= 0 ? id : TOKEN_UNK;
     }
 }
