@@ -202,7 +202,9 @@ int spm_load_model(tokenizer **out, const char *path, err *e) {
     /* proto2 defaults: unigram, bos 1, eos 2, dummy prefix on. */
     spm_spec spec = {1, 1, 2, true};
     piece_list pl = {0};
-    pb r = {mf.data, mf.data + mf.size, mf.data, path, "tokenizer model", e};
+    /* An empty file maps nothing (data NULL), and NULL + 0 is undefined: end = data then, and the
+     * "0 pieces" message below reports it. */
+    pb r = {mf.data, mf.size ? mf.data + mf.size : mf.data, mf.data, path, "tokenizer model", e};
     while (!rc && r.p < r.end) {
         uint32_t f;
         int w;
