@@ -368,6 +368,18 @@ int model_config_check(const model_config *c, const char *path, err *e) {
     return check_memory(path, n, c->seq_len, c->head_size, e);
 }
 
+int model_check_tensor_total(const model_config *c, bool shared, double have, const char *path,
+                             const char *source, err *e) {
+    double d = c->dim, qd = (double)c->n_heads * c->head_size, kv = (double)c->n_kv_heads * c->head_size;
+    double need = (double)c->vocab_size * d * (shared ? 1 : 2) + d +
+                  (double)c->n_layers * (2 * d + 2 * qd * d + 2 * kv * d + 3 * (double)c->hidden_dim * d);
+    /* A small shortfall is left to the tensor shape checks, whose message names the tensor. */
+    if (need > have && need > (double)(1 << 24))
+        return err_set(e, SPARQ_EINPUT, "%s: %s describes a model of %.0f weights, but the file's "
+                       "tensors hold only %.0f values", path, source, need, have);
+    return SPARQ_OK;
+}
+
 int model_alloc(model **out, const model_config *c, bool shared, err *e) {
     *out = NULL;
     uint64_t n;

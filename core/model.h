@@ -74,6 +74,13 @@ uint64_t model_linear_params(const model *m);
  * both size_t and this machine's memory (the resource guard: checked before any allocation). */
 int  model_config_check(const model_config *c, const char *path, err *e);
 
+/* Every weight a configuration implies is read from a tensor of the file, so tensors holding
+ * `have` values in all must supply them: checked before allocating (beyond 2^24 floats, 64 MB),
+ * so that a small file cannot claim a model of many gigabytes. `source` names what described the
+ * model ("the metadata", "config.json"). A bound in double, not an allocation size. */
+int  model_check_tensor_total(const model_config *c, bool shared, double have, const char *path,
+                              const char *source, err *e);
+
 /* A model for cfg with every weight in one zeroed allocation (m->data, llama2.c's tensor order
  * without its legacy RoPE tables) and the tensor pointers set. RoPE tables are not built: a
  * loader fills the weights, then calls model_init_rope. */
