@@ -274,7 +274,9 @@ int tokenizer_encode(const tokenizer *t, const char *text, bool bos, bool eos, i
     int *tok = malloc(cap * sizeof(int));
     int *next = malloc(cap * sizeof(int));
     int *prev = malloc(cap * sizeof(int));
-    merge *heap = malloc(cap * sizeof(merge));
+    /* Stale pairs stay in the heap until popped: n - 1 initial pairs, and each merge pops one and
+     * pushes up to two, so it can hold up to 2 n - 2 entries. */
+    merge *heap = malloc(2 * cap * sizeof(merge));
     char *buf = malloc((size_t)t->max_token_length * 2 + 8);
     if (!tok || !next || !prev || !heap || !buf) {
         free(tok); free(next); free(prev); free(heap); free(buf);
