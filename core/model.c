@@ -84,7 +84,7 @@ static int check_header(const char *path, const int32_t h[7], err *e) {
         return err_set(e, SPARQ_EINPUT, "%s: llama2.c export version 1/2 (magic \"ak42\") is not "
                        "supported; use a legacy (version 0) checkpoint", path);
     for (int i = 0; i < 7; i++) {
-        int32_t v = i == 5 ? (h[i] < 0 ? -h[i] : h[i]) : h[i];
+        int64_t v = i == 5 && h[i] < 0 ? -(int64_t)h[i] : h[i];   /* -INT32_MIN overflows int32 */
         if (v <= 0 || v > (1 << 24))
             return err_set(e, SPARQ_EINPUT, "%s: header field %s = %d is out of range "
                            "(not a llama2.c checkpoint?)", path, names[i], h[i]);
