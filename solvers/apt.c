@@ -179,28 +179,30 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
     float *Wt = malloc((size_t)C * R * sizeof(float)), *Yt = malloc((size_t)B * R * sizeof(float));
     float *G = malloc((size_t)B * B * sizeof(float)), *UT = malloc((size_t)B * B * sizeof(float));
     double *Ablk = malloc((size_t)(B / (t->m > 0 ? t->m : 1) + 1) * (t->m > 0 ? t->m * t->m : 1) * sizeof(double));
-    uint8_t *M1 = malloc((size_t)B * R);
+    /* The pruned set in the sweep layout [C][R]; block a's part is M1 = Mk + a R. */
+    uint8_t *Mk = calloc((size_t)C * R, 1), *M1 = NULL;
+    int *ident = malloc((size_t)C * sizeof(int));
     float *score = malloc((size_t)B * R * sizeof(float)), *tmp = malloc((size_t)B * R * sizeof(float));
     int nth = omp_get_max_threads(), failed = 0;
     int *Qs = malloc((size_t)nth * B * sizeof(int));
     float *As = malloc((size_t)nth * B * B * sizeof(float)), *zs = malloc((size_t)nth * 2 * B * sizeof(float));
-    if (!Wt || !Yt || !G || !UT || !Ablk || !M1 || !score || !tmp || !Qs || !As || !zs) {
+    if (!Wt || !Yt || !G || !UT || !Ablk || !Mk || !ident || !score || !tmp || !Qs || !As || !zs) {
         rc = err_set(e, SPARQ_ERUNTIME, "out of memory for a %d x %d layer (block %d)", R, C, B);
         goto done;
     }
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < C; j++) Wt[(size_t)j * R + i] = f.dead[j] ? 0.0f : W[(size_t)i * C + j];
+    for (int j = 0; j < C; j++) ident[j] = j;
+    sweep_transpose_in(W, R, C, ident, f.dead, Wt);
     for (int j = 0; j < C; j++)
         if (f.dead[j]) for (int i = 0; i < R; i++) r->mask[(size_t)i * C + j] = 1;
+    /* A chain's second stage keeps its pruned set, dead inputs included. */
+    if (fixed) sweep_transpose_mask_in(r->mask, R, C, ident, Mk);
 
     for (int a = 0; a < C; a += B) {
         int nb = a + B < C ? B : C - a;
-        memset(M1, 0, (size_t)nb * R);
-        if (fixed) {
-            for (int k = 0; k < nb; k++)
-                for (int i = 0; i < R; i++) M1[(size_t)k * R + i] = r->mask[(size_t)i * C + a + k];
-        } else if (!nm && t->sparsity > 0.0f) {
+        M1 = Mk + (size_t)a * R;
+        if (!fixed && !nm && t->sparsity > 0.0f) {
             /* SparseGPT's adaptive mask rule, so that the two differ only in the update. */
+            #pragma omp parallel for schedule(static) if (nb * R > 65536)
             for (int k = 0; k < nb; k++) {
                 float d = f.U[(size_t)(a + k) * C + a + k];
                 const float *w = Wt + (size_t)(a + k) * R;
@@ -241,15 +243,11 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
                          "(block at column %d); raise --damp", a);
             goto done;
         }
-        for (int k = 0; k < nb; k++)
-            for (int i = 0; i < R; i++)
-                if (M1[(size_t)k * R + i]) {
-                    Wt[(size_t)(a + k) * R + i] = 0.0f;     /* exact zeros, not round-off */
-                    r->mask[(size_t)i * C + a + k] = 1;
-                }
+        for (size_t x = 0; x < (size_t)nb * R; x++)
+            if (M1[x]) Wt[(size_t)a * R + x] = 0.0f;     /* exact zeros, not round-off */
     }
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < C; j++) W[(size_t)i * C + j] = Wt[(size_t)j * R + i];
+    sweep_transpose_out(Wt, R, C, ident, W);
+    sweep_transpose_mask_out(Mk, R, C, ident, r->mask);
     if (t->bits < 16) {
         target q = *t;
         q.sparsity = 0.0f;
@@ -257,7 +255,7 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
         rc = obs_sweep(W, R, C, H, &q, SWEEP_MASK_FIXED, r, e);
     }
 done:
-    free(Wt); free(Yt); free(G); free(UT); free(Ablk); free(M1); free(score); free(tmp); free(Qs); free(As); free(zs);
+    free(Wt); free(Yt); free(G); free(UT); free(Ablk); free(Mk); free(ident); free(score); free(tmp); free(Qs); free(As); free(zs);
     obs_factor_free(&f);
     return rc;
 }

@@ -95,12 +95,10 @@ static int by_diag_desc(const void *x, const void *y) {
     return (a->j > b->j) - (a->j < b->j);
 }
 
-/* Cache-blocked transposes between W [R][C] (original column order) and the sweep layout
- * [C][R] (sweep order perm), split across threads: strided copies of a large layer otherwise
- * cost as much as the sweep's arithmetic. */
+/* The transposes of sweep.h, in tiles of TILE x TILE. */
 #define TILE 32
 
-static void transpose_in(const float *W, int R, int C, const int *perm, const uint8_t *dead, float *Wt) {
+void sweep_transpose_in(const float *W, int R, int C, const int *perm, const uint8_t *dead, float *Wt) {
     #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
     for (int k0 = 0; k0 < C; k0 += TILE)
         for (int i0 = 0; i0 < R; i0 += TILE)
@@ -111,7 +109,7 @@ static void transpose_in(const float *W, int R, int C, const int *perm, const ui
             }
 }
 
-static void transpose_out(const float *Wt, int R, int C, const int *perm, float *W) {
+void sweep_transpose_out(const float *Wt, int R, int C, const int *perm, float *W) {
     #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
     for (int i0 = 0; i0 < R; i0 += TILE)
         for (int k0 = 0; k0 < C; k0 += TILE)
@@ -120,7 +118,7 @@ static void transpose_out(const float *Wt, int R, int C, const int *perm, float 
                     W[(size_t)i * C + perm[k]] = Wt[(size_t)k * R + i];
 }
 
-static void transpose_mask_in(const uint8_t *M, int R, int C, const int *perm, uint8_t *Mk) {
+void sweep_transpose_mask_in(const uint8_t *M, int R, int C, const int *perm, uint8_t *Mk) {
     #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
     for (int k0 = 0; k0 < C; k0 += TILE)
         for (int i0 = 0; i0 < R; i0 += TILE)
@@ -129,7 +127,7 @@ static void transpose_mask_in(const uint8_t *M, int R, int C, const int *perm, u
                     Mk[(size_t)k * R + i] = M[(size_t)i * C + perm[k]];
 }
 
-static void transpose_mask_out(const uint8_t *Mk, int R, int C, const int *perm, uint8_t *M) {
+void sweep_transpose_mask_out(const uint8_t *Mk, int R, int C, const int *perm, uint8_t *M) {
     #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
     for (int i0 = 0; i0 < R; i0 += TILE)
         for (int k0 = 0; k0 < C; k0 += TILE)
@@ -218,8 +216,8 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, swe
     s.U = f.U;
 
     /* Sweep order, dead inputs zeroed (algorithms.md §0: no effect on calibration outputs). */
-    transpose_in(W, R, C, perm, dead, s.Wt);
-    if (mode == SWEEP_MASK_FIXED) transpose_mask_in(r->mask, R, C, perm, Mk);
+    sweep_transpose_in(W, R, C, perm, dead, s.Wt);
+    if (mode == SWEEP_MASK_FIXED) sweep_transpose_mask_in(r->mask, R, C, perm, Mk);
     if (prunes)
         for (int k = 0; k < C; k++)
             if (dead[perm[k]]) memset(Mk + (size_t)k * R, 1, (size_t)R);
@@ -273,8 +271,8 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, swe
             goto done;
         }
     }
-    transpose_out(s.Wt, R, C, perm, W);
-    transpose_mask_out(Mk, R, C, perm, r->mask);
+    sweep_transpose_out(s.Wt, R, C, perm, W);
+    sweep_transpose_mask_out(Mk, R, C, perm, r->mask);
     if (s.quant)
         for (size_t i = 0; i < (size_t)R * s.ng; i++) {
             r->scale[i] = s.qp[i].scale;

@@ -21,4 +21,13 @@ typedef enum {
 int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, sweep_mask mode,
               layer_report *r, err *e);
 
+/* Cache-blocked transposes between W [R][C] (original column order) and the sweep layout
+ * [C][R] (row k of it is column perm[k] of W), split across threads: strided copies of a large
+ * layer otherwise cost as much as the sweep's arithmetic. transpose_in reads dead columns as 0;
+ * transpose_mask_out ORs into M. */
+void sweep_transpose_in(const float *W, int R, int C, const int *perm, const uint8_t *dead, float *Wt);
+void sweep_transpose_out(const float *Wt, int R, int C, const int *perm, float *W);
+void sweep_transpose_mask_in(const uint8_t *M, int R, int C, const int *perm, uint8_t *Mk);
+void sweep_transpose_mask_out(const uint8_t *Mk, int R, int C, const int *perm, uint8_t *M);
+
 #endif
