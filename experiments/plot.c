@@ -42,7 +42,9 @@ static void header(FILE *f, const char *dir, const char *name, const char *title
                    const char *yl) {
     fprintf(f, "set terminal pngcairo size 1000,600 font \",10\"\nset output \"%s/%s.png\"\n"
                "set title \"%s\" noenhanced\nset xlabel \"%s\"\nset ylabel \"%s\"\nset grid\n"
-               "set key outside right top noenhanced\nset datafile separator \"\\t\"\n",
+               "set key outside right top noenhanced\nset datafile separator \"\\t\"\n"
+               /* Points on the edge of the autoscaled range stay visible. */
+               "set offsets graph 0.03, graph 0.03, graph 0.06, graph 0.03\n",
             dir, name, title, xl, yl);
 }
 
@@ -98,6 +100,17 @@ int report_plot(const report_row *rows, int n, const char *const *ppl_names, int
     for (int a = 0; a < nf; a++) fprintf(f, "%g\t%g\t%s\n", rows[idx[a]].tcr, rows[idx[a]].retention, rows[idx[a]].label);
     fclose(f);
     free(idx);
+    /* The dense model's point (TCr 0) for the retention plot. */
+    snprintf(path, sizeof path, "%s/dense.dat", dir);
+    f = fopen(path, "w");
+    if (!f) return err_set(e, SPARQ_ERUNTIME, "%s: %s", path, strerror(errno));
+    bool have_dense = false;
+    for (int i = 0; i < n && !have_dense; i++)
+        if (rows[i].dense && isfinite(rows[i].retention)) {
+            fprintf(f, "%g\t%g\n", rows[i].tcr, rows[i].retention);
+            have_dense = true;
+        }
+    fclose(f);
     /* SrCr bars: every run with a value. */
     snprintf(path, sizeof path, "%s/srcr.dat", dir);
     f = fopen(path, "w");
@@ -150,14 +163,18 @@ int report_plot(const report_row *rows, int n, const char *const *ppl_names, int
         if (!f) return err_set(e, SPARQ_ERUNTIME, "%s: %s", script, strerror(errno));
         header(f, dir, "retention_vs_tcr", "Retention vs theoretical compression rate (Pareto frontier marked)",
                "TCr = 1 - (q/16)(1 - s): fraction of fp16 bits removed", ret);
-        fprintf(f, "set format x \"%%.0f%%%%\"\nplot ");
+        /* TCr spans 0-100%: a fixed axis, the dense point (0%) just inside it. */
+        fprintf(f, "set format x \"%%.0f%%%%\"\nset xrange [-3:100]\nset xtics 0, 10, 100\nplot ");
         if (!n_ret) fprintf(f, "[0:100][0:1] 1/0 notitle\n");
         for (int k = 0; n_ret && k < ns; k++)
             fprintf(f, "%s\"%s/runs.dat\" index %d using ($3*100):4 with points lc %d pt %d ps 1.2 title \"%s\"",
                     k ? ", " : "", dir, k, k + 1, 5 + 2 * (k / 8 % 4), series[k]);
+        if (n_ret && have_dense)
+            fprintf(f, "%s\"%s/dense.dat\" using ($1*100):2 with points lc rgb \"black\" pt 3 ps 2 title \"dense\"",
+                    ns ? ", " : "", dir);
         if (n_ret)
             fprintf(f, "%s\"%s/frontier.dat\" using ($1*100):2 with linespoints lw 2 lc rgb \"black\" pt 6 ps 2 "
-                       "title \"Pareto frontier\"\n", ns ? ", " : "", dir);
+                       "title \"Pareto frontier\"\n", ns || have_dense ? ", " : "", dir);
         footer(f, dir, "retention_vs_tcr");
         fclose(f);
         rc = run_gnuplot(script, e);
@@ -166,11 +183,11 @@ int report_plot(const report_row *rows, int n, const char *const *ppl_names, int
         snprintf(script, sizeof script, "%s/srcr.gp", dir);
         f = fopen(script, "w");
         if (!f) return err_set(e, SPARQ_ERUNTIME, "%s: %s", script, strerror(errno));
-        char ylabel[256];
-        snprintf(ylabel, sizeof ylabel, "SrCr = %s, higher is better", srcr_text);
-        header(f, dir, "srcr", "SrCr per configuration", "configuration", ylabel);
+        char title[256];
+        snprintf(title, sizeof title, "SrCr per configuration: %s", srcr_text);
+        header(f, dir, "srcr", title, "configuration", "SrCr (higher is better)");
         fprintf(f, "set style fill solid 0.6\nset boxwidth 0.8\nset xtics rotate by -60 noenhanced font \",8\"\n"
-                   "set key off\nset bmargin 14\n");
+                   "set key off\nset bmargin 14\nset yrange [0:*]\n");
         if (n_srcr) fprintf(f, "plot \"%s/srcr.dat\" using 0:2:xtic(3) with boxes title \"SrCr\"\n", dir);
         else fprintf(f, "plot [0:1][0:1] 1/0 notitle\n");
         footer(f, dir, "srcr");
