@@ -143,7 +143,7 @@ int report_plot(const report_row *rows, int n, const char *const *ppl_names, int
                    w ? "bits per weight of the linear layers, as packed (values + mask/N:M metadata + scales)"
                      : "sparsity of the linear layers (fraction of weights pruned)",
                    "perplexity (log scale, lower is better)");
-            fprintf(f, "set logscale y\n");
+            fprintf(f, "set logscale y\n%s", w ? "" : "set xrange [-0.03:*]\n");
             if (isfinite(dense_ppl[p])) fprintf(f, "dense = %g\n", dense_ppl[p]);
             fprintf(f, "plot ");
             for (int k = 0; k < ns; k++)
