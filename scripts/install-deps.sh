@@ -2,12 +2,12 @@
 # Install the Debian packages sparq builds and tests with, when any is missing.
 # Idempotent and silent when everything is present; as non-root, prints the exact command.
 # `install-deps.sh fuzz` also installs what `make fuzz` needs (clang and its libFuzzer/sanitizer
-# runtimes), which the ordinary build does not.
+# runtimes, and the OpenMP runtime the library code includes), which the ordinary build does not.
 set -e
 PKGS="build-essential pkg-config libopenblas-dev liblapacke-dev libgsl-dev gnuplot-nox \
 libcriterion-dev libcjson-dev libinih-dev"
 if [ "${1:-}" = fuzz ]; then
-    PKGS="$PKGS clang libclang-rt-14-dev"
+    PKGS="$PKGS clang libclang-rt-14-dev libomp-14-dev"
 elif [ $# -gt 0 ]; then
     echo "usage: $0 [fuzz]" >&2
     exit 2
