@@ -64,4 +64,13 @@ static void fuzz_write(const char *path, const void *data, size_t size) {
     }
 }
 
+/* The input written to the scratch file `file` of harness `name`, for a reader that takes one
+ * path: the path (the same for every input of this process). */
+static inline const char *fuzz_input(const char *name, const char *file, const uint8_t *data, size_t size) {
+    static char path[512];
+    if (!path[0]) fuzz_path(path, sizeof path, name, file);
+    fuzz_write(path, data, size);
+    return path;
+}
+
 #endif

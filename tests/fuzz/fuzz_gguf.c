@@ -5,9 +5,7 @@
 #include "use_tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char path[512];
-    if (!path[0]) fuzz_path(path, sizeof path, "gguf", "model.gguf");
-    fuzz_write(path, data, size);
+    const char *path = fuzz_input("gguf", "model.gguf", data, size);
     err e = {0};
     gguf_file *g = NULL;
     if (gguf_open(&g, path, &e) == SPARQ_OK) {

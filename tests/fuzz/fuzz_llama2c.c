@@ -3,9 +3,7 @@
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char path[512];
-    if (!path[0]) fuzz_path(path, sizeof path, "llama2c", "model.bin");
-    fuzz_write(path, data, size);
+    const char *path = fuzz_input("llama2c", "model.bin", data, size);
     model *m = NULL;
     err e = {0};
     if (model_load_llama2c(&m, path, &e) == SPARQ_OK) {

@@ -3,12 +3,8 @@
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char dir[512], path[512];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "%s", fuzz_dir("results"));
-        fuzz_path(path, sizeof path, "results", "runs.jsonl");
-    }
-    fuzz_write(path, data, size);
+    fuzz_input("results", "runs.jsonl", data, size);
+    const char *dir = fuzz_dir("results");
     cJSON **recs = NULL;
     int n = 0;
     err e = {0};

@@ -5,9 +5,7 @@
 #include "use_tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char path[512];
-    if (!path[0]) fuzz_path(path, sizeof path, "spm_model", "tokenizer.model");
-    fuzz_write(path, data, size);
+    const char *path = fuzz_input("spm_model", "tokenizer.model", data, size);
     tokenizer *t = NULL;
     err e = {0};
     if (spm_load_model(&t, path, &e) == SPARQ_OK) use_tokenizer(t);

@@ -37,9 +37,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char path[512];
-    if (!path[0]) fuzz_path(path, sizeof path, "sweep", "sweep.ini");
-    fuzz_write(path, data, size);
+    const char *path = fuzz_input("sweep", "sweep.ini", data, size);
     sweep_config *cfg = malloc(sizeof *cfg);   /* ~20 kB: off the stack */
     if (!cfg) return 0;
     run_spec *runs = NULL;

@@ -7,9 +7,7 @@
 #include "use_tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char path[512];
-    if (!path[0]) fuzz_path(path, sizeof path, "tokenizer", "tokenizer.bin");
-    fuzz_write(path, data, size);
+    const char *path = fuzz_input("tokenizer", "tokenizer.bin", data, size);
     tokenizer *t = NULL;
     err e = {0};
     if (tokenizer_load(&t, path, &e) == SPARQ_OK) use_tokenizer(t);
