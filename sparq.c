@@ -8,23 +8,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
+#include <unistd.h>
 
 #include "core/blas.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/forward.h"
 #include "core/model.h"
-#include "core/progress.h"
 #include "core/tokenizer.h"
 #include "eval/metrics.h"
 #include "eval/perplexity.h"
 #include "eval/zeroshot.h"
-#include "experiments/calib.h"
-#include "experiments/compress.h"
+#include "experiments/options.h"
 #include "experiments/report.h"
+#include "experiments/run.h"
 #include "experiments/sweep.h"
-#include "solvers/solver.h"
 
 static const char *usage_text =
     "usage: sparq <command> [options]\n"
@@ -98,63 +97,54 @@ static int require(flag *flags, const char *name, err *e) {
                                  : err_set(e, SPARQ_EINPUT, "missing required option %s", name);
 }
 
-/* ---- shared loading ----------------------------------------------------------------------- */
+/* ---- shared loading and printing ----------------------------------------------------------- */
 
-static bool file_exists(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
-
-static bool has_gguf_magic(const char *p) {
-    char mg[4] = {0};
-    FILE *f = fopen(p, "rb");
-    bool yes = f && fread(mg, 1, 4, f) == 4 && memcmp(mg, "GGUF", 4) == 0;
-    if (f) fclose(f);
-    return yes;
-}
-
-/* --tokenizer; without it a GGUF model's own vocabulary, else tokenizer.bin, tok<vocab>.bin,
- * tokenizer.model or tokenizer.json in the model's folder (inside it for a HF model folder). */
 static int load_tokenizer(const model *m, const char *model_path, const char *path, tokenizer **t,
                           err *e) {
-    char buf[4200];
-    int rc = SPARQ_OK;
-    bool embedded = !path && has_gguf_magic(model_path);
-    if (embedded && (rc = tokenizer_load(t, model_path, e)) == SPARQ_OK) path = model_path;
-    if (!path) {
-        char dir[4096], tok[32];
-        if (path_is_dir(model_path))
-            snprintf(dir, sizeof dir, "%s%s", model_path, path_has_suffix(model_path, "/") ? "" : "/");
-        else
-            path_dir(model_path, dir, sizeof dir);
-        snprintf(tok, sizeof tok, "tok%d.bin", m->cfg.vocab_size);
-        const char *names[] = {"tokenizer.bin", tok, "tokenizer.model", "tokenizer.json"};
-        for (int i = 0; i < 4 && !path; i++) {
-            snprintf(buf, sizeof buf, "%s%s", dir, names[i]);
-            if (file_exists(buf)) path = buf;
-        }
-        if (!path && embedded) return rc;   /* the GGUF's own message says why its vocabulary failed */
-        if (!path)
-            return err_set(e, SPARQ_EINPUT, "no --tokenizer given and none of tokenizer.bin, tok%d.bin, "
-                           "tokenizer.model, tokenizer.json is beside %s", m->cfg.vocab_size, model_path);
-        if ((rc = tokenizer_load(t, path, e))) return rc;
-    } else if (!embedded) {
-        if ((rc = tokenizer_load(t, path, e))) return rc;
-    }
-    if (tokenizer_vocab_size(*t) != m->cfg.vocab_size) {
-        rc = err_set(e, SPARQ_EINPUT, "%s has %d tokens but model %s has a vocabulary of %d", path,
-                     tokenizer_vocab_size(*t), model_path, m->cfg.vocab_size);
-        tokenizer_free(*t);
-        *t = NULL;
-    }
-    return rc;
+    return tokenizer_load_for_model(t, model_path, m->cfg.vocab_size, path, NULL, 0, e);
 }
 
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
+/* A progress bar on stderr, drawn only when stderr is a terminal; a new stage starts a new bar. */
+typedef struct {
+    bool   on;
+    char   label[64];
+    double t0;
+    int    last_permille;
+} bar;
+
+static void bar_start(bar *p, const char *label) {
+    p->on = isatty(STDERR_FILENO);
+    snprintf(p->label, sizeof p->label, "%s", label);
+    p->t0 = clock_seconds();
+    p->last_permille = -1;
+}
+
+static void bar_end(bar *p) {
+    if (p->on && p->last_permille >= 0) fprintf(stderr, "\n");
+    p->last_permille = -1;
+}
+
+static void bar_stage(void *ctx, const char *stage, long done, long total) {
+    bar *p = ctx;
+    if (!p->on || total <= 0) return;
+    if (strcmp(stage, p->label) != 0) {
+        bar_end(p);
+        bar_start(p, stage);
+    }
+    int pm = (int)(1000.0 * done / total);
+    if (pm == p->last_permille) return;
+    p->last_permille = pm;
+    char cells[31];
+    for (int i = 0; i < 30; i++) cells[i] = i < pm * 30 / 1000 ? '#' : '.';
+    cells[30] = '\0';
+    fprintf(stderr, "\r%s [%s] %5.1f%% %ld/%ld %.1fs", p->label, cells, pm / 10.0, done, total,
+            clock_seconds() - p->t0);
+    fflush(stderr);
+}
+
+static void bar_update(void *ctx, long done, long total) {
+    bar *p = ctx;
+    bar_stage(p, p->label, done, total);
 }
 
 static void print_json(cJSON *j) {
@@ -200,10 +190,10 @@ static int cmd_eval(int argc, char **argv, err *e) {
     if (!rc) rc = ppl_prepare(t, flag_str(f, "--text"), p, seqlen, limit, &seqs, e);
     ppl_result r;
     if (!rc) {
-        progress bar;
-        progress_start(&bar, "eval");
-        rc = ppl_score(m, &seqs, &r, progress_update, &bar, e);
-        progress_end(&bar);
+        bar b;
+        bar_start(&b, "eval");
+        rc = ppl_score(m, &seqs, &r, bar_update, &b, e);
+        bar_end(&b);
     }
     if (!rc) {
         double tps = r.seconds > 0 ? r.tokens_forward / r.seconds : 0.0;
@@ -219,7 +209,7 @@ static int cmd_eval(int argc, char **argv, err *e) {
             cJSON_AddNumberToObject(j, "tokens_forward", (double)r.tokens_forward);
             cJSON_AddNumberToObject(j, "seconds", r.seconds);
             cJSON_AddNumberToObject(j, "threads", blas_threads());
-            cJSON_AddNumberToObject(j, "peak_rss_mb", peak_rss_mb());
+            cJSON_AddNumberToObject(j, "peak_rss_mb", clock_peak_rss_mb());
             print_json(j);
         } else {
             printf("perplexity  %.4f\n", r.ppl);
@@ -341,17 +331,17 @@ static int cmd_zeroshot(int argc, char **argv, err *e) {
         rc = zeroshot_load_task(t, name, eq + 1, limit, (unsigned long)seed, &tasks[i], e);
     }
     for (int i = 0; i < n_task && !rc; i++) {
-        progress bar;
-        progress_start(&bar, tasks[i].name);
-        rc = zeroshot_run(m, &tasks[i], &res[i], progress_update, &bar, e);
-        progress_end(&bar);
+        bar b;
+        bar_start(&b, tasks[i].name);
+        rc = zeroshot_run(m, &tasks[i], &res[i], bar_update, &b, e);
+        bar_end(&b);
     }
     if (!rc && flag_str(f, "--json")) {
         cJSON *j = cJSON_CreateObject();
         cJSON *tj = cJSON_AddObjectToObject(j, "tasks");
         for (int i = 0; i < n_task; i++) zeroshot_json(tj, &tasks[i], &res[i]);
         cJSON_AddNumberToObject(j, "threads", blas_threads());
-        cJSON_AddNumberToObject(j, "peak_rss_mb", peak_rss_mb());
+        cJSON_AddNumberToObject(j, "peak_rss_mb", clock_peak_rss_mb());
         print_json(j);
     } else if (!rc) {
         zeroshot_print(tasks, res, n_task);
@@ -463,200 +453,116 @@ static int cmd_generate(int argc, char **argv, err *e) {
 
 /* ---- compress ----------------------------------------------------------------------------- */
 
-static int parse_float(const char *name, const char *v, float lo, float hi, float *out, err *e) {
-    if (!v) return SPARQ_OK;
-    char *end;
-    double x = strtod(v, &end);
-    if (*v == '\0' || *end != '\0' || !(x >= lo && x <= hi))
-        return err_set(e, SPARQ_EINPUT, "%s %s: expected a number in [%g, %g]", name, v, (double)lo,
-                       (double)hi);
-    *out = (float)x;
-    return SPARQ_OK;
-}
-
-/* Flags -> compress_options; every impossible request fails here, before any work. */
-static int compress_options_parse(flag *f, const model *m, compress_options *o, err *e) {
-    const char *mode = flag_str(f, "--chain-mode");
-    if (mode && strcmp(mode, "mask") != 0 && strcmp(mode, "all") != 0)
-        return err_set(e, SPARQ_EINPUT, "--chain-mode %s: expected mask or all", mode);
-    int rc = solver_spec_parse(flag_str(f, "--solver"), mode && strcmp(mode, "all") == 0, &o->solver, e);
-    if (rc) return rc;
-    o->target = target_default();
-    target *t = &o->target;
-    rc = parse_float("--sparsity", flag_str(f, "--sparsity"), -1e9f, 1e9f, &t->sparsity, e);
-    if (!rc && !(t->sparsity >= 0.0f && t->sparsity < 1.0f))
-        rc = err_set(e, SPARQ_EINPUT, "--sparsity %s is outside [0, 1)", flag_str(f, "--sparsity"));
-    if (!rc) rc = flag_int(f, "--bits", 2, 16, &t->bits, e);
-    if (!rc) rc = flag_int(f, "--block", 0, 1 << 20, &t->block, e);
-    if (!rc) rc = flag_int(f, "--group", -1, 1 << 20, &t->group, e);
-    if (!rc) rc = parse_float("--damp", flag_str(f, "--damp"), 0.0f, 1.0f, &t->damp, e);
-    if (rc) return rc;
-    const char *nm = flag_str(f, "--nm");
-    if (nm) {
-        char extra;
-        if (sscanf(nm, "%d:%d%c", &t->n, &t->m, &extra) != 2)
-            return err_set(e, SPARQ_EINPUT, "--nm %s: expected N:M, e.g. 2:4", nm);
-        if (flag_str(f, "--sparsity") && fabsf(t->sparsity - (float)t->n / (t->m ? t->m : 1)) > 1e-6f)
-            return err_set(e, SPARQ_EINPUT, "--nm %s prunes %g of the weights; --sparsity %s "
-                           "contradicts it", nm, t->m ? (double)t->n / t->m : 0.0,
-                           flag_str(f, "--sparsity"));
-    }
-    const char *scope = flag_str(f, "--scope");
-    if (scope && strcmp(scope, "row") == 0) t->scope = SCOPE_ROW;
-    else if (scope && strcmp(scope, "layer") != 0)
-        return err_set(e, SPARQ_EINPUT, "--scope %s: expected layer or row", scope);
-    t->sym = flag_str(f, "--sym") != NULL;
-    t->act_order = flag_str(f, "--act-order") != NULL;
-    t->static_groups = flag_str(f, "--static-groups") != NULL;
-    t->mse = flag_str(f, "--mse") != NULL;
-    o->true_sequential = flag_str(f, "--true-sequential") != NULL;
-    o->schedule = SCHEDULE_UNIFORM;
-    if (flag_str(f, "--schedule") && (rc = schedule_parse(flag_str(f, "--schedule"), &o->schedule, e)))
-        return rc;
-    return compress_check(m, o, e);
-}
-
-static void print_compress(const compress_report *r, const compress_options *o, double bpw,
-                           double bytes, const ppl_result *pr, bool json, const char *proto,
-                           int seqlen) {
-    if (json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "solver", o->solver.name);
-        cJSON_AddNumberToObject(j, "sparsity", r->sparsity);
-        cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
-        cJSON_AddNumberToObject(j, "bytes_packed", bytes);
-        cJSON_AddNumberToObject(j, "seconds", r->seconds);
-        cJSON *layers = cJSON_AddArrayToObject(j, "layers");
-        for (int i = 0; i < r->n; i++) {
-            const compress_layer *l = &r->layers[i];
-            cJSON *x = cJSON_CreateObject();
-            cJSON_AddStringToObject(x, "name", l->name);
-            cJSON_AddNumberToObject(x, "rows", l->rows);
-            cJSON_AddNumberToObject(x, "cols", l->cols);
-            cJSON_AddNumberToObject(x, "sparsity", l->report.sparsity);
-            cJSON_AddNumberToObject(x, "target_sparsity", l->target_sparsity);
-            cJSON_AddNumberToObject(x, "loss", l->report.loss);
-            cJSON_AddNumberToObject(x, "damp", l->report.damp);
-            cJSON_AddNumberToObject(x, "seconds", l->report.seconds);
-            cJSON_AddItemToArray(layers, x);
-        }
-        if (pr) {
-            cJSON_AddNumberToObject(j, "ppl", pr->ppl);
-            cJSON_AddNumberToObject(j, "nll", pr->nll);
-            cJSON_AddStringToObject(j, "protocol", proto);
-            cJSON_AddNumberToObject(j, "seqlen", seqlen);
-        }
-        cJSON_AddNumberToObject(j, "peak_rss_mb", peak_rss_mb());
-        print_json(j);
-        return;
-    }
+/* The human form of a run record: the layer reports, then one line of totals. */
+static void print_record(const cJSON *r) {
+    const cJSON *layers = cJSON_GetObjectItem(r, "layers"), *l;
     printf("%-10s %12s %9s %9s %14s %9s\n", "layer", "shape", "target", "sparsity", "loss", "seconds");
-    for (int i = 0; i < r->n; i++) {
-        const compress_layer *l = &r->layers[i];
+    cJSON_ArrayForEach(l, layers) {
         char shape[32];
-        snprintf(shape, sizeof shape, "%dx%d", l->rows, l->cols);
-        printf("%-10s %12s %9.4f %9.4f %14.6g %9.4f\n", l->name, shape, l->target_sparsity,
-               l->report.sparsity, l->report.loss, l->report.seconds);
+        snprintf(shape, sizeof shape, "%dx%d", cJSON_GetObjectItem(l, "rows")->valueint,
+                 cJSON_GetObjectItem(l, "cols")->valueint);
+        printf("%-10s %12s %9.4f %9.4f %14.6g %9.4f\n", cJSON_GetObjectItem(l, "name")->valuestring, shape,
+               cJSON_GetObjectItem(l, "target_sparsity")->valuedouble,
+               cJSON_GetObjectItem(l, "sparsity")->valuedouble, cJSON_GetObjectItem(l, "loss")->valuedouble,
+               cJSON_GetObjectItem(l, "seconds")->valuedouble);
     }
-    printf("\n%s: sparsity %.4f of linear weights, %.3f bits/weight packed, model %.1f KB packed, "
-           "%.2f s\n", o->solver.name, r->sparsity, bpw, bytes / 1024.0, r->seconds);
-    if (pr) printf("perplexity  %.4f (%s, seqlen %d, %ld tokens)\n", pr->ppl, proto, seqlen, pr->tokens);
+    printf("\n%s: sparsity %.4f of linear weights, %.3f bits/weight packed, model %.1f KB packed, %.2f s\n",
+           cJSON_GetObjectItem(r, "label")->valuestring, cJSON_GetObjectItem(r, "sparsity")->valuedouble,
+           cJSON_GetObjectItem(r, "bits_per_weight")->valuedouble,
+           cJSON_GetObjectItem(r, "bytes_packed")->valuedouble / 1024.0,
+           cJSON_GetObjectItem(cJSON_GetObjectItem(r, "seconds"), "compress")->valuedouble);
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(r, "ppl"))
+        printf("perplexity  %.4f ± %.4f (%s, %s, seqlen %d, %.0f tokens)\n",
+               cJSON_GetObjectItem(p, "ppl")->valuedouble, cJSON_GetObjectItem(p, "ppl_stderr")->valuedouble,
+               p->string, cJSON_GetObjectItem(p, "protocol")->valuestring,
+               cJSON_GetObjectItem(p, "seqlen")->valueint, cJSON_GetObjectItem(p, "tokens")->valuedouble);
 }
+
+/* The compress flags: the run's own, then one per row of the options table. */
+static const char *const compress_flags[] = {"--model", "--tokenizer", "--calib", "--nsamples",
+    "--calib-seqlen", "--seed", "--out", "--eval", "--protocol", "--seqlen", "--limit", "--threads", NULL};
 
 static int cmd_compress(int argc, char **argv, err *e) {
-    flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--solver", 0, 0}, {"--sparsity", 0, 0},
-                {"--nm", 0, 0}, {"--bits", 0, 0}, {"--sym", 1, 0}, {"--scope", 0, 0},
-                {"--group", 0, 0}, {"--act-order", 1, 0}, {"--static-groups", 1, 0}, {"--mse", 1, 0},
-                {"--chain-mode", 0, 0}, {"--schedule", 0, 0},
-                {"--block", 0, 0}, {"--damp", 0, 0}, {"--true-sequential", 1, 0}, {"--calib", 0, 0},
-                {"--nsamples", 0, 0}, {"--calib-seqlen", 0, 0}, {"--seed", 0, 0}, {"--out", 0, 0},
-                {"--eval", 0, 0}, {"--protocol", 0, 0}, {"--seqlen", 0, 0}, {"--limit", 0, 0},
-                {"--threads", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
-    int nsamples = 128, cseqlen = 0, seed = 0, seqlen = 0, limit = 0, threads = 0;
+    flag f[64];
+    char names[64][40];
+    int nf = 0;
+    for (; compress_flags[nf]; nf++) f[nf] = (flag){compress_flags[nf], false, NULL};
+    f[nf++] = (flag){"--json", true, NULL};
+    for (int i = 0; i < options_count; i++, nf++) {
+        options_flag(&options_table[i], names[nf], sizeof names[nf]);
+        f[nf] = (flag){names[nf], options_table[i].type == OPT_BOOL, NULL};
+    }
+    f[nf] = (flag){NULL, false, NULL};
+    run_setup s;
+    run_setup_default(&s);
+    int threads = 0;
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = require(f, "--solver", e);
     if (!rc) rc = require(f, "--calib", e);
-    if (!rc) rc = flag_int(f, "--nsamples", 1, 1 << 20, &nsamples, e);
-    if (!rc) rc = flag_int(f, "--calib-seqlen", 2, 1 << 20, &cseqlen, e);
-    if (!rc) rc = flag_int(f, "--seed", 0, 2147483647, &seed, e);
-    if (!rc) rc = flag_int(f, "--seqlen", 2, 1 << 20, &seqlen, e);
-    if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &limit, e);
+    if (!rc) rc = flag_int(f, "--nsamples", 1, 1 << 20, &s.nsamples, e);
+    if (!rc) rc = flag_int(f, "--calib-seqlen", 2, 1 << 20, &s.calib_seqlen, e);
+    if (!rc) rc = flag_int(f, "--seed", 0, 2147483647, &s.seed, e);
+    if (!rc) rc = flag_int(f, "--seqlen", 2, 1 << 20, &s.ppl[0].seqlen, e);
+    if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &s.limit, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
     if (rc) return rc;
     const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
-    ppl_protocol p = PPL_WINDOWS;
-    if (strcmp(proto, "documents") == 0) p = PPL_DOCUMENTS;
+    if (strcmp(proto, "documents") == 0) s.ppl[0].protocol = PPL_DOCUMENTS;
     else if (strcmp(proto, "windows") != 0)
         return err_set(e, SPARQ_EINPUT, "--protocol %s: expected windows or documents", proto);
+    snprintf(s.model, sizeof s.model, "%s", flag_str(f, "--model"));
+    snprintf(s.calib, sizeof s.calib, "%s", flag_str(f, "--calib"));
+    if (flag_str(f, "--tokenizer")) snprintf(s.tokenizer, sizeof s.tokenizer, "%s", flag_str(f, "--tokenizer"));
+    const char *text = flag_str(f, "--eval");
+    if (text) {
+        const char *base = strrchr(text, '/');
+        snprintf(s.ppl[0].path, sizeof s.ppl[0].path, "%s", text);
+        snprintf(s.ppl[0].name, sizeof s.ppl[0].name, "%s", base ? base + 1 : text);
+        s.n_ppl = 1;
+    }
+    /* The options, chain mode first (the solver's parse keeps it), through the one table. */
+    run_spec r = {.opts = options_default()};
+    snprintf(r.grid, sizeof r.grid, "cli");
+    const option *chain = options_find("chain_mode");
+    char cf[40];
+    options_flag(chain, cf, sizeof cf);
+    if (flag_str(f, cf)) rc = options_set(&r.opts, chain, flag_str(f, cf), "--", e);
+    for (int i = 0; !rc && i < options_count; i++) {
+        char fl[40];
+        options_flag(&options_table[i], fl, sizeof fl);
+        if (&options_table[i] != chain && flag_str(f, fl))
+            rc = options_set(&r.opts, &options_table[i], flag_str(f, fl), "--", e);
+    }
+    if (rc) return rc;
+    options_label(&r.opts, r.label, sizeof r.label);
     blas_set_threads(threads);
-
-    const char *mpath = flag_str(f, "--model"), *calib = flag_str(f, "--calib");
-    model *m = NULL;
-    tokenizer *t = NULL;
-    token_seqs cs = {0}, es = {0};
-    compress_options o;
-    compress_report r = {0};
-    rc = model_load(&m, mpath, e);
-    if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
-    if (!rc) rc = compress_options_parse(f, m, &o, e);
-    if (!rc) {
-        if (cseqlen == 0) cseqlen = m->cfg.seq_len;
-        if (seqlen == 0) seqlen = m->cfg.seq_len;
-        if (cseqlen > m->cfg.seq_len || seqlen > m->cfg.seq_len)
-            rc = err_set(e, SPARQ_EINPUT, "--%s %d is larger than the model's context (%d)",
-                         cseqlen > m->cfg.seq_len ? "calib-seqlen" : "seqlen",
-                         cseqlen > m->cfg.seq_len ? cseqlen : seqlen, m->cfg.seq_len);
+    run_context *ctx = NULL;
+    cJSON *rec = NULL;
+    rc = run_context_new(&ctx, &s, false, NULL, e);
+    if (!rc) rc = run_check(ctx, &r, e);
+    bar b;
+    bar_start(&b, "compress");
+    if (!rc) rc = run_execute(ctx, &r, flag_str(f, "--out"), bar_stage, &b, &rec, e);
+    bar_end(&b);
+    if (!rc && flag_str(f, "--json")) {
+        print_json(rec);
+        rec = NULL;
+    } else if (!rc) {
+        print_record(rec);
     }
-    /* Prepare the evaluation text first: a bad --eval file fails before the long part. */
-    if (!rc && flag_str(f, "--eval")) rc = ppl_prepare(t, flag_str(f, "--eval"), p, seqlen, limit, &es, e);
-    if (!rc) {
-        rc = strcmp(calib, "self") == 0
-                 ? calib_from_model(m, nsamples, cseqlen, (unsigned long)seed, &cs, e)
-                 : calib_from_text(t, calib, nsamples, cseqlen, (unsigned long)seed, &cs, e);
-    }
-    if (!rc) {
-        progress bar;
-        progress_start(&bar, "compress");
-        rc = compress_model(m, &cs, &o, &r, progress_update, &bar, e);
-        progress_end(&bar);
-    }
-    if (!rc && flag_str(f, "--out")) {
-        /* The format follows the extension; a .gguf carries the vocabulary for llama.cpp. */
-        model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, t};
-        rc = model_save_opts(m, flag_str(f, "--out"), &so, e);
-    }
-    ppl_result pr;
-    if (!rc && flag_str(f, "--eval")) {
-        progress bar;
-        progress_start(&bar, "eval");
-        rc = ppl_score(m, &es, &pr, progress_update, &bar, e);
-        progress_end(&bar);
-    }
-    if (!rc) {
-        double bits = 0.0, total = 0.0;
-        for (int i = 0; i < r.n; i++) {
-            const compress_layer *l = &r.layers[i];
-            double w = (double)l->rows * l->cols;
-            bits += w * metrics_bpw_packed(l->report.sparsity, l->report.bits, o.target.n, o.target.m,
-                                           l->report.group, l->cols);
-            total += w;
-        }
-        /* algorithms.md §9: linear layers as packed, everything else (embeddings, norms, a
-         * separate classifier) kept in fp16. */
-        double bytes = bits / 8.0 + 2.0 * (double)(model_params(m) - model_linear_params(m));
-        print_compress(&r, &o, bits / total, bytes, flag_str(f, "--eval") ? &pr : NULL,
-                       flag_str(f, "--json") != NULL, proto, seqlen);
-    }
-    compress_report_free(&r);
-    token_seqs_free(&cs);
-    token_seqs_free(&es);
-    tokenizer_free(t);
-    model_free(m);
+    cJSON_Delete(rec);
+    run_context_free(ctx);
     return rc;
 }
 
 /* ---- sweep and report ----------------------------------------------------------------------- */
+
+static void print_note(void *ctx, sweep_note_kind kind, const char *line) {
+    (void)ctx;
+    fprintf(kind == SWEEP_NOTE_PLAN ? stdout : stderr, "%s\n", line);
+}
 
 static int cmd_sweep(int argc, char **argv, err *e) {
     if (argc < 1 || argv[0][0] == '-')
@@ -665,7 +571,7 @@ static int cmd_sweep(int argc, char **argv, err *e) {
     const char *config = argv[0];
     flag f[] = {{"--out", 0, 0}, {"--jobs", 0, 0}, {"--shard", 0, 0}, {"--threads", 0, 0},
                 {"--dry-run", 1, 0}, {"--slurm", 1, 0}, {0, 0, 0}};
-    sweep_options o = {.jobs = 1, .shard_i = 0, .shard_n = 1};
+    sweep_options o = {.jobs = 1, .shard_i = 0, .shard_n = 1, .note = print_note};
     int rc = flags_parse(f, argc - 1, argv + 1, e);
     if (!rc) rc = flag_int(f, "--jobs", 1, 256, &o.jobs, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &o.threads, e);
@@ -682,7 +588,7 @@ static int cmd_sweep(int argc, char **argv, err *e) {
     if (!cfg) return err_set(e, SPARQ_ERUNTIME, "out of memory");
     run_spec *runs = NULL;
     int n = 0;
-    rc = sweep_load(config, cfg, &runs, &n, e);
+    rc = config_load(config, cfg, &runs, &n, e);
     if (!rc && flag_str(f, "--out")) snprintf(cfg->out, sizeof cfg->out, "%s", flag_str(f, "--out"));
     if (!rc && flag_str(f, "--slurm")) {
         rc = sweep_write_slurm(cfg, n, config, e);

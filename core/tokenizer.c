@@ -366,3 +366,57 @@ int token_seqs_alloc(token_seqs *s, int n, long ntok, err *e) {
     }
     return SPARQ_OK;
 }
+
+static bool has_gguf_magic(const char *p) {
+    char mg[4] = {0};
+    FILE *f = fopen(p, "rb");
+    bool yes = f && fread(mg, 1, 4, f) == 4 && memcmp(mg, "GGUF", 4) == 0;
+    if (f) fclose(f);
+    return yes;
+}
+
+/* The first candidate file beside (or inside) the model that exists, into buf; false if none. */
+static bool find_beside(const char *model_path, int vocab_size, char *buf, size_t cap) {
+    char dir[4096], tok[32];
+    if (path_is_dir(model_path))
+        snprintf(dir, sizeof dir, "%s%s", model_path, path_has_suffix(model_path, "/") ? "" : "/");
+    else
+        path_dir(model_path, dir, sizeof dir);
+    snprintf(tok, sizeof tok, "tok%d.bin", vocab_size);
+    const char *names[] = {"tokenizer.bin", tok, "tokenizer.model", "tokenizer.json"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(buf, cap, "%s%s", dir, names[i]);
+        if (path_exists(buf) && !path_is_dir(buf)) return true;
+    }
+    return false;
+}
+
+int tokenizer_load_for_model(tokenizer **out, const char *model_path, int vocab_size,
+                             const char *path, char *used, size_t cap, err *e) {
+    *out = NULL;
+    char buf[4200];
+    int rc = SPARQ_OK;
+    err gguf_err = {0};
+    if (!path && has_gguf_magic(model_path)) {
+        /* A GGUF's own vocabulary first; when it has none, look beside it as for any model. */
+        if ((rc = tokenizer_load(out, model_path, &gguf_err)) == SPARQ_OK) path = model_path;
+    }
+    if (!path) {
+        if (!find_beside(model_path, vocab_size, buf, sizeof buf)) {
+            if (rc) return err_set(e, rc, "%s", gguf_err.msg);   /* why its vocabulary failed */
+            return err_set(e, SPARQ_EINPUT, "no tokenizer given and none of tokenizer.bin, tok%d.bin, "
+                           "tokenizer.model, tokenizer.json is beside %s", vocab_size, model_path);
+        }
+        path = buf;
+    }
+    if (!*out && (rc = tokenizer_load(out, path, e))) return rc;
+    if ((*out)->vocab_size != vocab_size) {
+        rc = err_set(e, SPARQ_EINPUT, "%s has %d tokens but model %s has a vocabulary of %d", path,
+                     (*out)->vocab_size, model_path, vocab_size);
+        tokenizer_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    if (used) snprintf(used, cap, "%s", path);
+    return SPARQ_OK;
+}

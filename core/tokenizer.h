@@ -5,6 +5,7 @@
 #define SPARQ_TOKENIZER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "err.h"
 
@@ -24,6 +25,13 @@ int  tokenizer_load(tokenizer **out, const char *path, err *e);
  * the file in messages. */
 int  tokenizer_from_pieces(tokenizer **out, int n, const char *const *pieces, const float *scores,
                            const char *src, err *e);
+/* The tokenizer of a model, the one rule every command and the sweep use: `path` when given;
+ * else the model's own vocabulary when it is a GGUF file; else the first of tokenizer.bin,
+ * tok<vocab_size>.bin, tokenizer.model, tokenizer.json beside the model file (inside it for a
+ * Hugging Face folder). The vocabulary must have vocab_size entries. `used` (cap bytes, may be
+ * NULL) receives the file it was read from, for content hashes. */
+int  tokenizer_load_for_model(tokenizer **out, const char *model_path, int vocab_size,
+                              const char *path, char *used, size_t cap, err *e);
 float tokenizer_score(const tokenizer *t, int token);
 void tokenizer_free(tokenizer *t);
 int  tokenizer_vocab_size(const tokenizer *t);

@@ -15,6 +15,21 @@ double metrics_bpw_packed(double sparsity, int bits, int n, int m, int group, in
     return b + grid;
 }
 
+metrics_storage metrics_model_storage(const metrics_layer *l, int n, int nm_n, int nm_m,
+                                      double linear_params, double other_params) {
+    metrics_storage s = {0};
+    /* No layer reports: the uncompressed model, every linear weight in fp16. */
+    double bits = n ? 0.0 : 16.0 * linear_params, pruned = 0.0;
+    for (int i = 0; i < n; i++) {
+        bits += l[i].weights * metrics_bpw_packed(l[i].sparsity, l[i].bits, nm_n, nm_m, l[i].group, l[i].cols);
+        pruned += l[i].weights * l[i].sparsity;
+    }
+    s.sparsity = linear_params > 0 ? pruned / linear_params : 0.0;
+    s.bpw = linear_params > 0 ? bits / linear_params : 0.0;
+    s.bytes = metrics_model_bytes(linear_params, s.bpw, other_params);
+    return s;
+}
+
 double metrics_bpw_theoretical(double sparsity, int bits) {
     return bits * (1.0 - sparsity);
 }

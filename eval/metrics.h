@@ -12,6 +12,25 @@
  * means one per row of `cols`). */
 double metrics_bpw_packed(double sparsity, int bits, int n, int m, int group, int cols);
 
+/* One compressed linear layer as storage sees it. */
+typedef struct {
+    double weights;          /* rows * cols                                      */
+    double sparsity;         /* pruned fraction                                  */
+    int    bits, group, cols;
+} metrics_layer;
+
+/* The storage of a compressed model (algorithms.md §9): its linear layers as packed (N:M
+ * pattern nm_n:nm_m, 0:0 = unstructured), every other parameter in fp16. The one place sizes
+ * are summed, for `compress` and the sweep's records alike. */
+typedef struct {
+    double sparsity;         /* pruned fraction of the linear weights            */
+    double bpw;              /* packed bits per linear weight                    */
+    double bytes;            /* the whole model as packed                        */
+} metrics_storage;
+
+metrics_storage metrics_model_storage(const metrics_layer *layers, int n, int nm_n, int nm_m,
+                                      double linear_params, double other_params);
+
 /* Theoretical bits per weight, no overheads: q (1 - s). */
 double metrics_bpw_theoretical(double sparsity, int bits);
 

@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/clock.h"
+#include "../eval/metrics.h"
+#include "options.h"
+
 int results_mkdir(const char *dir, err *e) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", dir);
@@ -147,4 +151,114 @@ unlock:
     flock(fd, LOCK_UN);
     close(fd);
     return rc;
+}
+
+/* ---- the record ------------------------------------------------------------------------------ */
+
+static void add_config(cJSON *j, const run_setup *s, const run_spec *r) {
+    cJSON *c = cJSON_AddObjectToObject(j, "config");
+    cJSON_AddStringToObject(c, "model", s->model);
+    cJSON_AddStringToObject(c, "calib", s->calib);
+    cJSON_AddNumberToObject(c, "nsamples", s->nsamples);
+    cJSON_AddNumberToObject(c, "calib_seqlen", s->calib_seqlen);
+    cJSON_AddNumberToObject(c, "seed", s->seed);
+    options_record(&r->opts, c);
+}
+
+/* Storage and rates; the dense baseline counts every linear weight in fp16. */
+static int add_storage(cJSON *j, const run_outcome *o) {
+    const compress_report *rep = o->report;
+    int n = rep ? rep->n : 0;
+    metrics_layer *l = n ? calloc((size_t)n, sizeof *l) : NULL;
+    if (n && !l) return -1;
+    for (int i = 0; i < n; i++) {
+        const compress_layer *x = &rep->layers[i];
+        l[i] = (metrics_layer){(double)x->rows * x->cols, x->report.sparsity, x->report.bits,
+                               x->report.group, x->cols};
+    }
+    const target *t = &o->spec->opts.target;
+    metrics_storage st = metrics_model_storage(l, n, t->n, t->m, o->linear_params, o->other_params);
+    free(l);
+    int q = rep ? t->bits : 16;
+    cJSON_AddNumberToObject(j, "sparsity", st.sparsity);
+    cJSON_AddNumberToObject(j, "bits", q);
+    cJSON_AddNumberToObject(j, "bits_per_weight", st.bpw);
+    cJSON_AddNumberToObject(j, "bits_per_weight_theoretical", metrics_bpw_theoretical(st.sparsity, q));
+    cJSON_AddNumberToObject(j, "bytes_packed", st.bytes);
+    cJSON_AddNumberToObject(j, "tcr", metrics_tcr(st.sparsity, q));
+    cJSON_AddNumberToObject(j, "compression_ratio", metrics_compression_ratio(st.sparsity, q));
+    return 0;
+}
+
+static void add_layers(cJSON *j, const compress_report *rep) {
+    cJSON *layers = cJSON_AddArrayToObject(j, "layers");
+    for (int i = 0; rep && i < rep->n; i++) {
+        const compress_layer *l = &rep->layers[i];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "name", l->name);
+        cJSON_AddNumberToObject(x, "rows", l->rows);
+        cJSON_AddNumberToObject(x, "cols", l->cols);
+        cJSON_AddNumberToObject(x, "target_sparsity", l->target_sparsity);
+        cJSON_AddNumberToObject(x, "sparsity", l->report.sparsity);
+        cJSON_AddNumberToObject(x, "loss", l->report.loss);
+        cJSON_AddNumberToObject(x, "damp", l->report.damp);
+        cJSON_AddNumberToObject(x, "seconds", l->report.seconds);
+        cJSON_AddItemToArray(layers, x);
+    }
+}
+
+static void add_evals(cJSON *j, const run_outcome *o) {
+    const run_setup *s = o->setup;
+    cJSON *ppl = cJSON_AddObjectToObject(j, "ppl");
+    for (int i = 0; i < s->n_ppl; i++) {
+        const ppl_result *p = &o->ppl[i];
+        cJSON *x = cJSON_AddObjectToObject(ppl, s->ppl[i].name);
+        cJSON_AddNumberToObject(x, "ppl", p->ppl);
+        /*MERGE cJSON_AddNumberToObject(x, "ppl_stderr", p->ppl_stderr);*/
+        cJSON_AddNumberToObject(x, "nll", p->nll);
+        /*MERGE cJSON_AddNumberToObject(x, "nll_stderr", p->nll_stderr);*/
+        cJSON_AddNumberToObject(x, "tokens", (double)p->tokens);
+        cJSON_AddStringToObject(x, "protocol", s->ppl[i].protocol == PPL_WINDOWS ? "windows" : "documents");
+        cJSON_AddNumberToObject(x, "seqlen", o->ppl_seqlen[i]);
+    }
+    cJSON *tasks = cJSON_AddObjectToObject(j, "tasks");
+    for (int i = 0; i < s->n_tasks; i++) {
+        const zeroshot_result *z = &o->tasks[i];
+        cJSON *x = cJSON_AddObjectToObject(tasks, s->tasks[i].name);
+        cJSON_AddNumberToObject(x, "acc", z->acc);
+        cJSON_AddNumberToObject(x, "acc_stderr", z->acc_stderr);
+        if (z->has_acc_norm) {
+            cJSON_AddNumberToObject(x, "acc_norm", z->acc_norm);
+            cJSON_AddNumberToObject(x, "acc_norm_stderr", z->acc_norm_stderr);
+        }
+        if (z->has_ppl) {
+            cJSON_AddNumberToObject(x, "ppl", z->ppl);
+            cJSON_AddNumberToObject(x, "ppl_stderr", z->ppl_stderr);
+        }
+        cJSON_AddNumberToObject(x, "chance", z->chance);
+        cJSON_AddNumberToObject(x, "n", z->n);
+    }
+}
+
+cJSON *results_record(const run_outcome *o) {
+    const run_spec *r = o->spec;
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    if (r->key[0]) cJSON_AddStringToObject(j, "key", r->key);
+    cJSON_AddStringToObject(j, "label", r->label);
+    cJSON_AddStringToObject(j, "grid", r->grid);
+    cJSON_AddBoolToObject(j, "dense", r->dense);
+    add_config(j, o->setup, r);
+    /* Not part of the key: it names how reports combine retention and compression. */
+    cJSON_AddStringToObject(j, "srcr_formula", o->setup->srcr_formula);
+    if (add_storage(j, o)) { cJSON_Delete(j); return NULL; }
+    add_layers(j, o->report);
+    add_evals(j, o);
+    cJSON *sec = cJSON_AddObjectToObject(j, "seconds");
+    cJSON_AddNumberToObject(sec, "calib", o->seconds_calib);
+    cJSON_AddNumberToObject(sec, "compress", o->seconds_compress);
+    cJSON_AddNumberToObject(sec, "eval", o->seconds_eval);
+    cJSON_AddNumberToObject(sec, "total", o->seconds_total);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", clock_peak_rss_mb());
+    return j;
 }

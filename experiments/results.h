@@ -1,7 +1,8 @@
-/* The records of a sweep: DIR/runs.jsonl, one JSON object per finished run with its "key".
- * Appends are atomic (write a temporary copy, then rename) and serialised across processes by
- * an flock on DIR/runs.lock, so killed runs never leave half a record and concurrent shards
- * never write one twice. Owns the file format; knows nothing of how records are made. */
+/* Run records: the one builder of a run's JSON record (what `compress --json` prints and what a
+ * sweep stores), and DIR/runs.jsonl, one record per finished run with its "key". Appends are
+ * atomic (write a temporary copy, then rename) and serialised across processes by an flock on
+ * DIR/runs.lock, so killed runs never leave half a record and concurrent shards never write one
+ * twice. Owns the record's fields and the file format; runs nothing. */
 #ifndef SPARQ_RESULTS_H
 #define SPARQ_RESULTS_H
 
@@ -9,6 +10,28 @@
 #include <stdbool.h>
 
 #include "../core/err.h"
+#include "../eval/perplexity.h"
+#include "../eval/zeroshot.h"
+#include "compress.h"
+#include "spec.h"
+
+/* What one run produced, for its record. */
+typedef struct {
+    const run_setup       *setup;
+    const run_spec        *spec;
+    const compress_report *report;           /* NULL: not compressed (the dense baseline)  */
+    const ppl_result      *ppl;              /* [setup->n_ppl]                              */
+    int                    ppl_seqlen[SPEC_MAX_EVALS];
+    const zeroshot_result *tasks;            /* [setup->n_tasks]                            */
+    double linear_params, other_params;
+    double seconds_calib, seconds_compress, seconds_eval, seconds_total;
+} run_outcome;
+
+/* The record of ARCHITECTURE.md ("Results"): key, label, config (setup and every option of
+ * the options table), storage and compression rates (eval/metrics.h), per-layer reports,
+ * perplexities with standard errors, task accuracies, seconds and peak memory. NULL when out
+ * of memory. */
+cJSON *results_record(const run_outcome *o);
 
 /* mkdir -p. */
 int results_mkdir(const char *dir, err *e);

@@ -4,76 +4,132 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
-#include "../eval/metrics.h"
+#include "../core/clock.h"
+#include "../core/hash.h"
 #include "../eval/perplexity.h"
 #include "../eval/zeroshot.h"
 #include "calib.h"
 #include "compress.h"
+#include "options.h"
 #include "results.h"
 
 struct run_context {
-    const sweep_config *cfg;
-    model      *pristine, *work;
+    const run_setup *setup;
+    model      *m;
+    float      *pristine;            /* the loaded weights, when the context is reused     */
+    bool        dirty;               /* m holds a compressed model                         */
     tokenizer  *tok;
-    uint64_t    tok_hash, model_hash;
+    char        tok_path[SPEC_PATH + 64];
+    bool        hashed;              /* the hashes below are known                         */
+    uint64_t    model_hash, tok_hash, calib_hash;
+    uint64_t    ppl_hash[SPEC_MAX_EVALS], task_hash[SPEC_MAX_TASKS];
     token_seqs  calib;
     bool        have_calib;
-    token_seqs  ppl[SWEEP_MAX_EVALS];
-    bool        have_ppl[SWEEP_MAX_EVALS];
-    zeroshot_task tasks[SWEEP_MAX_TASKS];     /* loaded and tokenized once per process */
-    bool        have_task[SWEEP_MAX_TASKS];
-    char        cache[SWEEP_PATH + 16];
+    token_seqs  ppl[SPEC_MAX_EVALS];
+    bool        have_ppl[SPEC_MAX_EVALS];
+    zeroshot_task tasks[SPEC_MAX_TASKS];     /* loaded and tokenized once per context */
+    bool        have_task[SPEC_MAX_TASKS];
+    const char *cache;               /* NULL: no disk cache                                */
 };
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+void run_setup_default(run_setup *s) {
+    memset(s, 0, sizeof *s);
+    s->nsamples = 128;
+    snprintf(s->srcr_formula, sizeof s->srcr_formula, "recon");
 }
 
-const model *run_context_model(const run_context *ctx) { return ctx->work; }
+const model *run_context_model(const run_context *c) { return c->m; }
+const tokenizer *run_context_tokenizer(const run_context *c) { return c->tok; }
 
-void run_context_free(run_context *ctx) {
-    if (!ctx) return;
-    model_free(ctx->pristine);
-    model_free(ctx->work);
-    tokenizer_free(ctx->tok);
-    token_seqs_free(&ctx->calib);
-    for (int i = 0; i < SWEEP_MAX_EVALS; i++) token_seqs_free(&ctx->ppl[i]);
-    for (int i = 0; i < SWEEP_MAX_TASKS; i++)
-        if (ctx->have_task[i]) zeroshot_task_free(&ctx->tasks[i]);
-    free(ctx);
+void run_context_free(run_context *c) {
+    if (!c) return;
+    model_free(c->m);
+    free(c->pristine);
+    tokenizer_free(c->tok);
+    token_seqs_free(&c->calib);
+    for (int i = 0; i < SPEC_MAX_EVALS; i++) token_seqs_free(&c->ppl[i]);
+    for (int i = 0; i < SPEC_MAX_TASKS; i++)
+        if (c->have_task[i]) zeroshot_task_free(&c->tasks[i]);
+    free(c);
 }
 
-int run_context_new(run_context **out, const sweep_config *cfg, err *e) {
+/* The lengths a setup asks for must fit the model's context. */
+static int check_setup(const run_setup *s, const model *m, err *e) {
+    int ctx = m->cfg.seq_len;
+    if (s->calib_seqlen > ctx)
+        return err_set(e, SPARQ_EINPUT, "calibration seqlen %d is larger than the model's context (%d)",
+                       s->calib_seqlen, ctx);
+    for (int i = 0; i < s->n_ppl; i++)
+        if (s->ppl[i].seqlen > ctx)
+            return err_set(e, SPARQ_EINPUT, "eval %s: seqlen %d is larger than the model's context (%d)",
+                           s->ppl[i].name, s->ppl[i].seqlen, ctx);
+    return SPARQ_OK;
+}
+
+int run_context_new(run_context **out, const run_setup *s, bool reuse, const char *cache_dir, err *e) {
     *out = NULL;
     run_context *c = calloc(1, sizeof *c);
     if (!c) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    c->cfg = cfg;
-    snprintf(c->cache, sizeof c->cache, "%s/cache", cfg->out);
-    int rc = model_load(&c->pristine, cfg->model, e);
-    if (!rc) rc = model_load(&c->work, cfg->model, e);
-    if (!rc) rc = sweep_file_hash(cfg->model, &c->model_hash, e);
-    if (!rc) {
-        char tp[SWEEP_PATH + 32];
-        if (cfg->tokenizer[0]) snprintf(tp, sizeof tp, "%s", cfg->tokenizer);
-        else {
-            const char *slash = strrchr(cfg->model, '/');
-            snprintf(tp, sizeof tp, "%.*stok%d.bin", slash ? (int)(slash - cfg->model) + 1 : 0, cfg->model,
-                     c->pristine->cfg.vocab_size);
-        }
-        rc = tokenizer_load(&c->tok, tp, e);
-        if (!rc) rc = sweep_file_hash(tp, &c->tok_hash, e);
-        if (!rc && tokenizer_vocab_size(c->tok) != c->pristine->cfg.vocab_size)
-            rc = err_set(e, SPARQ_EINPUT, "%s has %d tokens but model %s has a vocabulary of %d", tp,
-                         tokenizer_vocab_size(c->tok), cfg->model, c->pristine->cfg.vocab_size);
+    c->setup = s;
+    c->cache = cache_dir;
+    int rc = model_load(&c->m, s->model, e);
+    if (!rc) rc = check_setup(s, c->m, e);
+    if (!rc) rc = tokenizer_load_for_model(&c->tok, s->model, c->m->cfg.vocab_size,
+                                           s->tokenizer[0] ? s->tokenizer : NULL, c->tok_path,
+                                           sizeof c->tok_path, e);
+    if (!rc && reuse) {
+        size_t bytes = c->m->data_floats * sizeof(float);
+        c->pristine = malloc(bytes);
+        if (!c->pristine) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for a copy of the weights");
+        else memcpy(c->pristine, c->m->data, bytes);
     }
-    if (!rc) rc = results_mkdir(c->cache, e);
+    if (!rc && cache_dir) rc = results_mkdir(cache_dir, e);
     if (rc) { run_context_free(c); return rc; }
     *out = c;
+    return SPARQ_OK;
+}
+
+/* Content hashes of every input, once: keys and caches are made of them. */
+static int ensure_hashes(run_context *c, err *e) {
+    if (c->hashed) return SPARQ_OK;
+    const run_setup *s = c->setup;
+    int rc = hash_path(s->model, &c->model_hash, e);
+    if (!rc) rc = hash_path(c->tok_path, &c->tok_hash, e);
+    c->calib_hash = 0;
+    if (!rc && strcmp(s->calib, "self") != 0) rc = hash_path(s->calib, &c->calib_hash, e);
+    for (int i = 0; !rc && i < s->n_ppl; i++) rc = hash_path(s->ppl[i].path, &c->ppl_hash[i], e);
+    for (int i = 0; !rc && i < s->n_tasks; i++) rc = hash_path(s->tasks[i].path, &c->task_hash[i], e);
+    c->hashed = rc == SPARQ_OK;
+    return rc;
+}
+
+int run_check(const run_context *c, const run_spec *r, err *e) {
+    if (r->dense) return SPARQ_OK;
+    int rc = options_check(&r->opts, e);
+    return rc ? rc : compress_check(c->m, &r->opts, e);
+}
+
+int run_key(run_context *c, run_spec *r, err *e) {
+    int rc = ensure_hashes(c, e);
+    if (rc) return rc;
+    const run_setup *s = c->setup;
+    char buf[4096];
+    /* v2: sparsity is a double (counts as the reference's int(n * s)), options by the table. */
+    int w = snprintf(buf, sizeof buf, "v2|model=%016llx|tok=%016llx|calib=%016llx:%d:%d:%d|",
+                     (unsigned long long)c->model_hash, (unsigned long long)c->tok_hash,
+                     (unsigned long long)c->calib_hash, s->nsamples, s->calib_seqlen, s->seed);
+    if (r->dense) w += snprintf(buf + w, sizeof buf - (size_t)w, "dense|");
+    else options_key(&r->opts, buf + w, sizeof buf - (size_t)w);
+    w = (int)strlen(buf);
+    for (int i = 0; i < s->n_ppl; i++)
+        w += snprintf(buf + w, sizeof buf - (size_t)w, "ppl=%016llx:%d:%d|", (unsigned long long)c->ppl_hash[i],
+                      s->ppl[i].protocol, s->ppl[i].seqlen);
+    for (int i = 0; i < s->n_tasks; i++)
+        w += snprintf(buf + w, sizeof buf - (size_t)w, "task=%s:%016llx|", s->tasks[i].name,
+                      (unsigned long long)c->task_hash[i]);
+    snprintf(buf + w, sizeof buf - (size_t)w, "limit=%d", s->limit);
+    snprintf(r->key, sizeof r->key, "%016llx", (unsigned long long)hash_bytes(HASH_INIT, buf, strlen(buf)));
     return SPARQ_OK;
 }
 
@@ -125,192 +181,140 @@ static int cache_write(const char *path, const token_seqs *s, err *e) {
     return rc;
 }
 
+/* The cache file for a description of what was tokenized, or "" without a cache. */
+static int cache_path(run_context *c, const char *kind, const char *desc, char *path, size_t n, err *e) {
+    path[0] = '\0';
+    if (!c->cache) return SPARQ_OK;
+    int rc = ensure_hashes(c, e);
+    if (rc) return rc;
+    char full[512];
+    snprintf(full, sizeof full, "%s|%016llx|%s", kind, (unsigned long long)c->tok_hash, desc);
+    snprintf(path, n, "%s/%s-%016llx.bin", c->cache, kind,
+             (unsigned long long)hash_bytes(HASH_INIT, full, strlen(full)));
+    return SPARQ_OK;
+}
+
 static int ensure_calib(run_context *c, err *e) {
     if (c->have_calib) return SPARQ_OK;
-    const sweep_config *cfg = c->cfg;
-    bool self = strcmp(cfg->calib, "self") == 0;
-    int seqlen = cfg->calib_seqlen ? cfg->calib_seqlen : c->pristine->cfg.seq_len;
-    uint64_t src = c->model_hash;
-    int rc = self ? SPARQ_OK : sweep_file_hash(cfg->calib, &src, e);
-    if (rc) return rc;
-    char desc[256], path[SWEEP_PATH + 64];
-    snprintf(desc, sizeof desc, "calib|%016llx|%016llx|%d|%d|%d|%d", (unsigned long long)c->tok_hash,
-             (unsigned long long)src, self, cfg->nsamples, seqlen, cfg->seed);
-    snprintf(path, sizeof path, "%s/calib-%016llx.bin", c->cache,
-             (unsigned long long)sweep_hash(SWEEP_HASH_INIT, desc, strlen(desc)));
-    if (cache_read(path, &c->calib) == 0) { c->have_calib = true; return SPARQ_OK; }
-    rc = self ? calib_from_model(c->pristine, cfg->nsamples, seqlen, (unsigned long)cfg->seed, &c->calib, e)
-              : calib_from_text(c->tok, cfg->calib, cfg->nsamples, seqlen, (unsigned long)cfg->seed, &c->calib, e);
-    if (!rc) rc = cache_write(path, &c->calib, e);
+    const run_setup *s = c->setup;
+    bool self = strcmp(s->calib, "self") == 0;
+    int seqlen = s->calib_seqlen ? s->calib_seqlen : c->m->cfg.seq_len;
+    char desc[256], path[SPEC_PATH + 64];
+    int rc = SPARQ_OK;
+    if (c->cache) {
+        rc = ensure_hashes(c, e);
+        snprintf(desc, sizeof desc, "%016llx|%d|%d|%d|%d",
+                 (unsigned long long)(self ? c->model_hash : c->calib_hash), self, s->nsamples, seqlen, s->seed);
+        if (!rc) rc = cache_path(c, "calib", desc, path, sizeof path, e);
+        if (rc) return rc;
+        if (cache_read(path, &c->calib) == 0) return c->have_calib = true, SPARQ_OK;
+    }
+    /* Self-calibration samples the pristine model: this runs before any compression. */
+    rc = self ? calib_from_model(c->m, s->nsamples, seqlen, (unsigned long)s->seed, &c->calib, e)
+              : calib_from_text(c->tok, s->calib, s->nsamples, seqlen, (unsigned long)s->seed, &c->calib, e);
+    if (!rc && c->cache) rc = cache_write(path, &c->calib, e);
     c->have_calib = rc == SPARQ_OK;
     return rc;
 }
 
 static int ensure_ppl(run_context *c, int i, err *e) {
     if (c->have_ppl[i]) return SPARQ_OK;
-    const sweep_ppl *p = &c->cfg->ppl[i];
-    int seqlen = p->seqlen ? p->seqlen : c->pristine->cfg.seq_len;
-    if (seqlen > c->pristine->cfg.seq_len)
-        return err_set(e, SPARQ_EINPUT, "eval.ppl %s: seqlen %d is larger than the model's context (%d)",
-                       p->name, seqlen, c->pristine->cfg.seq_len);
-    uint64_t fh;
-    int rc = sweep_file_hash(p->path, &fh, e);
-    if (rc) return rc;
-    char desc[256], path[SWEEP_PATH + 64];
-    snprintf(desc, sizeof desc, "ppl|%016llx|%016llx|%d|%d|%d", (unsigned long long)c->tok_hash,
-             (unsigned long long)fh, p->protocol, seqlen, c->cfg->limit);
-    snprintf(path, sizeof path, "%s/ppl-%016llx.bin", c->cache,
-             (unsigned long long)sweep_hash(SWEEP_HASH_INIT, desc, strlen(desc)));
-    if (cache_read(path, &c->ppl[i]) == 0) { c->have_ppl[i] = true; return SPARQ_OK; }
-    rc = ppl_prepare(c->tok, p->path, p->protocol, seqlen, c->cfg->limit, &c->ppl[i], e);
-    if (!rc) rc = cache_write(path, &c->ppl[i], e);
+    const run_setup *s = c->setup;
+    const spec_ppl *p = &s->ppl[i];
+    int seqlen = p->seqlen ? p->seqlen : c->m->cfg.seq_len;
+    char desc[256], path[SPEC_PATH + 64];
+    int rc = SPARQ_OK;
+    if (c->cache) {
+        rc = ensure_hashes(c, e);
+        snprintf(desc, sizeof desc, "%016llx|%d|%d|%d", (unsigned long long)c->ppl_hash[i], p->protocol,
+                 seqlen, s->limit);
+        if (!rc) rc = cache_path(c, "ppl", desc, path, sizeof path, e);
+        if (rc) return rc;
+        if (cache_read(path, &c->ppl[i]) == 0) return c->have_ppl[i] = true, SPARQ_OK;
+    }
+    rc = ppl_prepare(c->tok, p->path, p->protocol, seqlen, s->limit, &c->ppl[i], e);
+    if (!rc && c->cache) rc = cache_write(path, &c->ppl[i], e);
     c->have_ppl[i] = rc == SPARQ_OK;
     return rc;
 }
 
-/* ---- the record ----------------------------------------------------------------------------- */
-
-static void add_config(cJSON *j, const sweep_config *cfg, const run_spec *r) {
-    const target *t = &r->target;
-    cJSON *c = cJSON_AddObjectToObject(j, "config");
-    cJSON_AddStringToObject(c, "model", cfg->model);
-    cJSON_AddStringToObject(c, "calib", cfg->calib);
-    cJSON_AddNumberToObject(c, "nsamples", cfg->nsamples);
-    cJSON_AddNumberToObject(c, "calib_seqlen", cfg->calib_seqlen);
-    cJSON_AddNumberToObject(c, "seed", cfg->seed);
-    cJSON_AddStringToObject(c, "solver", r->dense ? "dense" : r->solver.name);
-    cJSON_AddNumberToObject(c, "sparsity", t->sparsity);
-    cJSON_AddNumberToObject(c, "n", t->n);
-    cJSON_AddNumberToObject(c, "m", t->m);
-    cJSON_AddNumberToObject(c, "bits", t->bits);
-    cJSON_AddNumberToObject(c, "group", t->group);
-    cJSON_AddBoolToObject(c, "sym", t->sym);
-    cJSON_AddBoolToObject(c, "act_order", t->act_order);
-    cJSON_AddBoolToObject(c, "static_groups", t->static_groups);
-    cJSON_AddBoolToObject(c, "mse", t->mse);
-    cJSON_AddNumberToObject(c, "damp", t->damp);
-    cJSON_AddNumberToObject(c, "block", t->block);
-    cJSON_AddStringToObject(c, "scope", t->scope == SCOPE_ROW ? "row" : "layer");
-    cJSON_AddStringToObject(c, "schedule", schedule_name(r->schedule));
-    cJSON_AddBoolToObject(c, "true_sequential", r->true_sequential);
-    cJSON_AddStringToObject(c, "chain_mode", r->solver.quantize_all ? "all" : "mask");
+/* Every evaluation input tokenized before the long part, so a bad file fails first. */
+static int ensure_eval_data(run_context *c, err *e) {
+    const run_setup *s = c->setup;
+    int rc = SPARQ_OK;
+    for (int i = 0; !rc && i < s->n_ppl; i++) rc = ensure_ppl(c, i, e);
+    for (int i = 0; !rc && i < s->n_tasks; i++) {
+        if (c->have_task[i]) continue;
+        rc = zeroshot_load_task(c->tok, s->tasks[i].name, s->tasks[i].path, s->limit,
+                                (unsigned long)s->seed, &c->tasks[i], e);
+        c->have_task[i] = rc == SPARQ_OK;
+    }
+    return rc;
 }
 
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
+/* progress_fn -> run_progress_fn with the stage's name. */
+typedef struct {
+    run_progress_fn fn;
+    void *ctx;
+    const char *stage;
+} stage_progress;
+
+static void stage_update(void *p, long done, long total) {
+    stage_progress *s = p;
+    if (s->fn) s->fn(s->ctx, s->stage, done, total);
 }
 
-int run_execute(run_context *c, const run_spec *r, const cJSON *dense, cJSON **record, err *e) {
-    (void)dense;
+int run_execute(run_context *c, const run_spec *r, const char *out_path, run_progress_fn progress,
+                void *pctx, cJSON **record, err *e) {
     *record = NULL;
     if (r->invalid[0]) return err_set(e, SPARQ_EINPUT, "run %s is invalid: %s", r->label, r->invalid);
-    const sweep_config *cfg = c->cfg;
-    double t0 = now(), t_calib = 0, t_comp = 0, t_eval = 0;
-    memcpy(c->work->data, c->pristine->data, c->pristine->data_floats * sizeof(float));
+    const run_setup *s = c->setup;
+    run_outcome out = {.setup = s, .spec = r};
+    double t0 = clock_seconds();
+    if (c->dirty && !c->pristine)
+        return err_set(e, SPARQ_ERUNTIME, "this run context holds a compressed model and no copy to restore");
+    if (c->dirty) memcpy(c->m->data, c->pristine, c->m->data_floats * sizeof(float));
+    c->dirty = false;
+    int rc = ensure_eval_data(c, e);
     compress_report rep = {0};
-    int rc = SPARQ_OK;
-    if (!r->dense) {
-        double a = now();
+    if (!rc && !r->dense) {
+        double a = clock_seconds();
         rc = ensure_calib(c, e);
-        t_calib = now() - a;
-        compress_options o = {.solver = r->solver, .target = r->target, .true_sequential = r->true_sequential,
-                              .schedule = r->schedule};
-        a = now();
-        if (!rc) rc = compress_model(c->work, &c->calib, &o, &rep, NULL, NULL, e);
-        t_comp = now() - a;
+        out.seconds_calib = clock_seconds() - a;
+        a = clock_seconds();
+        stage_progress sp = {progress, pctx, "compress"};
+        c->dirty = true;
+        if (!rc) rc = compress_model(c->m, &c->calib, &r->opts, &rep, stage_update, &sp, e);
+        out.seconds_compress = clock_seconds() - a;
+        if (!rc) out.report = &rep;
     }
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "key", r->key);
-    cJSON_AddStringToObject(j, "label", r->label);
-    cJSON_AddStringToObject(j, "grid", r->grid);
-    cJSON_AddBoolToObject(j, "dense", r->dense);
-    add_config(j, cfg, r);
-    /* Not part of the key: it names how reports combine retention and compression. */
-    cJSON_AddStringToObject(j, "srcr_formula", cfg->srcr_formula);
-    /* Storage (algorithms.md §9) over the linear layers; the rest counted in fp16. */
-    const model *m = c->work;
-    double lin = (double)model_linear_params(m), other = (double)(model_params(m) - model_linear_params(m));
-    double bits = 0, pruned = 0;
-    int q = r->dense ? 16 : r->target.bits;
-    if (r->dense) bits = 16.0 * lin;
-    for (int i = 0; i < rep.n; i++) {
-        const compress_layer *l = &rep.layers[i];
-        double w = (double)l->rows * l->cols;
-        bits += w * metrics_bpw_packed(l->report.sparsity, l->report.bits, r->target.n, r->target.m,
-                                       l->report.group, l->cols);
-        pruned += w * l->report.sparsity;
+    if (!rc && out_path) {
+        /* The format follows the extension; a .gguf carries the vocabulary for llama.cpp. */
+        model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, c->tok};
+        rc = model_save_opts(c->m, out_path, &so, e);
     }
-    double s = r->dense ? 0.0 : pruned / lin;
-    cJSON_AddNumberToObject(j, "sparsity", s);
-    cJSON_AddNumberToObject(j, "bits", q);
-    cJSON_AddNumberToObject(j, "bits_per_weight", bits / lin);
-    cJSON_AddNumberToObject(j, "bits_per_weight_theoretical", metrics_bpw_theoretical(s, q));
-    cJSON_AddNumberToObject(j, "bytes_packed", bits / 8.0 + 2.0 * other);
-    /* TCr = 1 - (q/16)(1 - s) (algorithms.md §7): the fraction of fp16 bits removed. */
-    double tcr = 1.0 - metrics_bpw_theoretical(s, q) / 16.0;
-    cJSON_AddNumberToObject(j, "tcr", tcr);
-    cJSON_AddNumberToObject(j, "compression_ratio", tcr < 1.0 ? 1.0 / (1.0 - tcr) : 0.0);
-    cJSON *layers = cJSON_AddArrayToObject(j, "layers");
-    for (int i = 0; i < rep.n; i++) {
-        const compress_layer *l = &rep.layers[i];
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddStringToObject(x, "name", l->name);
-        cJSON_AddNumberToObject(x, "rows", l->rows);
-        cJSON_AddNumberToObject(x, "cols", l->cols);
-        cJSON_AddNumberToObject(x, "target_sparsity", l->target_sparsity);
-        cJSON_AddNumberToObject(x, "sparsity", l->report.sparsity);
-        cJSON_AddNumberToObject(x, "loss", l->report.loss);
-        cJSON_AddNumberToObject(x, "damp", l->report.damp);
-        cJSON_AddNumberToObject(x, "seconds", l->report.seconds);
-        cJSON_AddItemToArray(layers, x);
+    ppl_result pr[SPEC_MAX_EVALS];
+    zeroshot_result zr[SPEC_MAX_TASKS];
+    double a = clock_seconds();
+    for (int i = 0; !rc && i < s->n_ppl; i++) {
+        stage_progress sp = {progress, pctx, s->ppl[i].name};
+        rc = ppl_score(c->m, &c->ppl[i], &pr[i], stage_update, &sp, e);
+        out.ppl_seqlen[i] = s->ppl[i].seqlen ? s->ppl[i].seqlen : c->m->cfg.seq_len;
+    }
+    for (int i = 0; !rc && i < s->n_tasks; i++) {
+        stage_progress sp = {progress, pctx, s->tasks[i].name};
+        rc = zeroshot_run(c->m, &c->tasks[i], &zr[i], stage_update, &sp, e);
+    }
+    out.seconds_eval = clock_seconds() - a;
+    out.seconds_total = clock_seconds() - t0;
+    out.ppl = pr;
+    out.tasks = zr;
+    out.linear_params = (double)model_linear_params(c->m);
+    out.other_params = (double)(model_params(c->m) - model_linear_params(c->m));
+    if (!rc) {
+        *record = results_record(&out);
+        if (!*record) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
     }
     compress_report_free(&rep);
-    double a = now();
-    cJSON *ppl = cJSON_AddObjectToObject(j, "ppl");
-    for (int i = 0; !rc && i < cfg->n_ppl; i++) {
-        rc = ensure_ppl(c, i, e);
-        ppl_result pr;
-        if (!rc) rc = ppl_score(c->work, &c->ppl[i], &pr, NULL, NULL, e);
-        if (rc) break;
-        cJSON *x = cJSON_AddObjectToObject(ppl, cfg->ppl[i].name);
-        cJSON_AddNumberToObject(x, "ppl", pr.ppl);
-        cJSON_AddNumberToObject(x, "nll", pr.nll);
-        cJSON_AddNumberToObject(x, "tokens", (double)pr.tokens);
-        cJSON_AddStringToObject(x, "protocol", cfg->ppl[i].protocol == PPL_WINDOWS ? "windows" : "documents");
-        cJSON_AddNumberToObject(x, "seqlen", c->ppl[i].lens[0] > 0 ? (cfg->ppl[i].seqlen ? cfg->ppl[i].seqlen
-                                                                     : c->pristine->cfg.seq_len) : 0);
-    }
-    cJSON *tasks = cJSON_AddObjectToObject(j, "tasks");
-    for (int i = 0; !rc && i < cfg->n_tasks; i++) {
-        if (!c->have_task[i]) {
-            rc = zeroshot_load_task(c->tok, cfg->tasks[i].name, cfg->tasks[i].path, cfg->limit,
-                                    (unsigned long)cfg->seed, &c->tasks[i], e);
-            c->have_task[i] = rc == SPARQ_OK;
-        }
-        zeroshot_result zr;
-        if (!rc) rc = zeroshot_run(c->work, &c->tasks[i], &zr, NULL, NULL, e);
-        if (rc) break;
-        cJSON *x = cJSON_AddObjectToObject(tasks, cfg->tasks[i].name);
-        cJSON_AddNumberToObject(x, "acc", zr.acc);
-        cJSON_AddNumberToObject(x, "acc_stderr", zr.acc_stderr);
-        if (zr.has_acc_norm) {
-            cJSON_AddNumberToObject(x, "acc_norm", zr.acc_norm);
-            cJSON_AddNumberToObject(x, "acc_norm_stderr", zr.acc_norm_stderr);
-        }
-        if (zr.has_ppl) cJSON_AddNumberToObject(x, "ppl", zr.ppl);
-        cJSON_AddNumberToObject(x, "chance", zr.chance);
-        cJSON_AddNumberToObject(x, "n", zr.n);
-    }
-    t_eval = now() - a;
-    cJSON *sec = cJSON_AddObjectToObject(j, "seconds");
-    cJSON_AddNumberToObject(sec, "calib", t_calib);
-    cJSON_AddNumberToObject(sec, "compress", t_comp);
-    cJSON_AddNumberToObject(sec, "eval", t_eval);
-    cJSON_AddNumberToObject(sec, "total", now() - t0);
-    cJSON_AddNumberToObject(j, "peak_rss_mb", peak_rss_mb());
-    if (rc) { cJSON_Delete(j); return rc; }
-    *record = j;
-    return SPARQ_OK;
+    return rc;
 }

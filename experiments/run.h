@@ -1,27 +1,44 @@
-/* One run of a sweep end to end: restore the pristine weights, calibrate (cached), compress,
- * evaluate the perplexities and tasks of the config, measure, and build the JSON record of
- * ARCHITECTURE.md ("Results"). Owns the per-process context: the model loaded once, the
- * tokenizer, and the tokenized calibration and evaluation data (cached on disk by content). */
+/* One run end to end, the one path the CLI's `compress` and every sweep worker take: restore the
+ * pristine weights, calibrate, compress, evaluate the setup's perplexities and tasks, and hand
+ * the outcome to results_record. Owns the run context: the model loaded once, its tokenizer, the
+ * content hashes of every input, and the tokenized calibration and evaluation data (cached on
+ * disk by content when a cache folder is given). */
 #ifndef SPARQ_RUN_H
 #define SPARQ_RUN_H
 
 #include <cJSON.h>
+#include <stdbool.h>
 
 #include "../core/model.h"
-#include "../core/progress.h"
 #include "../core/tokenizer.h"
-#include "sweep.h"
+#include "spec.h"
 
 typedef struct run_context run_context;
 
-int  run_context_new(run_context **ctx, const sweep_config *cfg, err *e);
+/* What a long run reports: the stage ("calib", "compress", "eval", a task name) and its units
+ * done out of total. */
+typedef void (*run_progress_fn)(void *ctx, const char *stage, long done, long total);
+
+/* Load the setup's model and tokenizer and check the setup against the model (sequence lengths
+ * within its context). `reuse`: the context serves several runs, so a pristine copy of the
+ * weights is kept and restored before each. `cache_dir`: where tokenized data is cached (NULL:
+ * not cached). The setup must outlive the context. */
+int  run_context_new(run_context **ctx, const run_setup *s, bool reuse, const char *cache_dir,
+                     err *e);
 void run_context_free(run_context *ctx);
 
-/* The model and tokenizer of the context (for checks before a sweep starts). */
-const model *run_context_model(const run_context *ctx);
+const model     *run_context_model(const run_context *ctx);
+const tokenizer *run_context_tokenizer(const run_context *ctx);
 
-/* Execute the run and return its record (caller deletes). `dense` is the sweep's dense record
- * when known, for retention; NULL otherwise. */
-int run_execute(run_context *ctx, const run_spec *r, const cJSON *dense, cJSON **record, err *e);
+/* Whether the point can run on this model's layers (N:M against every width, ...). */
+int run_check(const run_context *ctx, const run_spec *r, err *e);
+
+/* r->key: a hash of everything that defines the run, files by their contents. */
+int run_key(run_context *ctx, run_spec *r, err *e);
+
+/* Execute the run and return its record (caller deletes). out_path: also write the compressed
+ * model there (format by extension; a GGUF gets the vocabulary). progress may be NULL. */
+int run_execute(run_context *ctx, const run_spec *r, const char *out_path, run_progress_fn progress,
+                void *progress_ctx, cJSON **record, err *e);
 
 #endif

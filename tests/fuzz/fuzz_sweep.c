@@ -1,9 +1,9 @@
-/* Sweep INI configs (experiments/sweep.c, sweep_load): the input is the config file. $SPARQ_DATA
+/* Sweep INI configs (experiments/config.c, config_load): the input is the config file. $SPARQ_DATA
  * is pointed at the scratch folder, which holds small stand-ins under the names the project's
  * configs use (stories260K/stories260K.bin, text/...) and short ones for hand-made seeds
  * (model.bin, tok.bin, calib.txt, text.txt), so that configs get past the file hashing to the
  * grid expansion without reading the real data on every input. */
-#include "../../experiments/sweep.h"
+#include "../../experiments/config.h"
 #include "fuzz.h"
 
 static const char *const stand_ins[] = {
@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     run_spec *runs = NULL;
     int n = 0;
     err e = {0};
-    if (sweep_load(path, cfg, &runs, &n, &e) == SPARQ_OK) {
+    if (config_load(path, cfg, &runs, &n, &e) == SPARQ_OK) {
         volatile size_t sink = 0;
         for (int i = 0; i < n; i++) sink += strlen(runs[i].label) + strlen(runs[i].invalid);
         (void)sink;

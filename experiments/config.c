@@ -1,0 +1,327 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "options.h"
+
+/* ---- parsing -------------------------------------------------------------------------------- */
+
+#define MAX_VALUES 32
+#define MAX_GRIDS 32
+#define MAX_KEYS 32                  /* room for every row of the options table */
+
+/* A [grid.NAME] section: every key is a row of the options table, each an axis of the cross
+ * product, listed with its values. */
+typedef struct {
+    char name[64];
+    char values[MAX_KEYS][MAX_VALUES][64];
+    int  n[MAX_KEYS];
+} grid_section;
+
+typedef struct {
+    sweep_config *cfg;
+    grid_section  grids[MAX_GRIDS];
+    int           n_grids;
+    char          bad[256];          /* the first problem, reported with ini_parse's line */
+    int           bad_line;          /* the line it was found on                          */
+    int           lineno;            /* the line the reader handed over last              */
+    int           long_line;         /* the first line too long for inih's buffer         */
+    char          cfg_dir[SPEC_PATH];
+    char          eval_ppl[2048], eval_tasks[2048];
+} parse_state;
+
+/* Copy with truncation; a path that long fails later with a clear "cannot open". */
+static void copystr(char *d, size_t n, const char *s) {
+    size_t l = strlen(s);
+    if (l >= n) l = n - 1;
+    memcpy(d, s, l);
+    d[l] = '\0';
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1])) *--end = '\0';
+    return s;
+}
+
+/* Relative data paths: $SPARQ_DATA first, then the config's folder (ARCHITECTURE.md). */
+static void resolve(const parse_state *ps, const char *v, char *out) {
+    if (v[0] == '/' || strcmp(v, "self") == 0) { snprintf(out, SPEC_PATH, "%s", v); return; }
+    const char *root = getenv("SPARQ_DATA");
+    char buf[SPEC_PATH * 2];
+    snprintf(buf, sizeof buf, "%s/%s", root && *root ? root : "../shared/data", v);
+    if (access(buf, F_OK) == 0) { copystr(out, SPEC_PATH, buf); return; }
+    snprintf(buf, sizeof buf, "%s/%s", ps->cfg_dir, v);
+    copystr(out, SPEC_PATH, buf);
+}
+
+static int parse_int(const char *v, int lo, int hi, int *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*v == '\0' || *trim(end) != '\0' || x < lo || x > hi) return 0;
+    *out = (int)x;
+    return 1;
+}
+
+static int on_sweep_key(parse_state *ps, const char *name, const char *value) {
+    sweep_config *cfg = ps->cfg;
+    run_setup *c = &cfg->setup;
+    char v[2048];
+    snprintf(v, sizeof v, "%s", value);
+    char *t = trim(v);
+    if (strcmp(name, "model") == 0) resolve(ps, t, c->model);
+    else if (strcmp(name, "tokenizer") == 0) resolve(ps, t, c->tokenizer);
+    else if (strcmp(name, "calib") == 0) resolve(ps, t, c->calib);
+    else if (strcmp(name, "out") == 0) snprintf(cfg->out, sizeof cfg->out, "%s", t);
+    else if (strcmp(name, "srcr_formula") == 0) snprintf(c->srcr_formula, sizeof c->srcr_formula, "%s", t);
+    else if (strcmp(name, "eval.ppl") == 0) snprintf(ps->eval_ppl, sizeof ps->eval_ppl, "%s", t);
+    else if (strcmp(name, "eval.tasks") == 0) snprintf(ps->eval_tasks, sizeof ps->eval_tasks, "%s", t);
+    else if (strcmp(name, "nsamples") == 0 || strcmp(name, "seqlen") == 0 || strcmp(name, "seed") == 0 ||
+             strcmp(name, "eval.limit") == 0) {
+        int *dst = strcmp(name, "nsamples") == 0 ? &c->nsamples
+                 : strcmp(name, "seqlen") == 0 ? &c->calib_seqlen
+                 : strcmp(name, "seed") == 0 ? &c->seed : &c->limit;
+        int lo = strcmp(name, "seed") == 0 || strcmp(name, "eval.limit") == 0 ? 0 : 1;
+        if (!parse_int(t, lo, 1 << 30, dst)) {
+            snprintf(ps->bad, sizeof ps->bad, "[sweep] %s = %s: expected an integer >= %d", name, t, lo);
+            return 0;
+        }
+    } else {
+        snprintf(ps->bad, sizeof ps->bad, "unknown key '%s' in [sweep]", name);
+        return 0;
+    }
+    return 1;
+}
+
+static int on_grid_key(parse_state *ps, grid_section *g, const char *name, const char *value) {
+    const option *opt = options_find(name);
+    int k = opt ? (int)(opt - options_table) : 0;
+    if (!opt || strcmp(opt->name, name) != 0) {
+        snprintf(ps->bad, sizeof ps->bad, "unknown key '%s' in [grid.%s]", name, g->name);
+        return 0;
+    }
+    char v[2048];
+    snprintf(v, sizeof v, "%s", value);
+    g->n[k] = 0;
+    for (char *tok = strtok(v, ","); tok; tok = strtok(NULL, ",")) {
+        char *x = trim(tok);
+        if (!*x) continue;
+        if (g->n[k] == MAX_VALUES) {
+            snprintf(ps->bad, sizeof ps->bad, "[grid.%s] %s: more than %d values", g->name, name, MAX_VALUES);
+            return 0;
+        }
+        snprintf(g->values[k][g->n[k]++], 64, "%s", x);
+    }
+    if (g->n[k] == 0) {
+        snprintf(ps->bad, sizeof ps->bad, "[grid.%s] %s has no value", g->name, name);
+        return 0;
+    }
+    return 1;
+}
+
+static int on_entry(parse_state *ps, const char *section, const char *name, const char *value);
+
+/* inih goes on after an error and reports the first error's line: keep the first message, and
+ * the line it belongs to. */
+static int on_ini(void *user, const char *section, const char *name, const char *value) {
+    parse_state *ps = user;
+    if (ps->bad[0]) return 0;
+    int ok = on_entry(ps, section, name, value);
+    if (!ok) ps->bad_line = ps->lineno;
+    return ok;
+}
+
+/* inih's line buffer is fixed in the library (INI_MAX_LINE, 200 bytes) and a longer line would be
+ * split into two, the second parsed as a line of its own: comment lines of any length are read
+ * here and dropped, a longer key = value line becomes an error naming it. */
+typedef struct {
+    FILE *f;
+    parse_state *ps;
+    char *buf;
+    size_t cap;
+} ini_source;
+
+static char *ini_read_line(char *str, int num, void *stream) {
+    ini_source *s = stream;
+    ssize_t n = getline(&s->buf, &s->cap, s->f);
+    if (n < 0) return NULL;
+    s->ps->lineno++;
+    const char *p = s->buf;
+    while (*p == ' ' || *p == '\t') p++;
+    bool comment = *p == ';' || *p == '#';
+    if (!comment && n >= num - 1 && !s->ps->long_line) s->ps->long_line = s->ps->lineno;
+    if (comment || n >= num - 1) snprintf(str, (size_t)num, "\n");
+    else memcpy(str, s->buf, (size_t)n + 1);
+    return str;
+}
+
+static int on_entry(parse_state *ps, const char *section, const char *name, const char *value) {
+    if (strcmp(section, "sweep") == 0) return on_sweep_key(ps, name, value);
+    if (strncmp(section, "grid.", 5) == 0 && section[5]) {
+        grid_section *g = NULL;
+        for (int i = 0; i < ps->n_grids; i++)
+            if (strcmp(ps->grids[i].name, section + 5) == 0) g = &ps->grids[i];
+        if (!g) {
+            if (ps->n_grids == MAX_GRIDS) {
+                snprintf(ps->bad, sizeof ps->bad, "more than %d grid sections", MAX_GRIDS);
+                return 0;
+            }
+            g = &ps->grids[ps->n_grids++];
+            memset(g, 0, sizeof *g);
+            snprintf(g->name, sizeof g->name, "%s", section + 5);
+        }
+        return on_grid_key(ps, g, name, value);
+    }
+    snprintf(ps->bad, sizeof ps->bad, "unknown section [%s] (expected [sweep] or [grid.NAME])", section);
+    return 0;
+}
+
+/* eval.ppl = FILE:PROTOCOL[:SEQLEN], ...   eval.tasks = NAME=FILE, ... */
+static int parse_evals(parse_state *ps, const char *path, err *e) {
+    run_setup *c = &ps->cfg->setup;
+    char v[2048];
+    snprintf(v, sizeof v, "%s", ps->eval_ppl);
+    for (char *tok = strtok(v, ","); tok; tok = strtok(NULL, ",")) {
+        char *x = trim(tok);
+        if (!*x) continue;
+        if (c->n_ppl == SPEC_MAX_EVALS)
+            return err_set(e, SPARQ_EINPUT, "%s: eval.ppl lists more than %d texts", path, SPEC_MAX_EVALS);
+        spec_ppl *p = &c->ppl[c->n_ppl++];
+        char *proto = strchr(x, ':');
+        p->protocol = PPL_WINDOWS;
+        p->seqlen = 0;
+        if (proto) {
+            *proto++ = '\0';
+            char *sl = strchr(proto, ':');
+            if (sl) {
+                *sl++ = '\0';
+                if (!parse_int(sl, 2, 1 << 20, &p->seqlen))
+                    return err_set(e, SPARQ_EINPUT, "%s: eval.ppl seqlen '%s' is not an integer >= 2", path, sl);
+            }
+            if (strcmp(proto, "documents") == 0) p->protocol = PPL_DOCUMENTS;
+            else if (strcmp(proto, "windows") != 0)
+                return err_set(e, SPARQ_EINPUT, "%s: eval.ppl protocol '%s': expected windows or documents",
+                               path, proto);
+        }
+        resolve(ps, x, p->path);
+        const char *base = strrchr(x, '/');
+        snprintf(p->name, sizeof p->name, "%s", base ? base + 1 : x);
+    }
+    snprintf(v, sizeof v, "%s", ps->eval_tasks);
+    for (char *tok = strtok(v, ","); tok; tok = strtok(NULL, ",")) {
+        char *x = trim(tok);
+        if (!*x) continue;
+        if (c->n_tasks == SPEC_MAX_TASKS)
+            return err_set(e, SPARQ_EINPUT, "%s: eval.tasks lists more than %d tasks", path, SPEC_MAX_TASKS);
+        char *eq = strchr(x, '=');
+        if (!eq) return err_set(e, SPARQ_EINPUT, "%s: eval.tasks entry '%s': expected NAME=FILE", path, x);
+        *eq = '\0';
+        spec_task *t = &c->tasks[c->n_tasks++];
+        snprintf(t->name, sizeof t->name, "%s", trim(x));
+        resolve(ps, trim(eq + 1), t->path);
+    }
+    return SPARQ_OK;
+}
+
+/* ---- grid expansion -------------------------------------------------------------------------- */
+
+/* One point: val[k] is the chosen value of options_table[k] (NULL = key absent). Fills r, or
+ * its `invalid` reason. */
+static void make_point(const grid_section *g, const char *val[MAX_KEYS], run_spec *r) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->grid, sizeof r->grid, "%s", g->name);
+    r->opts = options_default();
+    err e = {0};
+    int rc = SPARQ_OK;
+    /* The chain mode first: the solver's parse keeps it. */
+    const option *chain = options_find("chain_mode");
+    int ck = (int)(chain - options_table);
+    if (val[ck]) rc = options_set(&r->opts, chain, val[ck], "", &e);
+    for (int k = 0; !rc && k < options_count; k++)
+        if (val[k] && k != ck) rc = options_set(&r->opts, &options_table[k], val[k], "", &e);
+    if (!rc) rc = options_check(&r->opts, &e);
+    if (rc) copystr(r->invalid, sizeof r->invalid, e.msg);
+    options_label(&r->opts, r->label, sizeof r->label);
+}
+
+int config_load(const char *path, sweep_config *cfg, run_spec **runs, int *n, err *e) {
+    *runs = NULL;
+    *n = 0;
+    memset(cfg, 0, sizeof *cfg);
+    run_setup_default(&cfg->setup);
+    snprintf(cfg->source, sizeof cfg->source, "%s", path);
+    if (options_count > MAX_KEYS) return err_set(e, SPARQ_ERUNTIME, "options table longer than MAX_KEYS");
+    parse_state *ps = calloc(1, sizeof *ps);
+    if (!ps) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    ps->cfg = cfg;
+    const char *slash = strrchr(path, '/');
+    snprintf(ps->cfg_dir, sizeof ps->cfg_dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    ini_source src = {fopen(path, "r"), ps, NULL, 0};
+    int line = src.f ? ini_parse_stream(ini_read_line, &src, on_ini, ps) : -1;
+    int rc = SPARQ_OK;
+    if (line == -1) rc = err_set(e, SPARQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    else if (line < -1) rc = err_set(e, SPARQ_ERUNTIME, "%s: out of memory while parsing", path);
+    else if (ps->long_line && (line == 0 || ps->long_line < line))
+        rc = err_set(e, SPARQ_EINPUT, "%s:%d: line longer than %d characters, the most a config line "
+                     "may have", path, ps->long_line, INI_MAX_LINE - 2);
+    else if (line > 0)
+        rc = err_set(e, SPARQ_EINPUT, "%s:%d: %s", path, line,
+                     ps->bad[0] && ps->bad_line == line ? ps->bad : "not a key = value line");
+    if (src.f) fclose(src.f);
+    free(src.buf);
+    run_setup *s = &cfg->setup;
+    if (!rc && !s->model[0]) rc = err_set(e, SPARQ_EINPUT, "%s: [sweep] needs model =", path);
+    if (!rc && !s->calib[0]) rc = err_set(e, SPARQ_EINPUT, "%s: [sweep] needs calib = FILE or self", path);
+    if (!rc && !cfg->out[0]) snprintf(cfg->out, sizeof cfg->out, "results/%s", "sweep");
+    if (!rc) rc = parse_evals(ps, path, e);
+    if (!rc && s->n_ppl + s->n_tasks == 0)
+        rc = err_set(e, SPARQ_EINPUT, "%s: [sweep] needs eval.ppl and/or eval.tasks", path);
+    int solver_k = (int)(options_find("solver") - options_table);
+    for (int i = 0; !rc && i < ps->n_grids; i++)
+        if (ps->grids[i].n[solver_k] == 0)
+            rc = err_set(e, SPARQ_EINPUT, "%s: [grid.%s] needs solver =", path, ps->grids[i].name);
+    /* Expand: the dense baseline, then each grid's cross product in table order. */
+    int cap = 1, count = 0;
+    for (int i = 0; !rc && i < ps->n_grids; i++) {
+        long prod = 1;
+        for (int k = 0; k < options_count; k++) prod *= ps->grids[i].n[k] ? ps->grids[i].n[k] : 1;
+        if (prod > 100000) rc = err_set(e, SPARQ_EINPUT, "%s: [grid.%s] expands to %ld runs", path,
+                                        ps->grids[i].name, prod);
+        cap += (int)prod;
+    }
+    run_spec *r = rc ? NULL : calloc((size_t)cap, sizeof *r);
+    if (!rc && !r) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    if (!rc) {
+        run_spec *d = &r[count++];
+        d->dense = true;
+        d->opts = options_default();
+        snprintf(d->opts.solver.name, sizeof d->opts.solver.name, "dense");
+        snprintf(d->grid, sizeof d->grid, "dense");
+        snprintf(d->label, sizeof d->label, "dense");
+    }
+    for (int i = 0; !rc && i < ps->n_grids; i++) {
+        const grid_section *g = &ps->grids[i];
+        int idx[MAX_KEYS] = {0};
+        for (;;) {
+            const char *val[MAX_KEYS] = {0};
+            for (int k = 0; k < options_count; k++) val[k] = g->n[k] ? g->values[k][idx[k]] : NULL;
+            make_point(g, val, &r[count++]);
+            int k = options_count - 1;          /* odometer: the last key varies fastest */
+            while (k >= 0 && (g->n[k] == 0 || ++idx[k] == g->n[k])) { if (g->n[k]) idx[k] = 0; k--; }
+            if (k < 0) break;
+        }
+    }
+    free(ps);
+    if (rc) { free(r); return rc; }
+    *runs = r;
+    *n = count;
+    return SPARQ_OK;
+}
