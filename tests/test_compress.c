@@ -139,7 +139,13 @@ Test(compress, written_model_reloads_keeps_zeros_and_perplexity, .timeout = 120)
              "--limit 20 --json", MODEL, C4, dst, text);
     int st = run_sparq(args, &out, &er);
     cr_assert_eq(st, 0, "stderr: %s", er);
-    double ppl = json_num(out, "ppl"), sp = json_num(out, "sparsity");
+    /* compress --json prints the run record: perplexities under ppl.<text file>. */
+    cJSON *rec = cJSON_Parse(out);
+    cr_assert_not_null(rec, "not JSON: %s", out);
+    const cJSON *pj = cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "ppl"), "TinyStories-valid-first1000.txt");
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(pj, "ppl")), "no ppl in %s", out);
+    double ppl = cJSON_GetObjectItem(pj, "ppl")->valuedouble, sp = json_num(out, "sparsity");
+    cJSON_Delete(rec);
     cr_assert_eq(sp, 0.5);
     free(out); free(er);
     snprintf(args, sizeof args, "eval --model '%s' --tokenizer '%s' --text '%s' --protocol documents "
@@ -174,8 +180,8 @@ static void expect_refused(const char *extra, const char *needle) {
 }
 
 Test(compress, impossible_requests_fail_before_any_work) {
-    expect_refused("--solver sparsegpt --sparsity 1.0", "outside [0, 1)");
-    expect_refused("--solver sparsegpt --sparsity -0.1", "outside [0, 1)");
+    expect_refused("--solver sparsegpt --sparsity 1.0", "--sparsity 1.0: expected a number in [0, 1)");
+    expect_refused("--solver sparsegpt --sparsity -0.1", "expected a number in [0, 1)");
     expect_refused("--solver sparsegpt --nm 2:4 --sparsity 0.7", "contradicts");
     expect_refused("--solver sparsegpt --nm 4:4", "N < M");
     expect_refused("--solver wanda --nm 2:8", "does not divide a layer of 172");
