@@ -524,7 +524,6 @@ static int cmd_compress(int argc, char **argv, err *e) {
     }
     /* The options, chain mode first (the solver's parse keeps it), through the one table. */
     run_spec r = {.opts = options_default()};
-    snprintf(r.grid, sizeof r.grid, "cli");
     const option *chain = options_find("chain_mode");
     char cf[40];
     options_flag(chain, cf, sizeof cf);

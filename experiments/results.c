@@ -244,9 +244,10 @@ cJSON *results_record(const run_outcome *o) {
     const run_spec *r = o->spec;
     cJSON *j = cJSON_CreateObject();
     if (!j) return NULL;
+    /* A sweep's runs have a key and a grid; a single `compress` has neither. */
     if (r->key[0]) cJSON_AddStringToObject(j, "key", r->key);
     cJSON_AddStringToObject(j, "label", r->label);
-    cJSON_AddStringToObject(j, "grid", r->grid);
+    if (r->grid[0]) cJSON_AddStringToObject(j, "grid", r->grid);
     cJSON_AddBoolToObject(j, "dense", r->dense);
     add_config(j, o->setup, r);
     /* Not part of the key: it names how reports combine retention and compression. */
