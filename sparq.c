@@ -15,6 +15,7 @@
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/forward.h"
+#include "core/generate.h"
 #include "core/model.h"
 #include "core/tokenizer.h"
 #include "eval/metrics.h"
@@ -22,6 +23,7 @@
 #include "eval/zeroshot.h"
 #include "experiments/options.h"
 #include "experiments/report.h"
+#include "experiments/results.h"
 #include "experiments/run.h"
 #include "experiments/sweep.h"
 
@@ -99,9 +101,12 @@ static int require(flag *flags, const char *name, err *e) {
 
 /* ---- shared loading and printing ----------------------------------------------------------- */
 
-static int load_tokenizer(const model *m, const char *model_path, const char *path, tokenizer **t,
-                          err *e) {
-    return tokenizer_load_for_model(t, model_path, m->cfg.vocab_size, path, NULL, 0, e);
+/* --model and its tokenizer (--tokenizer, else the model's own: tokenizer_load_for_model). */
+static int open_model(flag *f, model **m, tokenizer **t, err *e) {
+    const char *path = flag_str(f, "--model");
+    int rc = model_load(m, path, e);
+    if (!rc) rc = tokenizer_load_for_model(t, path, (*m)->cfg.vocab_size, flag_str(f, "--tokenizer"), NULL, 0, e);
+    return rc;
 }
 
 /* A progress bar on stderr, drawn only when stderr is a terminal; a new stage starts a new bar. */
@@ -175,12 +180,10 @@ static int cmd_eval(int argc, char **argv, err *e) {
     else return err_set(e, SPARQ_EINPUT, "--protocol %s: expected windows or documents", proto);
     blas_set_threads(threads);
 
-    const char *mpath = flag_str(f, "--model");
     model *m = NULL;
     tokenizer *t = NULL;
     token_seqs seqs = {0};
-    rc = model_load(&m, mpath, e);
-    if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
+    rc = open_model(f, &m, &t, e);
     if (!rc) {
         if (seqlen == 0) seqlen = m->cfg.seq_len;
         if (seqlen > m->cfg.seq_len)
@@ -199,12 +202,8 @@ static int cmd_eval(int argc, char **argv, err *e) {
         double tps = r.seconds > 0 ? r.tokens_forward / r.seconds : 0.0;
         if (flag_str(f, "--json")) {
             cJSON *j = cJSON_CreateObject();
-            cJSON_AddNumberToObject(j, "ppl", r.ppl);
-            cJSON_AddNumberToObject(j, "nll", r.nll);
-            cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
+            results_ppl_fields(j, &r, p, seqlen);
             cJSON_AddNumberToObject(j, "tokens_per_s", tps);
-            cJSON_AddStringToObject(j, "protocol", proto);
-            cJSON_AddNumberToObject(j, "seqlen", seqlen);
             cJSON_AddNumberToObject(j, "sequences", r.sequences);
             cJSON_AddNumberToObject(j, "tokens_forward", (double)r.tokens_forward);
             cJSON_AddNumberToObject(j, "seconds", r.seconds);
@@ -231,18 +230,7 @@ static int cmd_eval(int argc, char **argv, err *e) {
 static void zeroshot_json(cJSON *tasks, const zeroshot_task *t, const zeroshot_result *r) {
     cJSON *x = cJSON_AddObjectToObject(tasks, t->name);
     const zeroshot_stats *s = &r->stats;
-    cJSON_AddNumberToObject(x, "acc", r->acc);
-    cJSON_AddNumberToObject(x, "acc_stderr", r->acc_stderr);
-    if (r->has_acc_norm) {
-        cJSON_AddNumberToObject(x, "acc_norm", r->acc_norm);
-        cJSON_AddNumberToObject(x, "acc_norm_stderr", r->acc_norm_stderr);
-    }
-    if (r->has_ppl) {
-        cJSON_AddNumberToObject(x, "ppl", r->ppl);
-        cJSON_AddNumberToObject(x, "ppl_stderr", r->ppl_stderr);
-    }
-    cJSON_AddNumberToObject(x, "n", r->n);
-    cJSON_AddNumberToObject(x, "chance", r->chance);
+    results_task_fields(x, r);
     cJSON_AddNumberToObject(x, "requests", (double)s->requests);
     cJSON_AddNumberToObject(x, "sequences", s->sequences);
     cJSON_AddNumberToObject(x, "tokens_forward", (double)s->tokens_forward);
@@ -315,14 +303,12 @@ static int cmd_zeroshot(int argc, char **argv, err *e) {
         return rc;
     }
     blas_set_threads(threads);
-    const char *mpath = flag_str(f, "--model");
     model *m = NULL;
     tokenizer *t = NULL;
     zeroshot_task *tasks = calloc((size_t)n_task, sizeof *tasks);
     zeroshot_result *res = calloc((size_t)n_task, sizeof *res);
     if (!tasks || !res) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
-    if (!rc) rc = model_load(&m, mpath, e);
-    if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
+    if (!rc) rc = open_model(f, &m, &t, e);
     /* Load every task first: a bad file fails before any scoring. */
     for (int i = 0; i < n_task && !rc; i++) {
         const char *eq = strchr(spec[i], '=');
@@ -357,22 +343,6 @@ static int cmd_zeroshot(int argc, char **argv, err *e) {
 
 /* ---- generate ----------------------------------------------------------------------------- */
 
-/* Append a piece as llama2.c's safe_printf prints it: a lone unprintable byte is skipped. */
-static int text_append(char **s, size_t *len, size_t *cap, const char *p, int n) {
-    if (n == 1 && !(isprint((unsigned char)p[0]) || isspace((unsigned char)p[0]))) return 0;
-    if (*len + n + 1 > *cap) {
-        size_t nc = (*cap + n + 1) * 2;
-        char *q = realloc(*s, nc);
-        if (!q) return -1;
-        *s = q;
-        *cap = nc;
-    }
-    memcpy(*s + *len, p, n);
-    *len += n;
-    (*s)[*len] = '\0';
-    return 0;
-}
-
 static int cmd_generate(int argc, char **argv, err *e) {
     flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--prompt", 0, 0}, {"-n", 0, 0},
                 {"--json", 1, 0}, {0, 0, 0}};
@@ -381,71 +351,20 @@ static int cmd_generate(int argc, char **argv, err *e) {
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = flag_int(f, "-n", 1, 1 << 20, &steps, e);
     if (rc) return rc;
-    const char *mpath = flag_str(f, "--model");
-    const char *prompt = flag_str(f, "--prompt") ? flag_str(f, "--prompt") : "";
     model *m = NULL;
     tokenizer *t = NULL;
-    fwd_cache *c = NULL;
-    int *ptoks = NULL, np = 0, *toks = NULL;
-    float *logits = NULL;
-    char *text = NULL;
-    size_t tlen = 0, tcap = 0;
-    rc = model_load(&m, mpath, e);
-    if (!rc) rc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, e);
-    if (!rc) rc = tokenizer_encode(t, prompt, true, false, &ptoks, &np, e);
-    if (!rc) rc = fwd_cache_new(&c, m, e);
-    if (!rc) {
-        if (steps > m->cfg.seq_len) steps = m->cfg.seq_len;   /* as llama2.c: clip to context */
-        if (np > steps)
-            rc = err_set(e, SPARQ_EINPUT, "prompt has %d tokens, more than the %d steps", np, steps);
+    generation g = {0};
+    rc = open_model(f, &m, &t, e);
+    if (!rc) rc = generate_greedy(m, t, flag_str(f, "--prompt") ? flag_str(f, "--prompt") : "", steps, &g, e);
+    if (!rc && flag_str(f, "--json")) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddItemToObject(j, "tokens", cJSON_CreateIntArray(g.tokens, g.n));
+        cJSON_AddStringToObject(j, "text", g.text);
+        print_json(j);
+    } else if (!rc) {
+        printf("%s\n", g.text);
     }
-    if (!rc) {
-        logits = malloc((size_t)m->cfg.vocab_size * sizeof(float));
-        toks = malloc((size_t)(steps + 1) * sizeof(int));
-        if (!logits || !toks || text_append(&text, &tlen, &tcap, "", 0))
-            rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
-    }
-    int n = 0;
-    if (!rc) {
-        /* llama2.c's generate loop: feed the prompt, then the argmax, one position per step;
-         * stop at BOS, which llama2.c models use as the story delimiter. */
-        int token = ptoks[0];
-        toks[n++] = token;
-        for (int pos = 0; pos < steps && !rc; pos++) {
-            rc = forward_token(m, c, token, pos, logits, e);
-            if (rc) break;
-            int next;
-            if (pos < np - 1) {
-                next = ptoks[pos + 1];
-            } else {
-                next = 0;
-                for (int i = 1; i < m->cfg.vocab_size; i++)
-                    if (logits[i] > logits[next]) next = i;
-            }
-            if (next == TOKEN_BOS) break;
-            toks[n++] = next;
-            int len;
-            const char *piece = tokenizer_decode(t, token, next, &len);
-            if (text_append(&text, &tlen, &tcap, piece, len))
-                rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
-            token = next;
-        }
-    }
-    if (!rc) {
-        if (flag_str(f, "--json")) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddItemToObject(j, "tokens", cJSON_CreateIntArray(toks, n));
-            cJSON_AddStringToObject(j, "text", text);
-            print_json(j);
-        } else {
-            printf("%s\n", text);
-        }
-    }
-    free(text);
-    free(toks);
-    free(logits);
-    free(ptoks);
-    fwd_cache_free(c);
+    generation_free(&g);
     tokenizer_free(t);
     model_free(m);
     return rc;
@@ -641,7 +560,7 @@ static int cmd_convert(int argc, char **argv, err *e) {
      * found beside the model is embedded; finding none is only a warning. */
     if (!rc && fmt == MODEL_FORMAT_GGUF) {
         err te = {0};
-        int trc = load_tokenizer(m, mpath, flag_str(f, "--tokenizer"), &t, &te);
+        int trc = tokenizer_load_for_model(&t, mpath, m->cfg.vocab_size, flag_str(f, "--tokenizer"), NULL, 0, &te);
         if (trc && flag_str(f, "--tokenizer")) rc = err_set(e, trc, "%s", te.msg);
         else if (trc) fprintf(stderr, "sparq convert: warning: %s; the GGUF gets no vocabulary\n", te.msg);
         o.tok = t;
@@ -668,12 +587,6 @@ static int cmd_convert(int argc, char **argv, err *e) {
 }
 
 /* ---- inspect ------------------------------------------------------------------------------ */
-
-static double layer_sparsity(const linear *l) {
-    size_t n = (size_t)l->rows * l->cols, z = 0;
-    for (size_t i = 0; i < n; i++) z += l->w[i] == 0.0f;
-    return n ? (double)z / n : 0.0;
-}
 
 static int cmd_inspect(int argc, char **argv, err *e) {
     flag f[] = {{"--model", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
@@ -718,7 +631,7 @@ static int cmd_inspect(int argc, char **argv, err *e) {
             const linear *li = &m->blocks[l].lin[k];
             char name[64];
             snprintf(name, sizeof name, "%d.%s", l, linear_names[k]);
-            double sp = layer_sparsity(li);
+            double sp = linear_sparsity(li);
             uint64_t nd = linear_distinct(li);   /* a quantized layer keeps few values */
             if (json) {
                 cJSON *o = cJSON_CreateObject();

@@ -549,3 +549,9 @@ uint64_t linear_distinct(const linear *l) {
     free(cnt); free(a); free(b);
     return d;
 }
+
+double linear_sparsity(const linear *l) {
+    size_t n = (size_t)l->rows * l->cols, z = 0;
+    for (size_t i = 0; i < n; i++) z += l->w[i] == 0.0f;
+    return n ? (double)z / n : 0.0;
+}

@@ -131,5 +131,7 @@ int  model_set_rope_layout(model *m, rope_layout to, err *e);
 /* Number of distinct values of a linear layer (-0 counts as 0): what a quantized layer's grid
  * leaves, for `sparq inspect`. 0 only when out of memory. */
 uint64_t linear_distinct(const linear *l);
+/* Fraction of a linear layer's weights that are exactly zero. */
+double   linear_sparsity(const linear *l);
 
 #endif

@@ -20,6 +20,7 @@ int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int
 typedef struct {
     double ppl;            /* exp(nll)                                              */
     double nll;            /* mean negative log-likelihood, nats per scored token   */
+    double nll_stderr, ppl_stderr;
     long   tokens;         /* scored tokens (every position but each sequence's first) */
     long   tokens_forward; /* tokens through the model                              */
     int    sequences;

@@ -207,37 +207,40 @@ static void add_layers(cJSON *j, const compress_report *rep) {
     }
 }
 
+void results_ppl_fields(cJSON *x, const ppl_result *p, ppl_protocol protocol, int seqlen) {
+    cJSON_AddNumberToObject(x, "ppl", p->ppl);
+    cJSON_AddNumberToObject(x, "ppl_stderr", p->ppl_stderr);
+    cJSON_AddNumberToObject(x, "nll", p->nll);
+    cJSON_AddNumberToObject(x, "nll_stderr", p->nll_stderr);
+    cJSON_AddNumberToObject(x, "tokens", (double)p->tokens);
+    cJSON_AddStringToObject(x, "protocol", protocol == PPL_WINDOWS ? "windows" : "documents");
+    cJSON_AddNumberToObject(x, "seqlen", seqlen);
+}
+
+void results_task_fields(cJSON *x, const zeroshot_result *z) {
+    cJSON_AddNumberToObject(x, "acc", z->acc);
+    cJSON_AddNumberToObject(x, "acc_stderr", z->acc_stderr);
+    if (z->has_acc_norm) {
+        cJSON_AddNumberToObject(x, "acc_norm", z->acc_norm);
+        cJSON_AddNumberToObject(x, "acc_norm_stderr", z->acc_norm_stderr);
+    }
+    if (z->has_ppl) {
+        cJSON_AddNumberToObject(x, "ppl", z->ppl);
+        cJSON_AddNumberToObject(x, "ppl_stderr", z->ppl_stderr);
+    }
+    cJSON_AddNumberToObject(x, "chance", z->chance);
+    cJSON_AddNumberToObject(x, "n", z->n);
+}
+
 static void add_evals(cJSON *j, const run_outcome *o) {
     const run_setup *s = o->setup;
     cJSON *ppl = cJSON_AddObjectToObject(j, "ppl");
-    for (int i = 0; i < s->n_ppl; i++) {
-        const ppl_result *p = &o->ppl[i];
-        cJSON *x = cJSON_AddObjectToObject(ppl, s->ppl[i].name);
-        cJSON_AddNumberToObject(x, "ppl", p->ppl);
-        /*MERGE cJSON_AddNumberToObject(x, "ppl_stderr", p->ppl_stderr);*/
-        cJSON_AddNumberToObject(x, "nll", p->nll);
-        /*MERGE cJSON_AddNumberToObject(x, "nll_stderr", p->nll_stderr);*/
-        cJSON_AddNumberToObject(x, "tokens", (double)p->tokens);
-        cJSON_AddStringToObject(x, "protocol", s->ppl[i].protocol == PPL_WINDOWS ? "windows" : "documents");
-        cJSON_AddNumberToObject(x, "seqlen", o->ppl_seqlen[i]);
-    }
+    for (int i = 0; i < s->n_ppl; i++)
+        results_ppl_fields(cJSON_AddObjectToObject(ppl, s->ppl[i].name), &o->ppl[i], s->ppl[i].protocol,
+                           o->ppl_seqlen[i]);
     cJSON *tasks = cJSON_AddObjectToObject(j, "tasks");
-    for (int i = 0; i < s->n_tasks; i++) {
-        const zeroshot_result *z = &o->tasks[i];
-        cJSON *x = cJSON_AddObjectToObject(tasks, s->tasks[i].name);
-        cJSON_AddNumberToObject(x, "acc", z->acc);
-        cJSON_AddNumberToObject(x, "acc_stderr", z->acc_stderr);
-        if (z->has_acc_norm) {
-            cJSON_AddNumberToObject(x, "acc_norm", z->acc_norm);
-            cJSON_AddNumberToObject(x, "acc_norm_stderr", z->acc_norm_stderr);
-        }
-        if (z->has_ppl) {
-            cJSON_AddNumberToObject(x, "ppl", z->ppl);
-            cJSON_AddNumberToObject(x, "ppl_stderr", z->ppl_stderr);
-        }
-        cJSON_AddNumberToObject(x, "chance", z->chance);
-        cJSON_AddNumberToObject(x, "n", z->n);
-    }
+    for (int i = 0; i < s->n_tasks; i++)
+        results_task_fields(cJSON_AddObjectToObject(tasks, s->tasks[i].name), &o->tasks[i]);
 }
 
 cJSON *results_record(const run_outcome *o) {

@@ -33,6 +33,12 @@ typedef struct {
  * of memory. */
 cJSON *results_record(const run_outcome *o);
 
+/* The fields a record gives one perplexity (ppl, ppl_stderr, nll, nll_stderr, tokens, protocol,
+ * seqlen) and one task (acc, acc_stderr, acc_norm, ..., chance, n), added to x: the same
+ * fields in `eval --json` and `zeroshot --json` as in records. */
+void results_ppl_fields(cJSON *x, const ppl_result *p, ppl_protocol protocol, int seqlen);
+void results_task_fields(cJSON *x, const zeroshot_result *z);
+
 /* mkdir -p. */
 int results_mkdir(const char *dir, err *e);
 
