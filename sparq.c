@@ -41,12 +41,10 @@ static const char *usage_text =
     "            [--tokenizer T] [--json]   (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
     "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR] [--srcr-formula recon|ratio]\n"
-    "  compress  --model M [--tokenizer T] --solver NAME [--sparsity S | --nm N:M] [--bits B]\n"
-    "            [--group G] [--sym] [--act-order] [--static-groups] [--mse] [--chain-mode mask|all]\n"
-    "            [--scope layer|row] [--block B] [--damp P] [--true-sequential]\n"
-    "            [--schedule uniform|hessian|owl]\n"
-    "            --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S] [--out FILE]\n"
-    "            [--eval F [--protocol P] [--seqlen L] [--limit N]] [--threads N] [--json]\n"
+    "  compress  --model M [--tokenizer T] --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S]\n"
+    "            [--out FILE] [--eval F [--protocol P] [--seqlen L] [--limit N]] [--task NAME=FILE ...]\n"
+    "            [--threads N] [--json], and the compression options (the keys of [grid.*] too):\n"
+    "%s"
     "            solvers: magnitude, wanda, sparsegpt, apt, rtn, gptq, or chains such as sparsegpt+gptq\n"
     "\n"
     "Without --tokenizer: a GGUF model's own vocabulary, else tokenizer.bin, tok<vocab>.bin,\n"
@@ -54,11 +52,21 @@ static const char *usage_text =
 
 /* ---- flags -------------------------------------------------------------------------------- */
 
+enum { FLAG_VALUE, FLAG_BOOL, FLAG_LIST };
+#define FLAG_LIST_MAX 16
+
 typedef struct {
     const char *name;      /* "--model"; "-n" style short names too */
-    bool        is_bool;
-    const char *value;     /* set by the parser; "1" for booleans    */
+    int         kind;      /* FLAG_VALUE, FLAG_BOOL or FLAG_LIST (repeats) */
+    const char *value;     /* set by the parser; "1" for booleans, the last for lists */
+    const char *list[FLAG_LIST_MAX];
+    int         n;         /* FLAG_LIST: how many times it was given */
 } flag;
+
+/* Flag table entries: a value, a boolean, a repeatable value. */
+#define FV(n) {.name = n, .kind = FLAG_VALUE}
+#define FB(n) {.name = n, .kind = FLAG_BOOL}
+#define FL(n) {.name = n, .kind = FLAG_LIST}
 
 static flag *flag_get(flag *f, const char *name) {
     for (; f->name; f++)
@@ -72,12 +80,15 @@ static int flags_parse(flag *flags, int argc, char **argv, err *e) {
     for (int i = 0; i < argc; i++) {
         flag *f = flag_get(flags, argv[i]);
         if (!f) return err_set(e, SPARQ_EINPUT, "unknown option '%s' (see sparq --help)", argv[i]);
-        if (f->is_bool) {
+        if (f->kind == FLAG_BOOL) {
             f->value = "1";
-        } else {
-            if (i + 1 >= argc) return err_set(e, SPARQ_EINPUT, "option %s needs a value", argv[i]);
-            f->value = argv[++i];
+            continue;
         }
+        if (i + 1 >= argc) return err_set(e, SPARQ_EINPUT, "option %s needs a value", argv[i]);
+        f->value = argv[++i];
+        if (f->kind == FLAG_LIST && f->n == FLAG_LIST_MAX)
+            return err_set(e, SPARQ_EINPUT, "%s is given more than %d times", f->name, FLAG_LIST_MAX);
+        if (f->kind == FLAG_LIST) f->list[f->n++] = f->value;
     }
     return SPARQ_OK;
 }
@@ -97,6 +108,22 @@ static int flag_int(flag *flags, const char *name, int lo, int hi, int *out, err
 static int require(flag *flags, const char *name, err *e) {
     return flag_str(flags, name) ? SPARQ_OK
                                  : err_set(e, SPARQ_EINPUT, "missing required option %s", name);
+}
+
+/* --task NAME=FILE ..., each name once, into the setup's task list. */
+static int parse_tasks(flag *f, run_setup *s, err *e) {
+    const flag *t = flag_get(f, "--task");
+    for (int i = 0; i < t->n; i++) {
+        const char *v = t->list[i], *eq = strchr(v, '=');
+        if (!eq || eq == v || !eq[1]) return err_set(e, SPARQ_EINPUT, "--task %s: expected NAME=FILE", v);
+        spec_task *x = &s->tasks[s->n_tasks++];
+        snprintf(x->name, sizeof x->name, "%.*s", (int)(eq - v), v);
+        snprintf(x->path, sizeof x->path, "%s", eq + 1);
+        for (int k = 0; k < i; k++)
+            if (strcmp(s->tasks[k].name, x->name) == 0)
+                return err_set(e, SPARQ_EINPUT, "--task %s is given twice", x->name);
+    }
+    return SPARQ_OK;
 }
 
 /* ---- shared loading and printing ----------------------------------------------------------- */
@@ -162,9 +189,9 @@ static void print_json(cJSON *j) {
 /* ---- eval --------------------------------------------------------------------------------- */
 
 static int cmd_eval(int argc, char **argv, err *e) {
-    flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--text", 0, 0}, {"--protocol", 0, 0},
-                {"--seqlen", 0, 0}, {"--limit", 0, 0}, {"--threads", 0, 0}, {"--json", 1, 0},
-                {0, 0, 0}};
+    flag f[] = {FV("--model"), FV("--tokenizer"), FV("--text"), FV("--protocol"),
+                FV("--seqlen"), FV("--limit"), FV("--threads"), FB("--json"),
+                {0}};
     int seqlen = 0, limit = 0, threads = 0;
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
@@ -266,42 +293,19 @@ static void zeroshot_print(const zeroshot_task *t, const zeroshot_result *r, int
 }
 
 static int cmd_zeroshot(int argc, char **argv, err *e) {
-    flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--limit", 0, 0}, {"--seed", 0, 0},
-                {"--threads", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
-    /* --task repeats, so it is taken out before the one-value-per-flag parser. */
-    char **rest = malloc((size_t)(argc + 1) * sizeof(char *));
-    const char **spec = malloc((size_t)(argc + 1) * sizeof(char *));
-    if (!rest || !spec) {
-        free(rest);
-        free(spec);
-        return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    }
-    int n_rest = 0, n_task = 0, rc = SPARQ_OK;
-    for (int i = 0; i < argc && !rc; i++) {
-        if (strcmp(argv[i], "--task") != 0) rest[n_rest++] = argv[i];
-        else if (i + 1 >= argc) rc = err_set(e, SPARQ_EINPUT, "option --task needs a value");
-        else spec[n_task++] = argv[++i];
-    }
+    flag f[] = {FV("--model"), FV("--tokenizer"), FL("--task"), FV("--limit"), FV("--seed"), FV("--threads"),
+                FB("--json"), {0}};
     int limit = 0, seed = 0, threads = 0;
-    if (!rc) rc = flags_parse(f, n_rest, rest, e);
+    run_setup s = {0};
+    int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
-    if (!rc && n_task == 0) rc = err_set(e, SPARQ_EINPUT, "missing required option --task NAME=FILE");
+    if (!rc && !flag_str(f, "--task")) rc = err_set(e, SPARQ_EINPUT, "missing required option --task NAME=FILE");
     if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &limit, e);
     if (!rc) rc = flag_int(f, "--seed", 0, 2147483647, &seed, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
-    for (int i = 0; i < n_task && !rc; i++) {
-        const char *eq = strchr(spec[i], '=');
-        if (!eq || eq == spec[i] || !eq[1])
-            rc = err_set(e, SPARQ_EINPUT, "--task %s: expected NAME=FILE", spec[i]);
-        for (int k = 0; k < i && !rc; k++)
-            if (strncmp(spec[k], spec[i], (size_t)(eq - spec[i]) + 1) == 0)
-                rc = err_set(e, SPARQ_EINPUT, "--task %.*s is given twice", (int)(eq - spec[i]), spec[i]);
-    }
-    free(rest);
-    if (rc) {
-        free(spec);
-        return rc;
-    }
+    if (!rc) rc = parse_tasks(f, &s, e);
+    if (rc) return rc;
+    int n_task = s.n_tasks;
     blas_set_threads(threads);
     model *m = NULL;
     tokenizer *t = NULL;
@@ -310,12 +314,8 @@ static int cmd_zeroshot(int argc, char **argv, err *e) {
     if (!tasks || !res) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
     if (!rc) rc = open_model(f, &m, &t, e);
     /* Load every task first: a bad file fails before any scoring. */
-    for (int i = 0; i < n_task && !rc; i++) {
-        const char *eq = strchr(spec[i], '=');
-        char name[64];
-        snprintf(name, sizeof name, "%.*s", (int)(eq - spec[i]), spec[i]);
-        rc = zeroshot_load_task(t, name, eq + 1, limit, (unsigned long)seed, &tasks[i], e);
-    }
+    for (int i = 0; i < n_task && !rc; i++)
+        rc = zeroshot_load_task(t, s.tasks[i].name, s.tasks[i].path, limit, (unsigned long)seed, &tasks[i], e);
     for (int i = 0; i < n_task && !rc; i++) {
         bar b;
         bar_start(&b, tasks[i].name);
@@ -335,7 +335,6 @@ static int cmd_zeroshot(int argc, char **argv, err *e) {
     for (int i = 0; tasks && i < n_task; i++) zeroshot_task_free(&tasks[i]);
     free(tasks);
     free(res);
-    free(spec);
     tokenizer_free(t);
     model_free(m);
     return rc;
@@ -344,8 +343,8 @@ static int cmd_zeroshot(int argc, char **argv, err *e) {
 /* ---- generate ----------------------------------------------------------------------------- */
 
 static int cmd_generate(int argc, char **argv, err *e) {
-    flag f[] = {{"--model", 0, 0}, {"--tokenizer", 0, 0}, {"--prompt", 0, 0}, {"-n", 0, 0},
-                {"--json", 1, 0}, {0, 0, 0}};
+    flag f[] = {FV("--model"), FV("--tokenizer"), FV("--prompt"), FV("-n"),
+                FB("--json"), {0}};
     int steps = 256;
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
@@ -406,13 +405,14 @@ static int cmd_compress(int argc, char **argv, err *e) {
     flag f[64];
     char names[64][40];
     int nf = 0;
-    for (; compress_flags[nf]; nf++) f[nf] = (flag){compress_flags[nf], false, NULL};
-    f[nf++] = (flag){"--json", true, NULL};
+    for (; compress_flags[nf]; nf++) f[nf] = (flag)FV(compress_flags[nf]);
+    f[nf++] = (flag)FB("--json");
+    f[nf++] = (flag)FL("--task");
     for (int i = 0; i < options_count; i++, nf++) {
         options_flag(&options_table[i], names[nf], sizeof names[nf]);
-        f[nf] = (flag){names[nf], options_table[i].type == OPT_BOOL, NULL};
+        f[nf] = (flag){.name = names[nf], .kind = options_table[i].type == OPT_BOOL ? FLAG_BOOL : FLAG_VALUE};
     }
-    f[nf] = (flag){NULL, false, NULL};
+    f[nf] = (flag){0};
     run_setup s;
     run_setup_default(&s);
     int threads = 0;
@@ -426,6 +426,7 @@ static int cmd_compress(int argc, char **argv, err *e) {
     if (!rc) rc = flag_int(f, "--seqlen", 2, 1 << 20, &s.ppl[0].seqlen, e);
     if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &s.limit, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
+    if (!rc) rc = parse_tasks(f, &s, e);
     if (rc) return rc;
     const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
     if (strcmp(proto, "documents") == 0) s.ppl[0].protocol = PPL_DOCUMENTS;
@@ -487,8 +488,8 @@ static int cmd_sweep(int argc, char **argv, err *e) {
         return err_set(e, SPARQ_EINPUT, "usage: sparq sweep CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] "
                        "[--dry-run] [--slurm]");
     const char *config = argv[0];
-    flag f[] = {{"--out", 0, 0}, {"--jobs", 0, 0}, {"--shard", 0, 0}, {"--threads", 0, 0},
-                {"--dry-run", 1, 0}, {"--slurm", 1, 0}, {0, 0, 0}};
+    flag f[] = {FV("--out"), FV("--jobs"), FV("--shard"), FV("--threads"),
+                FB("--dry-run"), FB("--slurm"), {0}};
     sweep_options o = {.jobs = 1, .shard_i = 0, .shard_n = 1, .note = print_note};
     int rc = flags_parse(f, argc - 1, argv + 1, e);
     if (!rc) rc = flag_int(f, "--jobs", 1, 256, &o.jobs, e);
@@ -524,7 +525,7 @@ static int cmd_report(int argc, char **argv, err *e) {
     if (argc < 1 || argv[0][0] == '-')
         return err_set(e, SPARQ_EINPUT, "usage: sparq report RESULTS_DIR [--format md|csv|latex] [--plots DIR] "
                        "[--srcr-formula NAME]");
-    flag f[] = {{"--format", 0, 0}, {"--plots", 0, 0}, {"--srcr-formula", 0, 0}, {0, 0, 0}};
+    flag f[] = {FV("--format"), FV("--plots"), FV("--srcr-formula"), {0}};
     int rc = flags_parse(f, argc - 1, argv + 1, e);
     if (rc) return rc;
     const char *fmt = flag_str(f, "--format") ? flag_str(f, "--format") : "md";
@@ -541,8 +542,8 @@ static int cmd_report(int argc, char **argv, err *e) {
 /* ---- convert ------------------------------------------------------------------------------ */
 
 static int cmd_convert(int argc, char **argv, err *e) {
-    flag f[] = {{"--model", 0, 0}, {"--out", 0, 0}, {"--format", 0, 0}, {"--dtype", 0, 0},
-                {"--tokenizer", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
+    flag f[] = {FV("--model"), FV("--out"), FV("--format"), FV("--dtype"),
+                FV("--tokenizer"), FB("--json"), {0}};
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = require(f, "--out", e);
@@ -589,7 +590,7 @@ static int cmd_convert(int argc, char **argv, err *e) {
 /* ---- inspect ------------------------------------------------------------------------------ */
 
 static int cmd_inspect(int argc, char **argv, err *e) {
-    flag f[] = {{"--model", 0, 0}, {"--json", 1, 0}, {0, 0, 0}};
+    flag f[] = {FV("--model"), FB("--json"), {0}};
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (rc) return rc;
@@ -653,7 +654,9 @@ static int cmd_inspect(int argc, char **argv, err *e) {
 
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
+        char opts[2048];
+        options_usage(opts, sizeof opts, 12, 100);
+        fprintf(argc < 2 ? stderr : stdout, usage_text, opts);
         return argc < 2 ? 2 : 0;
     }
     err e = {0};

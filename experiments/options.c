@@ -65,25 +65,25 @@ static const char *schedule_choice(int i) {
 
 /* The table. Its order is the order of labels, keys and record fields. */
 const option options_table[] = {
-    {.name = "solver", .type = OPT_SPECIAL, .label = "%s",
+    {.name = "solver", .arg = "NAME", .type = OPT_SPECIAL, .label = "%s",
      .parse = parse_solver, .print = print_solver, .record = record_solver},
-    {.name = "nm", .type = OPT_SPECIAL, .label = " %s", .shown = nm_shown,
+    {.name = "nm", .arg = "N:M", .type = OPT_SPECIAL, .label = " %s", .shown = nm_shown,
      .parse = parse_nm, .print = print_nm, .record = record_nm},
-    {.name = "sparsity", .type = OPT_REAL, FIELD(target.sparsity), .lo = 0, .hi = 1, .hi_open = true,
+    {.name = "sparsity", .arg = "S", .type = OPT_REAL, FIELD(target.sparsity), .lo = 0, .hi = 1, .hi_open = true,
      .label = " s=%g", .shown = sparsity_shown},
-    {.name = "bits", .type = OPT_INT, FIELD(target.bits), .lo = 2, .hi = 16, .label = " %d-bit"},
-    {.name = "group", .type = OPT_INT, FIELD(target.group), .lo = -1, .hi = 1 << 20, .label = " g%d",
+    {.name = "bits", .arg = "B", .type = OPT_INT, FIELD(target.bits), .lo = 2, .hi = 16, .label = " %d-bit"},
+    {.name = "group", .arg = "G", .type = OPT_INT, FIELD(target.group), .lo = -1, .hi = 1 << 20, .label = " g%d",
      .shown = quantized},
     {.name = "sym", .type = OPT_BOOL, FIELD(target.sym), .label = " sym"},
     {.name = "act_order", .type = OPT_BOOL, FIELD(target.act_order), .label = " act-order"},
     {.name = "static_groups", .type = OPT_BOOL, FIELD(target.static_groups), .label = " static"},
     {.name = "mse", .type = OPT_BOOL, FIELD(target.mse), .label = " mse"},
     {.name = "scope", .type = OPT_CHOICE, FIELD(target.scope), .label = " per-%s", .choice = scope_choice},
-    {.name = "block", .type = OPT_INT, FIELD(target.block), .lo = 0, .hi = 1 << 20, .label = " block=%d"},
-    {.name = "damp", .type = OPT_REAL, FIELD(target.damp), .lo = 0, .hi = 1, .label = " damp=%g"},
+    {.name = "block", .arg = "B", .type = OPT_INT, FIELD(target.block), .lo = 0, .hi = 1 << 20, .label = " block=%d"},
+    {.name = "damp", .arg = "P", .type = OPT_REAL, FIELD(target.damp), .lo = 0, .hi = 1, .label = " damp=%g"},
     {.name = "schedule", .type = OPT_CHOICE, FIELD(schedule), .label = " %s", .choice = schedule_choice},
     {.name = "true_sequential", .type = OPT_BOOL, FIELD(true_sequential), .label = " true-seq"},
-    {.name = "chain_mode", .type = OPT_SPECIAL, .label = " quantize-all", .shown = chain_all,
+    {.name = "chain_mode", .arg = "mask|all", .type = OPT_SPECIAL, .label = " quantize-all", .shown = chain_all,
      .parse = parse_chain_mode, .print = print_chain_mode, .record = record_chain_mode},
 };
 const int options_count = (int)(sizeof options_table / sizeof options_table[0]);
@@ -255,4 +255,28 @@ void options_record(const compress_options *o, cJSON *c) {
         case OPT_SPECIAL: opt->record(o, c); break;
         }
     }
+}
+
+void options_usage(char *buf, size_t n, int indent, int width) {
+    size_t w = 0;
+    int col = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < options_count && w < n; i++) {
+        const option *opt = &options_table[i];
+        char flag[64], item[160], arg[96] = "";
+        options_flag(opt, flag, sizeof flag);
+        if (opt->type == OPT_CHOICE)
+            for (int k = 0, aw = 0; opt->choice(k); k++)
+                aw += snprintf(arg + aw, sizeof arg - (size_t)aw, "%s%s", k ? "|" : "", opt->choice(k));
+        else if (opt->arg)
+            snprintf(arg, sizeof arg, "%s", opt->arg);
+        int len = snprintf(item, sizeof item, "[%s%s%s]", flag, arg[0] ? " " : "", arg);
+        int k = 0;
+        if (col > 0 && col + 1 + len > width) { k = snprintf(buf + w, n - w, "\n"); col = 0; }
+        if (k > 0) w += (size_t)k;
+        if (w >= n) break;
+        k = snprintf(buf + w, n - w, "%*s%s", col ? 1 : indent, "", item);
+        if (k > 0) { w += (size_t)k; col += k; }
+    }
+    if (w + 1 < n) snprintf(buf + w, n - w, "\n");
 }

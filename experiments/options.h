@@ -22,6 +22,7 @@ struct option {
     size_t      offset, size;            /* the field in compress_options                       */
     double      lo, hi;                  /* INT and REAL: the accepted range [lo, hi]            */
     bool        hi_open;                 /* REAL: [lo, hi) instead                              */
+    const char *arg;                     /* what the value is, for usage: "S", "N:M"            */
     const char *label;                   /* printf format of the label part, shown when the
                                             value differs from the default (BOOL: the word)    */
     const char *(*choice)(int i);        /* CHOICE: name of value i, NULL past the last         */
@@ -58,6 +59,10 @@ void options_label(const compress_options *o, char *buf, size_t n);
 
 /* "solver=sparsegpt|sparsity=0.5|nm=0:0|...": every option, canonically, for run keys. */
 void options_key(const compress_options *o, char *buf, size_t n);
+
+/* "[--solver NAME] [--nm N:M] ...", wrapped at `width` columns, each line indented by
+ * `indent` spaces and ended by a newline: the usage text of the options. */
+void options_usage(char *buf, size_t n, int indent, int width);
 
 /* Every option as fields of a record's "config" object. */
 void options_record(const compress_options *o, cJSON *config);
