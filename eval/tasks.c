@@ -49,6 +49,12 @@ static const char *py_strip(const char *s, size_t *n) {
     return s;
 }
 
+/* s[0..n) holds something besides whitespace. */
+static bool has_text(const char *s, size_t n) {
+    py_strip(s, &n);
+    return n > 0;
+}
+
 /* Python len(): code points of UTF-8 text (every byte that does not continue a sequence). */
 static int py_len(const char *s) {
     int n = 0;
@@ -282,6 +288,23 @@ static const char *get_str(item_ctx *c, const cJSON *j, const char *key, int lin
     return v->valuestring;
 }
 
+/* A string field the item builds its context or a continuation from: empty or only whitespace
+ * (Python str.strip) leaves nothing to score, so the item is refused rather than scored as a
+ * bare prompt or a bare space (the harness would score it). */
+static int no_text(item_ctx *c, const char *key, const char *v, int line, err *e) {
+    return err_set(e, SPARQ_EINPUT, "%s:%d: field \"%s\" is %s: nothing to score", c->b->path, line, key,
+                   v[0] ? "only whitespace" : "empty");
+}
+
+static const char *get_text(item_ctx *c, const cJSON *j, const char *key, int line, err *e) {
+    const char *v = get_str(c, j, key, line, e);
+    if (v && !has_text(v, strlen(v))) {
+        no_text(c, key, v, line, e);
+        return NULL;
+    }
+    return v;
+}
+
 /* An integer label field, as a number or a string of digits (HF exports use both). */
 static int get_int(item_ctx *c, const cJSON *j, const char *key, int line, int lo, int hi, int *out,
                    err *e) {
@@ -338,9 +361,9 @@ static int read_jsonl(build *b, const labels *lab, int limit, item_fn fn, err *e
 
 /* piqa: "Question: {goal}\nAnswer:", choices [sol1, sol2], gold from the labels file. */
 static int item_piqa(item_ctx *c, const cJSON *j, int line, err *e) {
-    const char *goal = get_str(c, j, "goal", line, e), *s1 = NULL, *s2 = NULL;
-    if (goal) s1 = get_str(c, j, "sol1", line, e);
-    if (s1) s2 = get_str(c, j, "sol2", line, e);
+    const char *goal = get_text(c, j, "goal", line, e), *s1 = NULL, *s2 = NULL;
+    if (goal) s1 = get_text(c, j, "sol1", line, e);
+    if (s1) s2 = get_text(c, j, "sol2", line, e);
     if (!s2) return SPARQ_EINPUT;
     if (!c->lab && !cJSON_GetObjectItemCaseSensitive(j, "label"))
         return err_set(e, SPARQ_EINPUT, "%s:%d: no label: %s does not exist and the item has no \"label\" "
@@ -366,6 +389,7 @@ static int item_arc(item_ctx *c, const cJSON *j, int line, err *e) {
                                            c->b->path, line);
     const char *stem = get_str(c, q, "stem", line, e);
     if (!stem) return SPARQ_EINPUT;
+    if (!has_text(stem, strlen(stem))) return no_text(c, "question.stem", stem, line, e);
     const char *key = get_str(c, j, "answerKey", line, e);
     if (!key) return SPARQ_EINPUT;
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(q, "choices");
@@ -378,9 +402,15 @@ static int item_arc(item_ctx *c, const cJSON *j, int line, err *e) {
     for (int i = 0; i < n; i++) {
         const cJSON *x = cJSON_GetArrayItem(ch, i);
         const cJSON *lab = cJSON_GetObjectItemCaseSensitive(x, "label");
-        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(x, "text")) || !cJSON_IsString(lab))
+        const cJSON *tx = cJSON_GetObjectItemCaseSensitive(x, "text");
+        if (!cJSON_IsString(tx) || !cJSON_IsString(lab))
             return err_set(e, SPARQ_EINPUT, "%s:%d: choice %d needs string fields \"text\" and \"label\"",
                            c->b->path, line, i + 1);
+        if (!has_text(tx->valuestring, strlen(tx->valuestring))) {
+            char key[48];
+            snprintf(key, sizeof key, "question.choices[%d].text", i);
+            return no_text(c, key, tx->valuestring, line, e);
+        }
         if (gold < 0 && strcmp(lab->valuestring, key) == 0) gold = i;
         size_t k = strlen(seen);
         snprintf(seen + k, sizeof seen - k, "%s%.8s", i ? ", " : "", lab->valuestring);
@@ -451,14 +481,26 @@ static int item_hellaswag(item_ctx *c, const cJSON *j, int line, err *e) {
     if (act) a = get_str(c, j, "ctx_a", line, e);
     if (a) b = get_str(c, j, "ctx_b", line, e);
     if (!b) return SPARQ_EINPUT;
+    /* ctx_b may be empty (ctx_a then holds the whole context; 87 of the 1000 sample items), and
+     * the activity label alone is no context. */
+    if (!has_text(a, strlen(a)) && !has_text(b, strlen(b)))
+        return err_set(e, SPARQ_EINPUT, "%s:%d: fields \"ctx_a\" and \"ctx_b\" are both empty: nothing to "
+                       "score", c->b->path, line);
     const cJSON *end = cJSON_GetObjectItemCaseSensitive(j, "endings");
     int n = cJSON_GetArraySize(end);
     if (!cJSON_IsArray(end) || n < 2)
         return err_set(e, SPARQ_EINPUT, "%s:%d: \"endings\" needs an array of at least 2 strings",
                        c->b->path, line);
-    for (int i = 0; i < n; i++)
-        if (!cJSON_IsString(cJSON_GetArrayItem(end, i)))
+    for (int i = 0; i < n; i++) {
+        const cJSON *x = cJSON_GetArrayItem(end, i);
+        if (!cJSON_IsString(x))
             return err_set(e, SPARQ_EINPUT, "%s:%d: endings[%d] is not a string", c->b->path, line, i);
+        if (!has_text(x->valuestring, strlen(x->valuestring))) {
+            char key[32];
+            snprintf(key, sizeof key, "endings[%d]", i);
+            return no_text(c, key, x->valuestring, line, e);
+        }
+    }
     int gold, rc = get_int(c, j, "label", line, 0, n - 1, &gold, e);
     if (rc) return rc;
     capitalize(b, &c->tmp);
@@ -472,8 +514,11 @@ static int item_hellaswag(item_ctx *c, const cJSON *j, int line, err *e) {
     rc = raw.oom || c->ctx.oom ? err_set(e, SPARQ_ERUNTIME, "out of memory") : doc_begin(c->b, line, gold, e);
     for (int i = 0; rc == SPARQ_OK && i < n; i++) {
         hs_preprocess(cJSON_GetArrayItem(end, i)->valuestring, &choice);
-        rc = choice.oom ? err_set(e, SPARQ_ERUNTIME, "out of memory")
-                        : choice_add(c->b, c->ctx.s, choice.s, &c->tmp, e);
+        if (choice.oom) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        else if (!has_text(choice.s, choice.n))   /* e.g. "[step]": its tags were all of it */
+            rc = err_set(e, SPARQ_EINPUT, "%s:%d: field \"endings[%d]\" is empty once preprocessed (its "
+                         "[tags] removed): nothing to score", c->b->path, line, i);
+        else rc = choice_add(c->b, c->ctx.s, choice.s, &c->tmp, e);
     }
     free(raw.s);
     free(choice.s);
@@ -483,9 +528,9 @@ static int item_hellaswag(item_ctx *c, const cJSON *j, int line, err *e) {
 /* winogrande, partial scoring: k = index of "_"; context_o = sentence[:k] + option_o;
  * continuation = " " + strip(sentence[k+1:]), the same for both options; gold = answer - 1. */
 static int item_winogrande(item_ctx *c, const cJSON *j, int line, err *e) {
-    const char *s = get_str(c, j, "sentence", line, e), *o1 = NULL, *o2 = NULL;
-    if (s) o1 = get_str(c, j, "option1", line, e);
-    if (o1) o2 = get_str(c, j, "option2", line, e);
+    const char *s = get_text(c, j, "sentence", line, e), *o1 = NULL, *o2 = NULL;
+    if (s) o1 = get_text(c, j, "option1", line, e);
+    if (o1) o2 = get_text(c, j, "option2", line, e);
     if (!o2) return SPARQ_EINPUT;
     const char *us = strchr(s, '_');
     if (!us) return err_set(e, SPARQ_EINPUT, "%s:%d: \"sentence\" has no \"_\" blank", c->b->path, line);
@@ -499,6 +544,11 @@ static int item_winogrande(item_ctx *c, const cJSON *j, int line, err *e) {
     if (rc) return rc;
     size_t k = (size_t)(us - s), rn = strlen(us + 1);
     const char *rest = py_strip(us + 1, &rn);
+    /* The text after the blank is the one continuation both options are scored on; text before
+     * it may be empty (the option then starts the context). */
+    if (rn == 0)
+        return err_set(e, SPARQ_EINPUT, "%s:%d: field \"sentence\" has nothing after its \"_\" blank: "
+                       "nothing to score", c->b->path, line);
     sb_reset(&c->tmp);
     sb_str(&c->tmp, " ");
     sb_add(&c->tmp, rest, rn);
@@ -519,8 +569,8 @@ static int item_winogrande(item_ctx *c, const cJSON *j, int line, err *e) {
  * ["no", "yes"], gold = label (true = 1; the file writes "true"/"false" as strings, JSON
  * booleans and 0/1 work too). Google's original "answer" field is accepted as well. */
 static int item_boolq(item_ctx *c, const cJSON *j, int line, err *e) {
-    const char *p = get_str(c, j, "passage", line, e), *q = NULL;
-    if (p) q = get_str(c, j, "question", line, e);
+    const char *p = get_text(c, j, "passage", line, e), *q = NULL;
+    if (p) q = get_text(c, j, "question", line, e);
     if (!q) return SPARQ_EINPUT;
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "label");
     if (!l) l = cJSON_GetObjectItemCaseSensitive(j, "answer");
@@ -543,13 +593,18 @@ static int item_boolq(item_ctx *c, const cJSON *j, int line, err *e) {
     return rc;
 }
 
-/* lambada (lambada_openai): ctx = " ".join(text.split(" ")[:-1]), cont = " " + last word. */
+/* lambada (lambada_openai): ctx = " ".join(text.split(" ")[:-1]), cont = " " + last word. A
+ * text of one word has an empty context and is scored from BOS alone, as the harness does; a
+ * text without a last word (ending in a space) has nothing to predict. */
 static int item_lambada(item_ctx *c, const cJSON *j, int line, err *e) {
-    const char *text = get_str(c, j, "text", line, e);
+    const char *text = get_text(c, j, "text", line, e);
     if (!text) return SPARQ_EINPUT;
     const char *sp = strrchr(text, ' ');
     size_t nctx = sp ? (size_t)(sp - text) : 0;
     const char *word = sp ? sp + 1 : text;
+    if (!has_text(word, strlen(word)))
+        return err_set(e, SPARQ_EINPUT, "%s:%d: field \"text\" has no last word after its last space: "
+                       "nothing to score", c->b->path, line);
     sb_reset(&c->tmp);
     sb_str(&c->tmp, " ");
     sb_str(&c->tmp, word);
@@ -670,17 +725,36 @@ static int build_ending(build *b, const text_list *docs, int limit, unsigned lon
 
 /* ---- tokenization ---------------------------------------------------------------------------- */
 
+/* Where request k of a document takes its continuation from, in the adapters' order of
+ * requests, for messages. */
+static void cont_source(const zeroshot_task *t, const zeroshot_request *q, int k, char *buf, size_t n) {
+    const char *name = t->name, *word = q->continuation;
+    while (*word == ' ') word++;
+    if (!strcmp(name, "piqa")) snprintf(buf, n, "field \"sol%d\"", k + 1);
+    else if (!strncmp(name, "arc_", 4)) snprintf(buf, n, "field \"question.choices[%d].text\"", k);
+    else if (!strcmp(name, "hellaswag")) snprintf(buf, n, "field \"endings[%d]\"", k);
+    else if (!strcmp(name, "winogrande")) snprintf(buf, n, "field \"sentence\" after its \"_\" blank");
+    else if (!strcmp(name, "boolq")) snprintf(buf, n, "the answer \"%s\"", k ? "yes" : "no");
+    else if (!strcmp(name, "lambada")) snprintf(buf, n, "the last word of field \"text\"");
+    else if (!strcmp(name, "cloze")) snprintf(buf, n, "the last word \"%.40s\"", word);
+    else snprintf(buf, n, "ending %d (\"%.40s\")", k + 1, word);
+}
+
 /* tokens = tok(ctx) ++ tok(ctx + cont)[len(tok(ctx)):], both from BOS. Requests of a document
- * usually share their context, whose encoding is then reused. */
-static int tokenize_all(const tokenizer *tk, zeroshot_task *t, err *e) {
-    int failed = 0;
+ * usually share their context, whose encoding is then reused. A continuation whose tokens all
+ * merge into the context's (tok(ctx + cont) no longer than tok(ctx), e.g. "allé" + "s" ->
+ * "allés" in LLaMA's vocabulary) has nothing to score: the harness would give it LL 0 and
+ * count it greedy, so it is refused. The first failing document in file order is reported,
+ * whatever the thread count: a document is skipped only after a failure before it. */
+static int tokenize_all(const tokenizer *tk, zeroshot_task *t, bool text_docs, err *e) {
+    int failed = t->n_docs;     /* the first failing document so far; n_docs: none */
     err first = {0};
     #pragma omp parallel for schedule(dynamic, 4)
     for (int d = 0; d < t->n_docs; d++) {
         int stop;
         #pragma omp atomic read
         stop = failed;
-        if (stop) continue;
+        if (stop < d) continue;
         int *ctx_ids = NULL, n_ctx = 0;
         const char *ctx_of = NULL;
         sbuf all = {0};
@@ -703,6 +777,15 @@ static int tokenize_all(const tokenizer *tk, zeroshot_task *t, err *e) {
             else rc = tokenizer_encode(tk, all.s, true, false, &ids, &n, &le);
             if (rc) break;
             int n_cont = n > n_ctx ? n - n_ctx : 0;
+            if (n_cont == 0) {
+                free(ids);
+                char src[96], at[32];
+                cont_source(t, q, i - t->docs[d].first, src, sizeof src);
+                snprintf(at, sizeof at, text_docs ? " document %d:" : "%d:", t->docs[d].line);
+                rc = err_set(&le, SPARQ_EINPUT, "%s:%s %s tokenizes to nothing after its context: nothing "
+                             "to score", t->path, at, src);
+                break;
+            }
             q->tokens = malloc((size_t)(n_ctx + n_cont) * sizeof(int));
             if (!q->tokens) {
                 free(ids);
@@ -719,12 +802,14 @@ static int tokenize_all(const tokenizer *tk, zeroshot_task *t, err *e) {
         free(all.s);
         if (rc) {
             #pragma omp critical(zeroshot_tokenize)
-            if (!first.code) first = le.code ? le : (err){.code = SPARQ_ERUNTIME};
-            #pragma omp atomic write
-            failed = 1;
+            if (d < failed) {
+                first = le.code ? le : (err){.code = SPARQ_ERUNTIME};
+                #pragma omp atomic write
+                failed = d;
+            }
         }
     }
-    if (failed) {
+    if (failed < t->n_docs) {
         *e = first;
         return first.code ? first.code : SPARQ_ERUNTIME;
     }
@@ -826,7 +911,7 @@ int zeroshot_load_task(const tokenizer *tk, const char *name, const char *path, 
         }
         }
     }
-    if (!rc) rc = tokenize_all(tk, out, e);
+    if (!rc) rc = tokenize_all(tk, out, which >= 7, e);
     labels_free(&lab);
     free(data);
     free(labpath);

@@ -53,7 +53,9 @@ extern const char *const zeroshot_task_names[];
  * limit > 0 keeps the first `limit` documents; seed drives the `ending` builder only.
  * Labels files: `path` may be "DATA,LABELS"; otherwise piqa (and winogrande items without an
  * "answer") read the sibling X-labels.lst of X.jsonl. Bad files fail with SPARQ_EINPUT and a
- * message naming the file, line and field. */
+ * message naming the file, line and field, and so does an item with nothing to score (a field
+ * its context or a choice comes from empty or only whitespace, fewer than 2 choices, a
+ * continuation that tokenizes to nothing after its context). Blank lines are skipped. */
 int  zeroshot_load_task(const tokenizer *t, const char *name, const char *path, int limit,
                         unsigned long seed, zeroshot_task *out, err *e);
 void zeroshot_task_free(zeroshot_task *t);

@@ -398,6 +398,15 @@ static void ini_make(made *m, long which, long unused) {
 
 /* ---- zero-shot task files -------------------------------------------------------------------- */
 
+/* Items with nothing to score (empty or whitespace-only text, no choices, a continuation that
+ * tokenizes to nothing) are refused naming the line and the field; blank lines are skipped but
+ * counted. */
+#define PIQA_OK "{\"goal\": \"a\", \"sol1\": \"b\", \"sol2\": \"c\", \"label\": 0}\n"
+#define ARC_CHOICES "[{\"text\": \"x\", \"label\": \"A\"}, {\"text\": \"y\", \"label\": \"B\"}]"
+#define HS_ITEM(ctx_a, ctx_b, endings) \
+    "{\"ctx_a\": \"" ctx_a "\", \"ctx_b\": \"" ctx_b "\", \"activity_label\": \"c\", \"label\": 0, \"endings\": " endings "}\n"
+#define WINO_ITEM(sentence, o1) \
+    "{\"sentence\": \"" sentence "\", \"option1\": \"" o1 "\", \"option2\": \"y\", \"answer\": \"1\"}\n"
 static const struct { const char *task, *data, *labels; } task_files[] = {
     /* 0 */ {"piqa", "{\"goal\": \"a\", \"sol1\": \"b\"}\n", "0\n"},
     /* 1 */ {"piqa", "{\"goal\": \"a\", \"sol1\": \"b\", \"sol2\": \"c\"}\n{\"goal\": \"a\", \"sol1\": \"b\", \"sol2\": \"c\"}\n", "0\n2\n"},
@@ -417,10 +426,38 @@ static const struct { const char *task, *data, *labels; } task_files[] = {
     /* 11 */ {"ending", "One sentence only.\n", NULL},
     /* 12 */ {"hellaswag", "{\"ctx_a\": \"a\", \"ctx_b\": \"b\", \"activity_label\": \"c\", \"label\": 0, "
                            "\"endings\": \"not a list\"}\n", NULL},
+    /* 13 */ {"lambada", "{\"text\": \"\"}\n", NULL},
+    /* 14 */ {"lambada", "{\"text\": \"the cat sat\"}\n\n{\"text\": \"  \\t \"}\n", NULL},
+    /* 15 */ {"lambada", "{\"text\": \"the cat sat\"}\n{\"text\": \"the cat sat \"}\n", NULL},
+    /* 16 */ {"piqa", "{\"goal\": \"\", \"sol1\": \"b\", \"sol2\": \"c\", \"label\": 0}\n", NULL},
+    /* 17 */ {"piqa", PIQA_OK "{\"goal\": \"a\", \"sol1\": \"b\", \"sol2\": \" \", \"label\": 0}\n", NULL},
+    /* 18 */ {"arc_easy", "{\"question\": {\"stem\": \"q\", \"choices\": []}, \"answerKey\": \"A\"}\n", NULL},
+    /* 19 */ {"arc_challenge", "{\"question\": {\"stem\": \"\", \"choices\": " ARC_CHOICES "}, \"answerKey\": \"A\"}\n",
+              NULL},
+    /* 20 */ {"arc_easy", "{\"question\": {\"stem\": \"q\", \"choices\": [{\"text\": \"x\", \"label\": \"A\"}, "
+                          "{\"text\": \"\", \"label\": \"B\"}]}, \"answerKey\": \"A\"}\n", NULL},
+    /* 21 */ {"hellaswag", HS_ITEM("a", "", "[\"x\", \"y\"]") HS_ITEM(" ", "", "[\"x\", \"y\"]"), NULL},
+    /* 22 */ {"hellaswag", HS_ITEM("a", "b", "[]"), NULL},
+    /* 23 */ {"hellaswag", HS_ITEM("a", "b", "[\"x\", \"y\", \"\"]"), NULL},
+    /* 24 */ {"hellaswag", HS_ITEM("a", "b", "[\"[step]\", \"y\"]"), NULL},
+    /* 25 */ {"winogrande", WINO_ITEM("a _ b", ""), NULL},
+    /* 26 */ {"winogrande", WINO_ITEM("a _ b", "x") WINO_ITEM("no blank here", "x"), NULL},
+    /* 27 */ {"winogrande", WINO_ITEM("", "x"), NULL},
+    /* 28 */ {"winogrande", WINO_ITEM("a b _ ", "x"), NULL},
+    /* 29 */ {"boolq", "{\"question\": \"q\", \"passage\": \"\", \"label\": true}\n", NULL},
+    /* 30 */ {"boolq", "{\"question\": \"q\", \"passage\": \"p\", \"label\": true}\n"
+                       "{\"question\": \"\\n\", \"passage\": \"p\", \"label\": true}\n", NULL},
+    /* 31 */ {"cloze", "  \n\n \t\n", NULL},
+    /* 32 */ {"cloze", "1 2 3.\n<|endoftext|>\nword\n", NULL},
+    /* 33 */ {"ending", "", NULL},
+    /* 34: LLaMA's vocabulary has "és": the last word "s" of "allés" (the builder's words are
+     * ASCII) merges into the context's "é" and leaves no token to score. */
+    /* 34 */ {"cloze", "We walked home.\n<|endoftext|>\nNous sommes tous allés.\n", NULL},
 };
 
-static void task_make(made *m, long which, long unused) {
-    (void)unused;
+/* llama: score with the random-weight LLaMA of the data folder and its own 32000-token vocabulary
+ * rather than stories260K. */
+static void task_make(made *m, long which, long llama) {
     char data[1200], spec[2600];
     bool text = strcmp(task_files[which].task, "cloze") == 0 || strcmp(task_files[which].task, "ending") == 0;
     snprintf(data, sizeof data, "%s", in_row(text ? "task.txt" : "task.jsonl"));
@@ -433,7 +470,8 @@ static void task_make(made *m, long which, long unused) {
         snprintf(spec, sizeof spec, "%s,%s", data, lab);
         snprintf(m->file, sizeof m->file, "%s", row_dir);   /* either file may be the one named */
     }
-    snprintf(m->args, sizeof m->args, "zeroshot --model '%s' --task '%s=%s'", model_bin(), task_files[which].task, spec);
+    const char *model = llama ? data_path("gguf/llama-2-tiny-random.gguf") : model_bin();
+    snprintf(m->args, sizeof m->args, "zeroshot --model '%s' --task '%s=%s'", model, task_files[which].task, spec);
 }
 
 /* ---- texts and run records ------------------------------------------------------------------- */
@@ -549,6 +587,29 @@ static const hostile_row rows[] = {
     {"lambada: missing text", task_make, 9, 0, ":1: missing string field \"text\""},
     {"cloze: empty text", task_make, 10, 0, "no document"},
     {"ending: a single sentence", task_make, 11, 0, "documents have two sentences"},
+    {"lambada: empty text", task_make, 13, 0, ":1: field \"text\" is empty: nothing to score"},
+    {"lambada: whitespace-only text after a blank line", task_make, 14, 0, ":3: field \"text\" is only whitespace"},
+    {"lambada: text ending in a space (no last word)", task_make, 15, 0, ":2: field \"text\" has no last word"},
+    {"piqa: empty goal", task_make, 16, 0, ":1: field \"goal\" is empty"},
+    {"piqa: whitespace-only solution", task_make, 17, 0, ":2: field \"sol2\" is only whitespace"},
+    {"arc: no choices", task_make, 18, 0, ":1: \"question.choices\" needs an array of at least 2 choices"},
+    {"arc: empty question", task_make, 19, 0, ":1: field \"question.stem\" is empty"},
+    {"arc: empty choice text", task_make, 20, 0, ":1: field \"question.choices[1].text\" is empty"},
+    {"hellaswag: empty context", task_make, 21, 0, ":2: fields \"ctx_a\" and \"ctx_b\" are both empty"},
+    {"hellaswag: empty endings list", task_make, 22, 0, ":1: \"endings\" needs an array"},
+    {"hellaswag: empty ending", task_make, 23, 0, ":1: field \"endings[2]\" is empty"},
+    {"hellaswag: ending that is only a tag", task_make, 24, 0, ":1: field \"endings[0]\" is empty once preprocessed"},
+    {"winogrande: empty option", task_make, 25, 0, ":1: field \"option1\" is empty"},
+    {"winogrande: sentence without a blank", task_make, 26, 0, ":2: \"sentence\" has no \"_\" blank"},
+    {"winogrande: empty sentence", task_make, 27, 0, ":1: field \"sentence\" is empty"},
+    {"winogrande: nothing after the blank", task_make, 28, 0, ":1: field \"sentence\" has nothing after its \"_\""},
+    {"boolq: empty passage", task_make, 29, 0, ":1: field \"passage\" is empty"},
+    {"boolq: whitespace-only question", task_make, 30, 0, ":2: field \"question\" is only whitespace"},
+    {"cloze: whitespace-only text", task_make, 31, 0, "no document gives a cloze item"},
+    {"cloze: no document with a last word and a context", task_make, 32, 0, "no document gives a cloze item"},
+    {"ending: empty text", task_make, 33, 0, "only 0 documents have two sentences"},
+    {"cloze: a last word that tokenizes to nothing", task_make, 34, 1,
+     "document 2: the last word \"s\" tokenizes to nothing after its context"},
     {"text: NUL byte", text_make, 0, 0, "NUL byte at offset 16"},
     {"jsonl text: text not a string", text_make, 1, 0, ":2: not a JSON object with a string \"text\""},
     {"text: only blank lines", text_make, 2, 0, "fewer than one window"},
@@ -649,6 +710,27 @@ Test(hostile, very_long_lines_and_documents_are_handled, .timeout = 120) {
     snprintf(args, sizeof args, "sweep '%s' --out '%s' --dry-run", cfg, in_row("long-out"));
     expect_ok(args, "2 runs: 0 done, 2 to run");
     free(w);
+}
+
+/* The edges of what has something to score stay scored: a one-word LAMBADA text (empty
+ * context, scored from BOS as the harness does), blank and whitespace-only lines between items
+ * (skipped), a HellaSwag item with an empty ctx_b, a WinoGrande blank that starts the sentence. */
+Test(hostile, items_at_the_edge_of_scorable_are_scored_and_blank_lines_skipped, .timeout = 60) {
+    row_begin(97);
+    static const struct { const char *task, *data, *n; } ok[] = {
+        {"lambada", "{\"text\": \"alone\"}\n\n   \n{\"text\": \"the cat sat\"}\n\n", "\"n\":2,"},
+        {"hellaswag", HS_ITEM("She runs.", "", "[\"x\", \"y\"]") "\n" HS_ITEM("", "b", "[\"x\", \"y\"]"), "\"n\":2,"},
+        {"winogrande", WINO_ITEM("_ went home.", "x"), "\"n\":1,"},
+        {"piqa", "\n" PIQA_OK "\t\n" PIQA_OK, "\"n\":2,"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char name[32], args[4096];
+        snprintf(name, sizeof name, "ok%zu.jsonl", i);
+        const char *f = in_row(name);
+        put_text(f, ok[i].data);
+        snprintf(args, sizeof args, "zeroshot --model '%s' --task '%s=%s' --json", model_bin(), ok[i].task, f);
+        expect_ok(args, ok[i].n);
+    }
 }
 
 /* An impossible grid point is not a bad config: it is listed as invalid, with the reason, and
