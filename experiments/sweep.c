@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/fileio.h"
 #include "../core/model.h"
 
 uint64_t sweep_hash(uint64_t h, const void *data, size_t n) {
@@ -120,15 +121,18 @@ static char *trim(char *s) {
     return s;
 }
 
-/* Relative data paths: $SPARQ_DATA first, then the config's folder (ARCHITECTURE.md). */
+/* Relative data paths: the data root first ($SPARQ_DATA, else the shared/data folder beside the
+ * checkout, core/fileio.h data_root), then the config's folder (ARCHITECTURE.md). A path found in
+ * neither stays under the data root, so the "cannot open" it ends in names the root tried. */
 static void resolve(const parse_state *ps, const char *v, char *out) {
     if (v[0] == '/' || strcmp(v, "self") == 0) { snprintf(out, SWEEP_PATH, "%s", v); return; }
-    const char *root = getenv("SPARQ_DATA");
-    char buf[SWEEP_PATH * 2];
-    snprintf(buf, sizeof buf, "%s/%s", root && *root ? root : "../shared/data", v);
-    if (access(buf, F_OK) == 0) { copystr(out, SWEEP_PATH, buf); return; }
-    snprintf(buf, sizeof buf, "%s/%s", ps->cfg_dir, v);
-    copystr(out, SWEEP_PATH, buf);
+    char root[SWEEP_PATH], data[SWEEP_PATH * 2], beside[SWEEP_PATH * 2];
+    bool have_root = data_root(root, sizeof root, NULL) == SPARQ_OK;
+    snprintf(data, sizeof data, "%s/%s", have_root ? root : "", v);
+    snprintf(beside, sizeof beside, "%s/%s", ps->cfg_dir, v);
+    if (have_root && access(data, F_OK) == 0) copystr(out, SWEEP_PATH, data);
+    else if (access(beside, F_OK) == 0 || !have_root) copystr(out, SWEEP_PATH, beside);
+    else copystr(out, SWEEP_PATH, data);
 }
 
 static int parse_int(const char *v, int lo, int hi, int *out) {
