@@ -4,20 +4,42 @@
 
 CC      ?= cc
 PKGS    := openblas lapacke gsl libcjson inih
-CFLAGS  := -std=c11 -O2 -g -fno-trapping-math -Wall -Wextra -Werror -fopenmp -D_POSIX_C_SOURCE=200809L \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# gsl's pkg-config also links gslcblas; OpenBLAS provides cblas, so link gsl alone.
-LDLIBS  := $(filter-out -lgslcblas,$(shell pkg-config --libs $(PKGS) 2>/dev/null)) -lm
-TESTLIBS := $(shell pkg-config --libs criterion 2>/dev/null)
+BUILD   := build
 
-SPARQ_DATA ?= ../shared/data
+# The packages' flags come from pkg-config, which can only answer once scripts/install-deps.sh has
+# installed them. So they live in $(BUILD)/config.mk, made by a rule that runs install-deps.sh
+# first: GNU make remakes an included makefile that is missing or out of date before anything
+# else, then restarts and reads it, so a fresh machine builds in one `make`. `make clean` alone
+# installs nothing.
+CONFIG := $(BUILD)/config.mk
+.DEFAULT_GOAL := all
+ifneq ($(if $(MAKECMDGOALS),$(filter-out clean,$(MAKECMDGOALS)),all),)
+include $(CONFIG)
+endif
+
+$(CONFIG): Makefile scripts/install-deps.sh
+	@scripts/install-deps.sh
+	@mkdir -p $(dir $@)
+	@c=$$(pkg-config --cflags $(PKGS)) && l=$$(pkg-config --libs $(PKGS)) && \
+	  t=$$(pkg-config --libs criterion) && \
+	  printf '# Made by the Makefile from pkg-config; deleted by make clean.\nPKG_CFLAGS := %s\nPKG_LIBS := %s\nPKG_TESTLIBS := %s\n' \
+	    "$$c" "$$l" "$$t" > $@.tmp && mv $@.tmp $@
+
+CFLAGS  := -std=c11 -O2 -g -fno-trapping-math -Wall -Wextra -Werror -fopenmp -D_POSIX_C_SOURCE=200809L \
+           $(PKG_CFLAGS)
+# gsl's pkg-config also links gslcblas; OpenBLAS provides cblas, so link gsl alone.
+LDLIBS  := $(filter-out -lgslcblas,$(PKG_LIBS)) -lm
+TESTLIBS := $(PKG_TESTLIBS)
+
+# Absolute, so scripts that change folder find it too; the binaries default to the same folder
+# (core/fileio.h data_root) when run outside make.
+SPARQ_DATA ?= $(abspath $(CURDIR)/../shared/data)
 export SPARQ_DATA
 
 LIB_SRC  := $(wildcard core/*.c solvers/*.c eval/*.c experiments/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 HEADERS  := $(wildcard core/*.h solvers/*.h eval/*.h experiments/*.h tests/*.h)
 
-BUILD      := build
 ASAN_BUILD := build-asan
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -100,13 +122,21 @@ FUZZ_SECONDS ?= 30
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build-fuzz
 FUZZERS      := llama2c tokenizer safetensors gguf spm_model spm_json sweep tasks results
-# Deferred (=): only fuzz targets run clang. libomp when clang can link it, else the pragmas go.
-FUZZ_OMP      = $(shell echo 'int main(void){return 0;}' | $(FUZZ_CC) -fopenmp -x c - -o /dev/null \
-                  2>/dev/null && echo -fopenmp || echo -Wno-unknown-pragmas)
+# Like $(CONFIG), and only for fuzz goals: `install-deps.sh fuzz` installs clang, then FUZZ_OMP says
+# whether clang can link libomp (-fopenmp), else the pragmas go.
+FUZZ_CONFIG  := $(BUILD)/config-fuzz.mk
+ifneq ($(filter fuzz fuzz-build $(FUZZ_BUILD)/%,$(MAKECMDGOALS)),)
+include $(FUZZ_CONFIG)
+endif
+$(FUZZ_CONFIG): Makefile scripts/install-deps.sh
+	@scripts/install-deps.sh fuzz
+	@mkdir -p $(dir $@)
+	@o=$$(echo 'int main(void){return 0;}' | $(FUZZ_CC) -fopenmp -x c - -o /dev/null 2>/dev/null \
+	      && echo -fopenmp || echo -Wno-unknown-pragmas) && \
+	  printf '# Made by the Makefile for fuzz goals; deleted by make clean.\nFUZZ_OMP := %s\n' "$$o" > $@.tmp && mv $@.tmp $@
 # -Wno-pass-failed: clang reports `omp simd` loops it did not vectorize (gcc says nothing).
-FUZZ_CFLAGS   = -std=c11 -O1 -g -fno-omit-frame-pointer -fno-trapping-math -Wall -Wextra -Werror \
-                -Wno-pass-failed $(FUZZ_OMP) -D_POSIX_C_SOURCE=200809L \
-                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-omit-frame-pointer -fno-trapping-math -Wall -Wextra -Werror \
+                -Wno-pass-failed $(FUZZ_OMP) -D_POSIX_C_SOURCE=200809L $(PKG_CFLAGS)
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_BINS    := $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)

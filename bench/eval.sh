@@ -5,7 +5,8 @@
 # about 14,000 tokens/s with 2 threads at context 256 (-b 256); the target is 3x that.
 set -eu
 cd "$(dirname "$0")/.."
-D=${SPARQ_DATA:-../shared/data}
+# Default data: shared/data beside this checkout (we are at its top now), wherever we were called from.
+D=${SPARQ_DATA:-$(cd .. && pwd)/shared/data}
 M="$D/stories260K/stories260K.bin"
 T="$D/stories260K/tok512.bin"
 field() { printf '%s' "$1" | grep -o "\"$2\":[0-9.eE+-]*" | cut -d: -f2; }

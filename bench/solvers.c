@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "../core/blas.h"
+#include "../core/fileio.h"
 #include "../core/hessian.h"
 #include "../solvers/obs.h"
 #include "../solvers/solver.h"
@@ -189,8 +190,12 @@ static void compress_rss(const char *data) {
 }
 
 int main(void) {
-    const char *data = getenv("SPARQ_DATA");
-    if (!data || !*data) data = "../shared/data";
+    char data[1024];
+    err de = {0};
+    if (data_root(data, sizeof data, &de) != SPARQ_OK) {
+        fprintf(stderr, "bench-solvers: %s\n", de.msg);
+        return 1;
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);   /* progress shows under make, line by line */
     /* The machine may be shared: the load says how far to trust the timings below. */
     FILE *la = fopen("/proc/loadavg", "r");

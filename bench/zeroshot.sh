@@ -6,7 +6,8 @@
 # Best of 3 runs each: the machine is shared, the fastest run is the least disturbed one.
 set -eu
 cd "$(dirname "$0")/.."
-D=${SPARQ_DATA:-../shared/data}
+# Default data: shared/data beside this checkout (we are at its top now), wherever we were called from.
+D=${SPARQ_DATA:-$(cd .. && pwd)/shared/data}
 M="$D/stories260K/stories260K.bin"
 T="$D/stories260K/tok512.bin"
 HS="$D/tasks/hellaswag/hellaswag_val_sample1000.jsonl"

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -134,4 +135,45 @@ void path_dir(const char *path, char *buf, size_t cap) {
     const char *slash = strrchr(path, '/');
     int len = slash ? (int)(slash - path) + 1 : 0;
     snprintf(buf, cap, "%.*s", len, path);
+}
+
+/* Does dir hold a sparq checkout? The two files only a checkout has at its top. */
+static bool is_checkout(const char *dir) {
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/Makefile", dir);
+    if (!path_exists(p)) return false;
+    snprintf(p, sizeof p, "%s/sparq.c", dir);
+    return path_exists(p);
+}
+
+/* Cut path (absolute, no trailing '/') to its parent: "/a/b" -> "/a", "/a" -> "". */
+static void cut_last(char *path) {
+    char *slash = strrchr(path, '/');
+    if (slash) *slash = '\0';
+}
+
+int data_root(char *out, size_t cap, err *e) {
+    const char *env = getenv("SPARQ_DATA");
+    if (env && *env) {
+        if (strlen(env) >= cap) return err_set(e, SPARQ_EINPUT, "SPARQ_DATA: %zu characters, at most %zu",
+                                               strlen(env), cap - 1);
+        memcpy(out, env, strlen(env) + 1);
+        return SPARQ_OK;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return err_set(e, SPARQ_ERUNTIME, "/proc/self/exe: cannot find the running executable (%s); "
+                       "set SPARQ_DATA", n < 0 ? strerror(errno) : "empty link");
+    exe[n] = '\0';
+    cut_last(exe);                              /* the executable's folder */
+    char dir[PATH_MAX];
+    memcpy(dir, exe, (size_t)n + 1);
+    while (dir[0] && !is_checkout(dir)) cut_last(dir);
+    if (!dir[0]) memcpy(dir, exe, strlen(exe) + 1);   /* outside a checkout: its own folder */
+    cut_last(dir);                              /* the folder holding the checkout */
+    int w = snprintf(out, cap, "%s/shared/data", dir);
+    if (w < 0 || (size_t)w >= cap)
+        return err_set(e, SPARQ_EINPUT, "%s/shared/data: path longer than %zu characters", dir, cap - 1);
+    return SPARQ_OK;
 }

@@ -43,4 +43,12 @@ bool path_has_suffix(const char *path, const char *suffix);        /* case-sensi
 /* buf = the folder part of path including its '/' ("" for a bare name); buf has room for cap. */
 void path_dir(const char *path, char *buf, size_t cap);
 
+/* The folder relative data paths resolve against, in out (room for cap bytes): $SPARQ_DATA when
+ * set, else the `shared/data` folder beside the sparq checkout the running binary belongs to. The
+ * checkout is the nearest folder at or above the executable's (/proc/self/exe) that holds both
+ * `Makefile` and `sparq.c`, so ./sparq, build/sparq-tests, build-asan/ and build-fuzz/ binaries
+ * all find <checkout>/../shared/data; a binary outside any checkout uses <its folder>/../shared/data.
+ * The folder need not exist (callers name it when a file under it is missing). */
+int data_root(char *out, size_t cap, err *e);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/fileio.h"
 #include "options.h"
 
 /* ---- parsing -------------------------------------------------------------------------------- */
@@ -52,15 +53,18 @@ static char *trim(char *s) {
     return s;
 }
 
-/* Relative data paths: $SPARQ_DATA first, then the config's folder (ARCHITECTURE.md). */
+/* Relative data paths: the data root first ($SPARQ_DATA, else the shared/data folder beside the
+ * checkout, core/fileio.h data_root), then the config's folder (ARCHITECTURE.md). A path found in
+ * neither stays under the data root, so the "cannot open" it ends in names the root tried. */
 static void resolve(const parse_state *ps, const char *v, char *out) {
     if (v[0] == '/' || strcmp(v, "self") == 0) { snprintf(out, SPEC_PATH, "%s", v); return; }
-    const char *root = getenv("SPARQ_DATA");
-    char buf[SPEC_PATH * 2];
-    snprintf(buf, sizeof buf, "%s/%s", root && *root ? root : "../shared/data", v);
-    if (access(buf, F_OK) == 0) { copystr(out, SPEC_PATH, buf); return; }
-    snprintf(buf, sizeof buf, "%s/%s", ps->cfg_dir, v);
-    copystr(out, SPEC_PATH, buf);
+    char root[SPEC_PATH], data[SPEC_PATH * 2], beside[SPEC_PATH * 2];
+    bool have_root = data_root(root, sizeof root, NULL) == SPARQ_OK;
+    snprintf(data, sizeof data, "%s/%s", have_root ? root : "", v);
+    snprintf(beside, sizeof beside, "%s/%s", ps->cfg_dir, v);
+    if (have_root && access(data, F_OK) == 0) copystr(out, SPEC_PATH, data);
+    else if (access(beside, F_OK) == 0 || !have_root) copystr(out, SPEC_PATH, beside);
+    else copystr(out, SPEC_PATH, data);
 }
 
 static int parse_int(const char *v, int lo, int hi, int *out) {

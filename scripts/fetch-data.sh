@@ -1,8 +1,8 @@
 #!/bin/sh
-# Download the test data into $SPARQ_DATA (default ../shared/data) from the upstream snapshots
+# Download the test data into $SPARQ_DATA (default: shared/data beside this checkout) from the upstream snapshots
 # listed in the data README, and check every sha256. For machines outside this environment.
 set -eu
-D=${SPARQ_DATA:-../shared/data}
+D=${SPARQ_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
 raw() { echo "https://raw.githubusercontent.com/$1/$2/$3"; }
 fetch() {   # dest sha256 url
     mkdir -p "$(dirname "$D/$1")"
@@ -44,6 +44,6 @@ fetch tasks/lambada/lambada_test.jsonl 4aa8d02cd17c719165fc8a7887fddd641f43fcafa
 # wiki.test.raw has no public byte-exact copy (data README: reassembled from two); it is
 # checked here but must be obtained as the README describes.
 if ! echo "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08  $D/text/wiki.test.raw" | sha256sum -c --status 2>/dev/null; then
-    echo "text/wiki.test.raw: missing or different; rebuild it as ../shared/data/README.md describes" >&2
+    echo "text/wiki.test.raw: missing or different; rebuild it as $D/README.md describes" >&2
 fi
 echo "data ready in $D" >&2

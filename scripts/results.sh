@@ -6,7 +6,8 @@
 #   scripts/results.sh quant       # rtn/gptq at 8/4/3/2 bits, per row and g32; mixes at equal TCr
 set -eu
 cd "$(dirname "$0")/.."
-D=${SPARQ_DATA:-../shared/data}
+# Default data: shared/data beside this checkout (we are at its top now), wherever we were called from.
+D=${SPARQ_DATA:-$(cd .. && pwd)/shared/data}
 M="$D/stories260K/stories260K.bin"
 TOK="$D/stories260K/tok512.bin"
 TS="$D/text/TinyStories-valid-first1000.txt"

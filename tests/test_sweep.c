@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../core/fileio.h"
 #include "../experiments/report.h"
 #include "../experiments/results.h"
 #include "../experiments/run.h"
@@ -359,4 +360,33 @@ Test(sweep, sweep_killed_at_ten_random_points_ends_with_the_uninterrupted_record
     free(out); free(er);
     cr_assert_eq(check_records_file(killed), 8);
     expect_same_records(killed, full, 8);
+}
+
+/* Relative data paths in a config resolve against the data root: without $SPARQ_DATA that is the
+ * shared/data folder beside the binary's checkout, whatever the working folder (issue 13). */
+Test(sweep, finds_the_data_beside_the_checkout_from_another_folder_without_sparq_data) {
+    unsetenv("SPARQ_DATA");
+    if (!path_exists(data_path("stories260K/stories260K.bin")))
+        cr_skip_test("no data beside the checkout (%s): $SPARQ_DATA points elsewhere", data_path(""));
+    const char *cfg = write_config("elsewhere.ini", tmp_path("out-elsewhere"), grid_small);
+    const char *cwd = tmp_path("elsewhere");
+    cr_assert_eq(mkdir(cwd, 0755), 0);
+    char *out, *er, args[4096];
+    snprintf(args, sizeof args, "sweep '%s' --dry-run", cfg);
+    cr_assert_eq(run_sparq_in(cwd, args, &out, &er), 0, "%s", er);
+    cr_assert(strstr(out, "8 runs: 0 done"), "%s", out);
+    free(out); free(er);
+}
+
+Test(sweep, missing_data_folder_is_named_in_the_error) {
+    const char *missing = tmp_path("no-such-data");
+    setenv("SPARQ_DATA", missing, 1);
+    const char *cfg = write_config("missing-data.ini", tmp_path("out-missing-data"), grid_small);
+    char *out, *er, args[4096];
+    snprintf(args, sizeof args, "sweep '%s' --dry-run", cfg);
+    cr_assert_eq(run_sparq_in(tmp_path(""), args, &out, &er), 2, "%s", er);
+    char want[4200];
+    snprintf(want, sizeof want, "%s/stories260K/stories260K.bin: cannot open", missing);
+    cr_assert(strstr(er, want), "expected \"%s\" in: %s", want, er);
+    free(out); free(er);
 }

@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include "../core/fileio.h"
 #include "../core/forward.h"
 #include "../core/hessian.h"
 #include "../experiments/calib.h"
@@ -15,9 +16,11 @@
 const char *data_path(const char *rel) {
     static char ring[8][4096];
     static int k;
-    const char *root = getenv("SPARQ_DATA");
+    char root[2048];
+    err e = {0};
+    cr_assert_eq(data_root(root, sizeof root, &e), SPARQ_OK, "%s", e.msg);
     char *b = ring[k++ % 8];
-    snprintf(b, sizeof ring[0], "%s/%s", root && *root ? root : "../shared/data", rel);
+    snprintf(b, sizeof ring[0], "%s/%s", root, rel);
     return b;
 }
 
@@ -57,10 +60,22 @@ char *read_all(const char *path, size_t *n) {
 }
 
 int run_sparq(const char *args, char **out, char **errout) {
+    return run_sparq_in(NULL, args, out, errout);
+}
+
+int run_sparq_in(const char *dir, const char *args, char **out, char **errout) {
     const char *bin = getenv("SPARQ_BIN");
+    if (!bin || !*bin) bin = "./sparq";
+    char abs[4096], cwd[2048];
+    if (dir && bin[0] != '/') {
+        cr_assert_not_null(getcwd(cwd, sizeof cwd));
+        snprintf(abs, sizeof abs, "%s/%s", cwd, bin);
+        bin = abs;
+    }
     const char *o = tmp_path("run.out"), *e = tmp_path("run.err");
-    char *cmd = malloc(strlen(args) + 2048);
-    sprintf(cmd, "%s %s >'%s' 2>'%s'", bin && *bin ? bin : "./sparq", args, o, e);
+    char *cmd = malloc(strlen(args) + (dir ? strlen(dir) : 0) + 8192);
+    sprintf(cmd, "%s%s%s%s %s >'%s' 2>'%s'", dir ? "cd '" : "", dir ? dir : "", dir ? "' && " : "", bin,
+            args, o, e);
     int st = system(cmd);
     free(cmd);
     if (out) *out = read_all(o, NULL);

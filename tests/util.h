@@ -8,7 +8,8 @@
 #include "../core/model.h"
 #include "../core/tokenizer.h"
 
-/* $SPARQ_DATA/rel (default ../shared/data/rel) in a static buffer ring (8 slots). */
+/* <data root>/rel: $SPARQ_DATA/rel, else beside the checkout (core/fileio.h data_root); a static
+ * buffer ring (8 slots). */
 const char *data_path(const char *rel);
 
 /* A fresh file path in a per-process temporary folder (static buffer ring, 8 slots). */
@@ -23,6 +24,8 @@ char *read_all(const char *path, size_t *n);
 /* Run "$SPARQ_BIN args..." (args is one shell-quoted string); stdout and stderr are captured
  * into malloc'ed strings (caller frees). Returns the exit status, or -1 if it did not exit. */
 int run_sparq(const char *args, char **out, char **errout);
+/* The same, run from folder dir (the binary's path is made absolute first). */
+int run_sparq_in(const char *dir, const char *args, char **out, char **errout);
 
 /* stories260K and its tokenizer, loaded once per test (asserts on failure). */
 model *load_stories(void);

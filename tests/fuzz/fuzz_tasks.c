@@ -4,7 +4,9 @@
  *   byte 1: bits 0-1 the limit (0 = all, 1, 2, 5), bit 2 a labels file named explicitly
  *           ("DATA,LABELS") rather than found beside the data (X-labels.lst), bits 3-7 the seed;
  *   the rest: the data file, then, after a NUL byte if there is one, the labels file.
- * Requests are tokenized with $SPARQ_DATA/stories260K/tok512.bin, or byte pieces without it. */
+ * Requests are tokenized with stories260K/tok512.bin under the data root (core/fileio.h data_root),
+ * or byte pieces without it. */
+#include "../../core/fileio.h"
 #include "../../eval/zeroshot.h"
 #include "fuzz.h"
 
@@ -13,10 +15,9 @@ static tokenizer *tok;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    const char *root = getenv("SPARQ_DATA");
-    char p[1024];
-    snprintf(p, sizeof p, "%s/stories260K/tok512.bin", root && *root ? root : "../shared/data");
+    char root[1024], p[1100];
     err e = {0};
+    snprintf(p, sizeof p, "%s/stories260K/tok512.bin", data_root(root, sizeof root, &e) == SPARQ_OK ? root : ".");
     if (tokenizer_load(&tok, p, &e) == SPARQ_OK) return 0;
     /* <unk>, BOS, EOS and the 256 byte pieces. */
     static char bytes[256][8];

@@ -5,7 +5,7 @@
 # Copies only the first bytes or lines of large files: the harnesses' -max_len cuts inputs anyway.
 # Usage (from the repository root, after `make fuzz-build`): tests/fuzz/mkcorpus.sh
 set -eu
-D=${SPARQ_DATA:-../shared/data}
+D=${SPARQ_DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/data}   # beside this checkout
 C=build-fuzz/corpus
 MK=build/fuzz-mkseeds
 TMP=build-fuzz/tmp
