@@ -463,14 +463,14 @@ static int cmd_generate(int argc, char **argv, err *e) {
 
 /* ---- compress ----------------------------------------------------------------------------- */
 
-static int parse_float(const char *name, const char *v, float lo, float hi, float *out, err *e) {
+static int parse_float(const char *name, const char *v, double lo, double hi, double *out, err *e) {
     if (!v) return SPARQ_OK;
     char *end;
     double x = strtod(v, &end);
     if (*v == '\0' || *end != '\0' || !(x >= lo && x <= hi))
         return err_set(e, SPARQ_EINPUT, "%s %s: expected a number in [%g, %g]", name, v, (double)lo,
                        (double)hi);
-    *out = (float)x;
+    *out = x;
     return SPARQ_OK;
 }
 
@@ -483,20 +483,22 @@ static int compress_options_parse(flag *f, const model *m, compress_options *o, 
     if (rc) return rc;
     o->target = target_default();
     target *t = &o->target;
-    rc = parse_float("--sparsity", flag_str(f, "--sparsity"), -1e9f, 1e9f, &t->sparsity, e);
-    if (!rc && !(t->sparsity >= 0.0f && t->sparsity < 1.0f))
+    rc = parse_float("--sparsity", flag_str(f, "--sparsity"), -1e9, 1e9, &t->sparsity, e);
+    if (!rc && !(t->sparsity >= 0.0 && t->sparsity < 1.0))
         rc = err_set(e, SPARQ_EINPUT, "--sparsity %s is outside [0, 1)", flag_str(f, "--sparsity"));
     if (!rc) rc = flag_int(f, "--bits", 2, 16, &t->bits, e);
     if (!rc) rc = flag_int(f, "--block", 0, 1 << 20, &t->block, e);
     if (!rc) rc = flag_int(f, "--group", -1, 1 << 20, &t->group, e);
-    if (!rc) rc = parse_float("--damp", flag_str(f, "--damp"), 0.0f, 1.0f, &t->damp, e);
+    double damp = t->damp;
+    if (!rc) rc = parse_float("--damp", flag_str(f, "--damp"), 0.0, 1.0, &damp, e);
+    t->damp = (float)damp;
     if (rc) return rc;
     const char *nm = flag_str(f, "--nm");
     if (nm) {
         char extra;
         if (sscanf(nm, "%d:%d%c", &t->n, &t->m, &extra) != 2)
             return err_set(e, SPARQ_EINPUT, "--nm %s: expected N:M, e.g. 2:4", nm);
-        if (flag_str(f, "--sparsity") && fabsf(t->sparsity - (float)t->n / (t->m ? t->m : 1)) > 1e-6f)
+        if (flag_str(f, "--sparsity") && fabs(t->sparsity - (double)t->n / (t->m ? t->m : 1)) > 1e-6)
             return err_set(e, SPARQ_EINPUT, "--nm %s prunes %g of the weights; --sparsity %s "
                            "contradicts it", nm, t->m ? (double)t->n / t->m : 0.0,
                            flag_str(f, "--sparsity"));

@@ -328,7 +328,7 @@ static void make_point(const grid_section *g, const char *val[G_KEYS], const int
     }
     char *end;
     if (val[G_SPARSITY]) {
-        t->sparsity = strtof(val[G_SPARSITY], &end);
+        t->sparsity = strtod(val[G_SPARSITY], &end);
         if (*end) { snprintf(r->invalid, sizeof r->invalid, "sparsity '%s' is not a number", val[G_SPARSITY]); return; }
     }
     if (val[G_NM]) {
@@ -337,7 +337,7 @@ static void make_point(const grid_section *g, const char *val[G_KEYS], const int
             snprintf(r->invalid, sizeof r->invalid, "nm '%s': expected N:M", val[G_NM]);
             return;
         }
-        if (val[G_SPARSITY] && t->m > 0 && fabsf(t->sparsity - (float)t->n / t->m) > 1e-6f) {
+        if (val[G_SPARSITY] && t->m > 0 && fabs(t->sparsity - (double)t->n / t->m) > 1e-6) {
             snprintf(r->invalid, sizeof r->invalid, "%s prunes %g of the weights, not sparsity %s",
                      val[G_NM], (double)t->n / t->m, val[G_SPARSITY]);
             return;
@@ -413,7 +413,7 @@ static void make_label(run_spec *r) {
     size_t n = sizeof r->label;
     int w = snprintf(p, n, "%s", r->dense ? "dense" : r->solver.name);
     if (t->m > 0) w += snprintf(p + w, n - w, " %d:%d", t->n, t->m);
-    if (t->sparsity > 0 && (t->m == 0 || fabsf(t->sparsity - (float)t->n / t->m) > 1e-6f))
+    if (t->sparsity > 0 && (t->m == 0 || fabs(t->sparsity - (double)t->n / t->m) > 1e-6))
         w += snprintf(p + w, n - w, " s=%g", (double)t->sparsity);
     if (t->bits < 16) w += snprintf(p + w, n - w, " %d-bit", t->bits);
     if (t->bits < 16 && t->group > 0) w += snprintf(p + w, n - w, " g%d", t->group);
