@@ -31,7 +31,7 @@ void compress_report_free(compress_report *r) {
 }
 
 int compress_check(const model *m, const compress_options *o, err *e) {
-    if (o->schedule != SCHEDULE_UNIFORM && (o->target.m > 0 || o->target.sparsity <= 0.0f))
+    if (o->schedule != SCHEDULE_UNIFORM && (o->target.m > 0 || o->target.sparsity <= 0.0))
         return err_set(e, SPARQ_EINPUT, "schedule %s allocates unstructured sparsity: give "
                        "--sparsity, not N:M", schedule_name(o->schedule));
     for (int k = 0; k < LIN_COUNT; k++) {
@@ -120,7 +120,7 @@ static int plan_schedule(driver *d, model *m, const compress_options *o, float *
     const model_config *c = &m->cfg;
     int n = c->n_layers * LIN_COUNT;
     schedule_layer *st = calloc((size_t)n, sizeof *st);
-    float *alloc = malloc((size_t)n * sizeof(float));
+    double *alloc = malloc((size_t)n * sizeof(double));
     int rc = st && alloc ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory");
     if (!rc) rc = forward_embed(m, d->calib->tokens, (int)(d->calib->offs[d->calib->n - 1] +
                                 d->calib->lens[d->calib->n - 1]), X, e);

@@ -25,7 +25,7 @@ typedef struct {
 typedef struct {
     char         name[32];           /* "3.gate" */
     int          rows, cols;
-    float        target_sparsity;    /* what the schedule gave this layer */
+    double       target_sparsity;    /* what the schedule gave this layer */
     layer_report report;
 } compress_layer;
 

@@ -200,7 +200,7 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
     for (int a = 0; a < C; a += B) {
         int nb = a + B < C ? B : C - a;
         M1 = Mk + (size_t)a * R;
-        if (!fixed && !nm && t->sparsity > 0.0f) {
+        if (!fixed && !nm && t->sparsity > 0.0) {
             /* SparseGPT's adaptive mask rule, so that the two differ only in the update. */
             #pragma omp parallel for schedule(static) if (nb * R > 65536)
             for (int k = 0; k < nb; k++) {
@@ -250,7 +250,7 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
     sweep_transpose_mask_out(Mk, R, C, ident, r->mask);
     if (t->bits < 16) {
         target q = *t;
-        q.sparsity = 0.0f;
+        q.sparsity = 0.0;
         q.n = q.m = 0;
         rc = obs_sweep(W, R, C, H, &q, SWEEP_MASK_FIXED, r, e);
     }

@@ -80,8 +80,8 @@ float mask_kth(const float *score, size_t n, size_t k, float *tmp) {
     return float_of(hi);
 }
 
-void mask_threshold(const float *score, size_t n, float s, uint8_t *mask, float *tmp) {
-    if (s <= 0.0f || n == 0) return;
+void mask_threshold(const float *score, size_t n, double s, uint8_t *mask, float *tmp) {
+    if (s <= 0.0 || n == 0) return;
     size_t k = (size_t)((double)n * s);
     if (k >= n) { memset(mask, 1, n); return; }
     float t = mask_kth(score, n, k, tmp);

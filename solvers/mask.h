@@ -13,7 +13,7 @@ float mask_kth(const float *score, size_t n, size_t k, float *tmp);
 
 /* mask[i] |= score[i] <= t, t = the sorted score at floor(n * s) (the reference rule: ties may
  * prune slightly more than s). s = 0 prunes nothing. Uses tmp[n]. */
-void mask_threshold(const float *score, size_t n, float s, uint8_t *mask, float *tmp);
+void mask_threshold(const float *score, size_t n, double s, uint8_t *mask, float *tmp);
 
 /* Mark exactly the k smallest scores of one row (ties: lower index first). Uses tmp[n]. */
 void mask_smallest(const float *score, int n, int k, uint8_t *mask, float *tmp);

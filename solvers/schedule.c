@@ -7,10 +7,10 @@
 #include "mask.h"
 #include "obs.h"
 
-#define MAX_SPARSITY 0.95f
+#define MAX_SPARSITY 0.95
 #define HESSIAN_LEVELS 5        /* log-scale clusters of the error estimates              */
-#define HESSIAN_STEP 0.05f      /* sparsity difference between adjacent clusters           */
-#define OWL_LAMBDA 0.08f        /* OWL's default range: target +- lambda                  */
+#define HESSIAN_STEP 0.05       /* sparsity difference between adjacent clusters           */
+#define OWL_LAMBDA 0.08         /* OWL's default range: target +- lambda                  */
 #define OWL_M 5.0f              /* OWL's outlier threshold: 5x the layer's mean score      */
 
 int schedule_parse(const char *name, schedule_kind *out, err *e) {
@@ -25,7 +25,7 @@ const char *schedule_name(schedule_kind k) {
     return k == SCHEDULE_HESSIAN ? "hessian" : k == SCHEDULE_OWL ? "owl" : "uniform";
 }
 
-int schedule_measure(const float *W, int rows, int cols, const float *H, float s, float damp,
+int schedule_measure(const float *W, int rows, int cols, const float *H, double s, float damp,
                      schedule_layer *out, err *e) {
     size_t n = (size_t)rows * cols;
     memset(out, 0, sizeof *out);
@@ -72,28 +72,28 @@ int schedule_measure(const float *W, int rows, int cols, const float *H, float s
     return SPARQ_OK;
 }
 
-static float clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ? hi : x; }
+static double clamp(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
 
 /* Shift all sparsities by one constant so the weighted mean of the clipped values is the
  * target: the mean is monotone in the shift, so bisection finds it. */
-static void shift_to_target(const schedule_layer *l, int n, float target, const float *base,
-                            float *out) {
+static void shift_to_target(const schedule_layer *l, int n, double target, const double *base,
+                            double *out) {
     double lo = -1.0, hi = 1.0, total = 0;
     for (int i = 0; i < n; i++) total += l[i].params;
     for (int it = 0; it < 100; it++) {
         double c = 0.5 * (lo + hi), m = 0;
-        for (int i = 0; i < n; i++) m += l[i].params * clampf(base[i] + (float)c, 0.0f, MAX_SPARSITY);
+        for (int i = 0; i < n; i++) m += l[i].params * clamp(base[i] + c, 0.0, MAX_SPARSITY);
         if (m / total < target) lo = c; else hi = c;
     }
-    for (int i = 0; i < n; i++) out[i] = clampf(base[i] + (float)(0.5 * (lo + hi)), 0.0f, MAX_SPARSITY);
+    for (int i = 0; i < n; i++) out[i] = clamp(base[i] + 0.5 * (lo + hi), 0.0, MAX_SPARSITY);
 }
 
-int schedule_allocate(schedule_kind k, const schedule_layer *layers, int n, float target,
-                      float *out, err *e) {
-    if (!(target >= 0.0f && target <= MAX_SPARSITY))
-        return err_set(e, SPARQ_EINPUT, "schedule target %g is outside [0, %g]", (double)target,
-                       (double)MAX_SPARSITY);
-    float *base = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+int schedule_allocate(schedule_kind k, const schedule_layer *layers, int n, double target,
+                      double *out, err *e) {
+    if (!(target >= 0.0 && target <= MAX_SPARSITY))
+        return err_set(e, SPARQ_EINPUT, "schedule target %g is outside [0, %g]", target,
+                       MAX_SPARSITY);
+    double *base = malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
     if (!base) return err_set(e, SPARQ_ERUNTIME, "out of memory");
     if (k == SCHEDULE_UNIFORM) {
         for (int i = 0; i < n; i++) out[i] = target;
@@ -113,7 +113,7 @@ int schedule_allocate(schedule_kind k, const schedule_layer *layers, int n, floa
             double z = log10(fmax(layers[i].obs_error, 1e-30));
             int bin = zmax > zmin ? (int)((z - zmin) / (zmax - zmin) * HESSIAN_LEVELS) : 0;
             if (bin >= HESSIAN_LEVELS) bin = HESSIAN_LEVELS - 1;
-            base[i] = target + HESSIAN_STEP * ((HESSIAN_LEVELS - 1) / 2.0f - bin);
+            base[i] = target + HESSIAN_STEP * ((HESSIAN_LEVELS - 1) / 2.0 - bin);
         }
     } else {
         /* OWL: per block, the outlier ratio over its layers; ratios mapped onto [0, 2 lambda],
@@ -136,7 +136,7 @@ int schedule_allocate(schedule_kind k, const schedule_layer *layers, int n, floa
             num[b] = rmax > rmin ? (num[b] - rmin) / (rmax - rmin) * 2 * OWL_LAMBDA : 0;
             rmean += num[b] / nb;
         }
-        for (int i = 0; i < n; i++) base[i] = target - (float)(num[layers[i].block] - rmean);
+        for (int i = 0; i < n; i++) base[i] = target - (num[layers[i].block] - rmean);
         free(num);
         free(den);
     }

@@ -21,11 +21,11 @@ typedef struct {
 } schedule_layer;
 
 /* Sparsity of each of n layers: weighted mean = target (to 1e-6), each in [0, 0.95]. */
-int schedule_allocate(schedule_kind k, const schedule_layer *layers, int n, float target,
-                      float *out, err *e);
+int schedule_allocate(schedule_kind k, const schedule_layer *layers, int n, double target,
+                      double *out, err *e);
 
 /* The statistics of one layer W [rows][cols] with Hessian H, at sparsity s. */
-int schedule_measure(const float *W, int rows, int cols, const float *H, float s, float damp,
+int schedule_measure(const float *W, int rows, int cols, const float *H, double s, float damp,
                      schedule_layer *out, err *e);
 
 #endif

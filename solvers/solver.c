@@ -29,7 +29,7 @@ const char *const *solver_names(void) {
 }
 
 target target_default(void) {
-    return (target){.sparsity = 0.0f, .n = 0, .m = 0, .bits = 16, .group = -1, .damp = 0.01f,
+    return (target){.sparsity = 0.0, .n = 0, .m = 0, .bits = 16, .group = -1, .damp = 0.01f,
                     .block = 128, .scope = SCOPE_LAYER};
 }
 
@@ -44,21 +44,21 @@ void layer_report_free(layer_report *r) {
 
 int solver_check(const solver *s, const target *t, int rows, int cols, err *e) {
     bool nm = t->n > 0 || t->m > 0;
-    if (!(t->sparsity >= 0.0f && t->sparsity < 1.0f))
-        return err_set(e, SPARQ_EINPUT, "sparsity %g is outside [0, 1)", (double)t->sparsity);
+    if (!(t->sparsity >= 0.0 && t->sparsity < 1.0))
+        return err_set(e, SPARQ_EINPUT, "sparsity %g is outside [0, 1)", t->sparsity);
     if (nm) {
         if (t->n < 1 || t->m < 2 || t->n >= t->m || t->m > 64)
             return err_set(e, SPARQ_EINPUT, "N:M pattern %d:%d: need 1 <= N < M <= 64", t->n, t->m);
-        if (t->sparsity > 0.0f && fabsf(t->sparsity - (float)t->n / t->m) > 1e-6f)
+        if (t->sparsity > 0.0 && fabs(t->sparsity - (double)t->n / t->m) > 1e-6)
             return err_set(e, SPARQ_EINPUT, "%d:%d prunes %.4g of the weights, not sparsity %g",
-                           t->n, t->m, (double)t->n / t->m, (double)t->sparsity);
+                           t->n, t->m, (double)t->n / t->m, t->sparsity);
         if (cols % t->m != 0)
             return err_set(e, SPARQ_EINPUT, "%d:%d does not divide a layer of %d input columns",
                            t->n, t->m, cols);
         if (t->block > 0 && t->block % t->m != 0)
             return err_set(e, SPARQ_EINPUT, "block %d is not a multiple of M = %d", t->block, t->m);
     }
-    if (!s->prunes && (nm || t->sparsity > 0.0f))
+    if (!s->prunes && (nm || t->sparsity > 0.0))
         return err_set(e, SPARQ_EINPUT, "solver %s does not prune; drop --sparsity/--nm", s->name);
     if (t->bits != 16 && (t->bits < 2 || t->bits > 8))
         return err_set(e, SPARQ_EINPUT, "bits %d: expected 2 to 8, or 16 for no quantization",
@@ -136,7 +136,7 @@ static void chain_targets(const solver_spec *s, const target *t, target *t1, tar
     *t2 = *t;
     if (s->n < 2) return;
     t1->bits = 16;
-    t2->sparsity = 0.0f;
+    t2->sparsity = 0.0;
     t2->n = t2->m = 0;
     t2->keep_mask = !s->quantize_all;
 }

@@ -12,7 +12,9 @@
 typedef enum { SCOPE_LAYER, SCOPE_ROW } prune_scope;
 
 typedef struct {
-    float sparsity;          /* fraction of weights set to zero, 0 = none              */
+    double sparsity;         /* fraction of weights set to zero, 0 = none; double, as the
+                                reference's Python float: counts are int(n * s) with n * s
+                                in double (640 * 0.7 = 448, but 447 with 0.7f)           */
     int   n, m;              /* N:M pattern (prune n of every m), 0:0 = unstructured    */
     int   bits;              /* 16 = no quantization                                    */
     int   group;             /* quantization group along inputs, -1 = one per row       */

@@ -9,7 +9,7 @@ static int sparsegpt_compress(float *W, int rows, int cols, const float *H, cons
                               layer_report *r, err *e) {
     sweep_mask mode = t->keep_mask ? SWEEP_MASK_FIXED
                     : t->m > 0 ? SWEEP_MASK_NM
-                    : t->sparsity > 0.0f ? SWEEP_MASK_ADAPTIVE : SWEEP_MASK_NONE;
+                    : t->sparsity > 0.0 ? SWEEP_MASK_ADAPTIVE : SWEEP_MASK_NONE;
     return obs_sweep(W, rows, cols, H, t, mode, r, e);
 }
 

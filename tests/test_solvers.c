@@ -32,7 +32,7 @@ static float *random_layer(int rows, int cols) {
     return W;
 }
 
-static target tgt(float s, int n, int m) {
+static target tgt(double s, int n, int m) {
     target t = target_default();
     t.sparsity = s;
     t.n = n;
@@ -410,5 +410,116 @@ Test(solvers, non_finite_hessian_is_a_clear_error_for_every_solver) {
         cr_assert(strstr(e.msg, "Hessian entry (3, 5) is nan"), "%s: %s", names[s], e.msg);
         free(W);
     }
+    free(H);
+}
+
+/* ---- counts where cols * s is a whole number -------------------------------------------- */
+
+/* The reference codes compute counts as Python int(n * s) in doubles. At s = 0.7 and widths
+ * such as 640 and 5120 (LLaMA-13B) the product is a whole number: 640 * 0.7 = 448. A float
+ * 0.7f = 0.69999999 would give 447. The expected counts below come from the double product. */
+static long count_set(const uint8_t *m, size_t n, size_t stride, size_t len) {
+    long c = 0;
+    for (size_t i = 0; i < n; i += stride)
+        for (size_t j = 0; j < len; j++) c += m[i + j];
+    return c;
+}
+
+/* sparsegpt --gmp and wanda prune_magnitude: t = sorted |W| at index int(numel * s), prune
+ * |W| <= t. Computed here by a full sort. */
+static long reference_magnitude_count(const float *W, size_t n, double s) {
+    float *a = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) a[i] = fabsf(W[i]);
+    qsort(a, n, sizeof(float), cmp_float);
+    float t = a[(size_t)((double)n * s)];
+    long c = 0;
+    for (size_t i = 0; i < n; i++) c += fabsf(W[i]) <= t;
+    free(a);
+    return c;
+}
+
+/* A well-conditioned SPD Hessian with distinct diagonal: D + 0.1 v v^T. */
+static float *spd_h(int C) {
+    float *H = malloc((size_t)C * C * sizeof(float)), *v = random_layer(1, C);
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < C; j++)
+            H[(size_t)i * C + j] = 0.1f * v[i] * v[j] + (i == j ? 1.0f + 0.001f * (i % 97) : 0.0f);
+    free(v);
+    return H;
+}
+
+/* Magnitude at layer and row scope and (with H) Wanda on an R x C layer at s; want_layer is
+ * the reference's layer count, checked against the sort first. */
+static void expect_row_and_layer_counts(int R, int C, double s, const float *H, long want_layer) {
+    int per_row = (int)(C * s);
+    float *W0 = random_layer(R, C), *W = malloc((size_t)R * C * sizeof(float));
+    target t = target_default();
+    t.sparsity = s;
+    long want = reference_magnitude_count(W0, (size_t)R * C, s);
+    cr_assert_eq(want, want_layer, "the reference rule on this layer prunes %ld", want);
+    memcpy(W, W0, (size_t)R * C * sizeof(float));
+    layer_report r = run("magnitude", W, R, C, NULL, &t);
+    long got = count_set(r.mask, (size_t)R * C, (size_t)R * C, (size_t)R * C);
+    cr_assert_eq(got, want, "magnitude %d x %d: %ld pruned, reference %ld", R, C, got, want);
+    layer_report_free(&r);
+    t.scope = SCOPE_ROW;
+    memcpy(W, W0, (size_t)R * C * sizeof(float));
+    r = run("magnitude", W, R, C, NULL, &t);
+    for (int i = 0; i < R; i++)
+        cr_assert_eq(count_set(r.mask + (size_t)i * C, C, C, C), per_row, "magnitude per-row, row %d", i);
+    layer_report_free(&r);
+    if (H) {
+        t.scope = SCOPE_LAYER;
+        memcpy(W, W0, (size_t)R * C * sizeof(float));
+        r = run("wanda", W, R, C, H, &t);
+        for (int i = 0; i < R; i++) {
+            long z = count_set(r.mask + (size_t)i * C, C, C, C);
+            cr_assert_eq(z, per_row, "wanda %d x %d, row %d: %ld pruned, want %d", R, C, i, z, per_row);
+        }
+        layer_report_free(&r);
+    }
+    free(W); free(W0);
+}
+
+Test(solvers, sparsity_07_prunes_reference_count_on_width_640, .timeout = 60) {
+    const double s = 0.7;
+    cr_assert_eq((int)(640 * s), 448);
+    cr_assert_eq((long)(16 * 640 * s), 7168);
+    float *H = spd_h(640);
+    /* Wanda and per-row magnitude: 448 per row; layer magnitude: the sorted |W| at index 7168
+     * and everything below, 7169 weights (no ties in |W| here). */
+    expect_row_and_layer_counts(16, 640, s, H, 7169);
+    /* SparseGPT and APT: per block of 128 columns, t = sorted score at int(rows * 128 * s),
+     * prune score <= t. 40 rows make the block product whole: int(5120 * 0.7) = 3584, so each
+     * block prunes 3585 (the scores, w^2 / U_jj^2 of compensated weights, have no ties here). */
+    int R = 40, C = 640, B = 128;
+    long per_block = (long)(R * B * s) + 1;
+    cr_assert_eq(per_block, 3585);
+    const char *names[2] = {"sparsegpt", "apt"};
+    for (int k = 0; k < 2; k++) {
+        float *W2 = random_layer(R, C);
+        target t = target_default();
+        t.sparsity = s;
+        layer_report r = run(names[k], W2, R, C, H, &t);
+        for (int a = 0; a < C; a += B) {
+            long z = count_set(r.mask + a, (size_t)R * C, C, B);
+            cr_assert_eq(z, per_block, "%s, block at column %d: %ld pruned, want %ld", names[k], a, z, per_block);
+        }
+        expect_mask_zero(W2, &r, R * C);
+        layer_report_free(&r);
+        free(W2);
+    }
+    free(H);
+}
+
+Test(solvers, sparsity_07_prunes_reference_count_on_width_5120, .timeout = 60) {
+    const double s = 0.7;
+    cr_assert_eq((int)(5120 * s), 3584);
+    cr_assert_eq((long)(4 * 5120 * s), 14336);
+    /* Wanda reads only the diagonal of H. */
+    int C = 5120;
+    float *H = calloc((size_t)C * C, sizeof(float));
+    for (int j = 0; j < C; j++) H[(size_t)j * C + j] = 1.0f + 0.001f * (j % 97);
+    expect_row_and_layer_counts(4, C, s, H, 14337);
     free(H);
 }

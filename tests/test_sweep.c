@@ -65,6 +65,8 @@ Test(sweep, grid_expands_to_the_expected_runs_and_reports_invalid_points) {
                           "sparsegpt 4:8", "sparsegpt 4:8 s=0.7"};
     for (int i = 0; i < n; i++) cr_assert_str_eq(r[i].label, want[i], "run %d", i);
     cr_assert(r[0].dense);
+    /* Parsed as a double, like the reference's Python float: 0.7, not 0.7f. */
+    cr_assert_eq(r[3].opts.target.sparsity, 0.7);
     /* magnitude does not quantize; 2:4 and 4:8 with sparsity 0.7 are impossible, and 4:8 does
      * not divide stories260K's down projection (172 inputs). */
     const int invalid[] = {2, 4, 10, 11, 12};   /* 2:4 s=0.7, 4:8, 4:8 s=0.7 are 10, 11, 12 */
