@@ -158,7 +158,7 @@ typedef struct {
 static void compress_rss(const char *data) {
     const char *bin = getenv("SPARQ_BIN");
     if (!bin || !*bin) bin = "./sparq";
-    char cmd[2048];
+    char cmd[4096];   /* room for the data root (under 1024) twice */
     snprintf(cmd, sizeof cmd, "%s compress --model %s/stories260K/stories260K.bin --solver sparsegpt "
              "--sparsity 0.5 --calib %s/text/c4-en-train-first1000.jsonl --calib-seqlen 256 "
              "--nsamples 128 --json", bin, data, data);

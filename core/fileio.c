@@ -166,9 +166,9 @@ int data_root(char *out, size_t cap, err *e) {
         return err_set(e, SPARQ_ERUNTIME, "/proc/self/exe: cannot find the running executable (%s); "
                        "set SPARQ_DATA", n < 0 ? strerror(errno) : "empty link");
     exe[n] = '\0';
-    cut_last(exe);                              /* the executable's folder */
+    cut_last(exe);                              /* now the executable's folder */
     char dir[PATH_MAX];
-    memcpy(dir, exe, (size_t)n + 1);
+    memcpy(dir, exe, strlen(exe) + 1);
     while (dir[0] && !is_checkout(dir)) cut_last(dir);
     if (!dir[0]) memcpy(dir, exe, strlen(exe) + 1);   /* outside a checkout: its own folder */
     cut_last(dir);                              /* the folder holding the checkout */
