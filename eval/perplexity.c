@@ -4,13 +4,13 @@
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "../core/forward.h"
 #include "../core/text.h"
+#include "../core/vmath.h"
 
 /* Tokens per task. Each thread runs whole forward passes over its own tasks (runs of whole
  * sequences), so a task's activations stay in that core's cache and the text takes one parallel
@@ -20,16 +20,6 @@
 #define TASK_TOKENS 512
 /* Rows of logits computed and scored at a time: 128 x 32000 floats is 16 MB per thread. */
 #define HEAD_ROWS 128
-/* Reductions keep this many partial sums: same bits at any vector width. */
-#define LANES 16
-
-/* See core/forward.c: AVX2 and AVX-512 clones of the hot loop, chosen at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT_CLONES
-#endif
-
 
 static int prepare_windows(const tokenizer *t, const char *path, int L, int limit, token_seqs *out,
                            err *e) {
@@ -103,53 +93,19 @@ int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int
                                    : prepare_documents(t, path, seqlen, limit, out, e);
 }
 
-/* e^x for x <= 0, exactly 0 below -87 (also for -inf): core/forward.c's exp_neg, kept private to
- * each file. Cephes' expf scheme, x = n ln2 + r with |r| <= ln2/2, e^r = 1 + r + r^2 P(r) with P
- * of degree 5, 2^n written into the exponent bits; inline so the loop around it vectorizes, where
- * libm's expf is a scalar call. Max relative error 8.3e-8 (1.4 ulp) against double exp, checked
- * at every float in [-87, 88]. The selects need -fno-trapping-math to vectorize. */
-static inline float exp_neg(float x) {
-    bool under = x < -87.0f;
-    x = under ? -87.0f : x;
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round(x / ln2): 1.5 * 2^23 */
-    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = (p * r) * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return under ? 0.0f : p * scale;
-}
-
 /* -log softmax(l)[target] for one row of logits. The max and the sum run in LANES fixed lanes
  * combined in a fixed order, so the AVX2 and AVX-512 clones give the same bits as baseline
  * x86-64; the log is taken in double. */
 HOT_CLONES
 static double row_nll(const float *l, int target, int vocab) {
-    float mx[LANES], acc[LANES] = {0};
+    float m = vmath_row_max(l, vocab), acc[LANES] = {0};
     int j;
-    for (int k = 0; k < LANES; k++) mx[k] = l[0];
     for (j = 0; j + LANES <= vocab; j += LANES) {
         #pragma omp simd
-        for (int k = 0; k < LANES; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
+        for (int k = 0; k < LANES; k++) acc[k] += vmath_exp_neg(l[j + k] - m);
     }
-    for (int k = 0; j + k < vocab; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
-    for (int w = LANES / 2; w > 0; w /= 2)
-        for (int k = 0; k < w; k++) mx[k] = mx[k + w] > mx[k] ? mx[k + w] : mx[k];
-    float m = mx[0];
-    for (j = 0; j + LANES <= vocab; j += LANES) {
-        #pragma omp simd
-        for (int k = 0; k < LANES; k++) acc[k] += exp_neg(l[j + k] - m);
-    }
-    for (int k = 0; j + k < vocab; k++) acc[k] += exp_neg(l[j + k] - m);
-    for (int w = LANES / 2; w > 0; w /= 2)
-        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
-    return (double)m + log((double)acc[0]) - (double)l[target];
+    for (int k = 0; j + k < vocab; k++) acc[k] += vmath_exp_neg(l[j + k] - m);
+    return (double)m + log((double)vmath_lanes_sum(acc)) - (double)l[target];
 }
 
 static double seconds_now(void) {
