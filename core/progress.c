@@ -1,19 +1,14 @@
 #include "progress.h"
 
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "clock.h"
 
 void progress_start(progress *p, const char *label) {
     p->on = isatty(STDERR_FILENO);
     p->label = label;
-    p->t0 = now();
+    p->t0 = clock_seconds();
     p->last_permille = -1;
 }
 
@@ -27,7 +22,7 @@ void progress_update(void *ctx, long done, long total) {
     char bar[31];
     for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
     bar[w] = '\0';
-    double el = now() - p->t0;
+    double el = clock_seconds() - p->t0;
     fprintf(stderr, "\r%s [%s] %5.1f%% %ld/%ld %.1fs", p->label, bar, pm / 10.0, done, total, el);
     fflush(stderr);
 }

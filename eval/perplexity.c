@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/clock.h"
 #include "../core/forward.h"
 #include "../core/text.h"
 #include "../core/vmath.h"
@@ -108,12 +108,6 @@ static double row_nll(const float *l, int target, int vocab) {
     return (double)m + log((double)vmath_lanes_sum(acc)) - (double)l[target];
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* One thread's buffers: forward scratch, hidden states of a task, HEAD_ROWS rows of logits. */
 typedef struct {
     fwd_scratch *scr;
@@ -181,7 +175,7 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
     }
     int rc = ok ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory for tasks of %d tokens",
                                      maxtok);
-    double t0 = seconds_now();
+    double t0 = clock_seconds();
     long done = 0;
     int failed = 0;
     /* One parallel region for the whole text; each task is one thread's forward pass. */
@@ -211,7 +205,7 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
             }
         }
     }
-    double secs = seconds_now() - t0;
+    double secs = clock_seconds() - t0;
     if (rc == SPARQ_OK && failed) {
         int first = 0;                 /* report the earliest failing task's error */
         for (int t = 1; t < nth; t++)

@@ -7,8 +7,8 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/clock.h"
 #include "../core/forward.h"
 #include "../core/vmath.h"
 
@@ -38,12 +38,6 @@ static double row_lse(const float *l, int vocab, int *argmax) {
     for (int w = LANES / 2; w > 0; w /= 2)
         for (int k = 0; k < w; k++) acc[k] += acc[k + w];
     return (double)m + log(acc[0]);
-}
-
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* What goes through the model. Request r feeds tokens[start .. start + len) with
@@ -260,7 +254,7 @@ int zeroshot_score(const model *m, const zeroshot_task *t, double *ll, bool *gre
         ok = x->scr && x->tok && x->lens && x->row && x->amax && x->lse && x->x && x->xg && x->logits;
     }
     if (!ok) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for tasks of %d tokens", p.max_tok);
-    double t0 = seconds_now();
+    double t0 = clock_seconds();
     long done = 0;
     int failed = 0;
     #pragma omp parallel num_threads(nth) if (rc == SPARQ_OK)
@@ -285,7 +279,7 @@ int zeroshot_score(const model *m, const zeroshot_task *t, double *ll, bool *gre
             if (progress && omp_get_thread_num() == 0) progress(progress_ctx, now, t->n_req);
         }
     }
-    double secs = seconds_now() - t0;
+    double secs = clock_seconds() - t0;
     if (rc == SPARQ_OK && failed) {
         int first = 0;                 /* report the earliest failing task's error */
         for (int i = 1; i < nth; i++)
