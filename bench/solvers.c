@@ -23,7 +23,7 @@
 #define THREADS  2
 #define REPS     3           /* timings below are the best of REPS: the machine is shared */
 #define BUDGET_S 2.0         /* ... but a solver is repeated only while it has used less than this */
-/* Mirrors SUB_BLOCK of the OBS sweep SparseGPT runs (solvers/sweep.c): the GEMM count below
+/* Mirrors SUB_BLOCK of the OBS sweep SparseGPT runs (solvers/obs_sweep.c): the GEMM count below
  * follows its loop shapes. */
 #define SGPT_SUB 16
 
