@@ -211,6 +211,8 @@ static int cmd_eval(int argc, char **argv, err *e) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "ppl", r.ppl);
             cJSON_AddNumberToObject(j, "nll", r.nll);
+            cJSON_AddNumberToObject(j, "ppl_stderr", r.ppl_stderr);
+            cJSON_AddNumberToObject(j, "nll_stderr", r.nll_stderr);
             cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
             cJSON_AddNumberToObject(j, "tokens_per_s", tps);
             cJSON_AddStringToObject(j, "protocol", proto);

@@ -108,6 +108,33 @@ static double row_nll(const float *l, int target, int vocab) {
     return (double)m + log((double)vmath_lanes_sum(acc)) - (double)l[target];
 }
 
+/* One sequence's scored tokens: their count and sum of -log p in position order (the mean nll),
+ * and Welford's running mean and sum of squared deviations (the standard error). */
+typedef struct {
+    long   n;
+    double sum, mean, m2;
+} nll_stats;
+
+static void nll_stats_add(nll_stats *s, double x) {
+    s->n++;
+    s->sum += x;
+    double d = x - s->mean;
+    s->mean += d / (double)s->n;
+    s->m2 += d * (x - s->mean);
+}
+
+/* a += b: the pairwise update of Chan, Golub and LeVeque for the mean and m2, so no sum of
+ * squares of nearly equal values is ever subtracted. */
+static void nll_stats_merge(nll_stats *a, const nll_stats *b) {
+    if (b->n == 0) return;
+    long n = a->n + b->n;
+    double d = b->mean - a->mean;
+    a->mean += d * ((double)b->n / (double)n);
+    a->m2 += b->m2 + d * d * ((double)a->n * (double)b->n / (double)n);
+    a->sum += b->sum;
+    a->n = n;
+}
+
 /* One thread's buffers: forward scratch, hidden states of a task, HEAD_ROWS rows of logits. */
 typedef struct {
     fwd_scratch *scr;
@@ -119,7 +146,7 @@ typedef struct {
 /* Forward sequences [i, j) (n_tok tokens stored back to back), then add each scored position's
  * -log p to nll[k] of its sequence, in position order. */
 static int score_task(const model *m, const token_seqs *s, int i, int j, int n_tok, worker *w,
-                      double *nll) {
+                      nll_stats *nll) {
     err *e = &w->e;
     int dim = m->cfg.dim, vocab = m->cfg.vocab_size;
     const int *toks = s->tokens + s->offs[i];
@@ -133,7 +160,8 @@ static int score_task(const model *m, const token_seqs *s, int i, int j, int n_t
         rc = forward_head(m, w->x + (size_t)r0 * dim, nr, w->logits, e);
         for (int r = 0; rc == SPARQ_OK && r < nr; r++) {
             if (p + 1 < s->lens[k])
-                nll[k] += row_nll(w->logits + (size_t)r * vocab, toks[r0 + r + 1], vocab);
+                nll_stats_add(&nll[k], row_nll(w->logits + (size_t)r * vocab, toks[r0 + r + 1],
+                                               vocab));
             if (++p == s->lens[k]) { k++; p = 0; }
         }
     }
@@ -163,7 +191,7 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
     }
     if (task) task[ntask] = n;
     int nth = omp_get_max_threads();
-    double *nll = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+    nll_stats *nll = calloc((size_t)(n > 0 ? n : 1), sizeof *nll);
     worker *w = calloc((size_t)nth, sizeof *w);
     bool ok = task && nll && w;
     for (int t = 0; ok && t < nth; t++) {
@@ -215,15 +243,14 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
     }
     if (rc == SPARQ_OK) {
         if (progress) progress(progress_ctx, total, total);
-        double sum = 0.0;
-        long scored = 0;
-        for (int k = 0; k < n; k++) {          /* fixed order: same result for any thread count */
-            sum += nll[k];
-            scored += s->lens[k] - 1;
-        }
-        r->nll = sum / (double)scored;
+        nll_stats all = {0};
+        for (int k = 0; k < n; k++)       /* fixed order: same result for any thread count */
+            nll_stats_merge(&all, &nll[k]);
+        r->nll = all.sum / (double)all.n;
         r->ppl = exp(r->nll);
-        r->tokens = scored;
+        r->nll_stderr = all.n > 1 ? sqrt(all.m2 / (double)(all.n - 1) / (double)all.n) : NAN;
+        r->ppl_stderr = r->ppl * r->nll_stderr;
+        r->tokens = all.n;
         r->tokens_forward = total;
         r->sequences = n;
         r->seconds = secs;
