@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../core/clock.h"
 #include "../core/forward.h"
 #include "../core/model.h"
 
@@ -28,12 +28,6 @@
 #define FULL_LAYERS 22
 #define SMALL_LAYERS 5
 #define NEED_FREE_BYTES (6ull << 30)
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static inline uint64_t next(void) {
@@ -156,18 +150,18 @@ static result load_in_child(const char *dir) {
         result c = {0};
         model *m = NULL;
         err e = {0};
-        double t0 = now();
+        double t0 = clock_seconds();
         if (model_load(&m, dir, &e) == 0) {
-            c.seconds = now() - t0;
+            c.seconds = clock_seconds() - t0;
             c.params = model_params(m);
             c.weight_bytes = (uint64_t)m->data_floats * sizeof(float);
             int toks[4] = {1, 450, 4996, 17354}, len = 4;
             float *logits = malloc(4 * (size_t)VOCAB * sizeof(float));
             fwd_batch b = {.n_seq = 1, .lens = &len, .n_tok = 4};
             fwd_scratch *s = fwd_scratch_new();
-            t0 = now();
+            t0 = clock_seconds();
             c.ok = forward_logits(m, toks, &b, logits, s, &e) == 0;
-            c.forward_s = now() - t0;
+            c.forward_s = clock_seconds() - t0;
             fwd_scratch_free(s);
             free(logits);
             struct rusage ru;
@@ -198,9 +192,9 @@ int main(void) {
     char dir[] = "/tmp/sparq-bench-formats-XXXXXX";
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     uint64_t bytes = 0;
-    double t0 = now();
+    double t0 = clock_seconds();
     int rc = write_checkpoint(dir, layers, &bytes);
-    double wt = now() - t0;
+    double wt = clock_seconds() - t0;
     if (rc == 0) {
         printf("checkpoint: %d layers, %.2f GB f16 safetensors written in %.1f s (%s)\n", layers, bytes / 1e9,
                wt, dir);

@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../core/blas.h"
 #include "../core/fileio.h"
+#include "../core/clock.h"
 #include "../core/hessian.h"
 #include "../solvers/obs.h"
 #include "../solvers/solver.h"
@@ -24,15 +24,9 @@
 #define THREADS  2
 #define REPS     3           /* timings below are the best of REPS: the machine is shared */
 #define BUDGET_S 2.0         /* ... but a solver is repeated only while it has used less than this */
-/* Mirrors SUB_BLOCK of the OBS sweep SparseGPT runs (solvers/sweep.c): the GEMM count below
+/* Mirrors SUB_BLOCK of the OBS sweep SparseGPT runs (solvers/obs_sweep.c): the GEMM count below
  * follows its loop shapes. */
 #define SGPT_SUB 16
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static float *alloc_floats(size_t n) {
     float *p = malloc(n * sizeof(float));
@@ -56,9 +50,9 @@ static double sgemm_peak(int n) {
     memset(C, 0, nn * sizeof(float));
     double best = 1e30;
     for (int rep = 0; rep < REPS; rep++) {
-        double t0 = now();
+        double t0 = clock_seconds();
         blas_gemm(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
-        double dt = now() - t0;
+        double dt = clock_seconds() - t0;
         if (dt < best) best = dt;
     }
     free(A); free(B); free(C);
@@ -74,9 +68,9 @@ static double compress_once(const solver *s, float *W, const float *H, const tar
     r.bits = t->bits;
     r.damp = t->damp;
     err e = {0};
-    double t0 = now();
+    double t0 = clock_seconds();
     int rc = s->compress(W, ROWS, COLS, H, t, &r, &e);
-    double dt = now() - t0;
+    double dt = clock_seconds() - t0;
     layer_report_free(&r);
     if (rc) fprintf(stderr, "  %s: %s\n", s->name, e.msg);
     return rc ? -1.0 : dt;
@@ -136,15 +130,15 @@ static double lapack_seconds(const float *H, int n, float damp, float *A) {
     for (int j = 0; j < n; j++) A[(size_t)j * n + j] += (float)(damp * mean);
     double sec = 0.0, t0;
     blas_wide_begin();
-    t0 = now();
+    t0 = clock_seconds();
     int info = LAPACKE_spotrf(LAPACK_COL_MAJOR, 'U', n, A, n);
     if (!info) info = LAPACKE_spotri(LAPACK_COL_MAJOR, 'U', n, A, n);
-    sec += now() - t0;
+    sec += clock_seconds() - t0;
     for (int j = 0; j < n; j++)
         for (int i = j + 1; i < n; i++) A[(size_t)j * n + i] = A[(size_t)i * n + j];
-    t0 = now();
+    t0 = clock_seconds();
     if (!info) info = LAPACKE_spotrf(LAPACK_COL_MAJOR, 'L', n, A, n);
-    sec += now() - t0;
+    sec += clock_seconds() - t0;
     blas_wide_end();
     return info ? -1.0 : sec;
 }
@@ -276,9 +270,9 @@ int main(void) {
             double direct = compress_direct(s, W0, W, h.H, t);
             memcpy(W, W0, nw * sizeof(float));
             layer_report r;
-            double t0 = now();
+            double t0 = clock_seconds();
             int rc = solver_run(s, W, ROWS, COLS, h.H, t, &r, &e);
-            double total = now() - t0;
+            double total = clock_seconds() - t0;
             if (direct < 0 || rc) {
                 printf("   %-10s %-9s failed: %s\n", s->name, targets[k].label, rc ? e.msg : "");
                 continue;
@@ -307,9 +301,9 @@ int main(void) {
         float *A = alloc_floats((size_t)COLS * COLS);
         for (int rep = 0; rep < REPS; rep++) {
             obs_factor_free(&f);
-            t0 = now();
+            t0 = clock_seconds();
             if (obs_factor_init(&f, h.H, COLS, t50.damp, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
-            double dt = now() - t0, ls = lapack_seconds(h.H, COLS, f.damp, A);
+            double dt = clock_seconds() - t0, ls = lapack_seconds(h.H, COLS, f.damp, A);
             if (dt < factor_s) factor_s = dt;
             if (ls < lapack_s) lapack_s = ls;
         }
@@ -331,9 +325,9 @@ int main(void) {
             double rank1, gemm_flops = sgpt_gemms(t, ROWS, COLS, f.U, Et, W, false, &rank1);
             double gemm_meas = 1e30;
             for (int rep = 0; rep < REPS; rep++) {
-                t0 = now();
+                t0 = clock_seconds();
                 sgpt_gemms(t, ROWS, COLS, f.U, Et, W, true, &rank1);
-                if (now() - t0 < gemm_meas) gemm_meas = now() - t0;
+                if (clock_seconds() - t0 < gemm_meas) gemm_meas = clock_seconds() - t0;
             }
             double gemm_est = gemm_flops * 1e-9 / pk;
             double T = sgpt_sec[k], out_est = T - factor_s - gemm_est, out_meas = T - factor_s - gemm_meas;

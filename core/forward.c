@@ -2,29 +2,15 @@
 
 #include <math.h>
 #include <omp.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blas.h"
+#include "vmath.h"
 
 /* Attention processes query rows in tiles of this many rows, so a tile's scores only span the
  * keys up to its last row: the causal mask then wastes at most one tile's triangle. */
 #define ATT_ROWS 64
-
-/* Reductions keep this many partial sums (and score rows are padded to a multiple of it), so the
- * loops vectorize without scalar tails and give the same bits at any vector width. */
-#define LANES 16
-_Static_assert(LANES == 16, "lanes_sum and lanes_max combine exactly 16 lanes");
-
-/* The elementwise hot loops get AVX2 and AVX-512 clones chosen at load time; the rest of the
- * build stays baseline x86-64. The clones compute identical bits: no FMA contraction happens
- * (ISO C mode means -ffp-contract=off) and reductions run in LANES fixed lanes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT_CLONES
-#endif
 
 struct fwd_scratch {
     float *xb, *q, *k, *v, *att, *hb, *hb2, *scores, *x;
@@ -55,50 +41,6 @@ static bool grow(void *pp, size_t *cap, size_t n, size_t sz) {
 
 static int round_lanes(int n) { return (n + LANES - 1) / LANES * LANES; }
 
-/* e^x without a libm call, so the loops around it vectorize: Cephes' expf scheme. x = n ln2 + r
- * with |r| <= ln2/2 (ln2 split in two for an exact n ln2), e^r = 1 + r + r^2 P(r) with P of
- * degree 5, and 2^n written into the exponent bits. Max relative error 8.3e-8 (1.4 ulp) against
- * double exp, checked at every float in [-87, 88], the range x must be in here. */
-static inline float exp_core(float x) {
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round(x / ln2): 1.5 * 2^23 */
-    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = (p * r) * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* e^x for x <= 0 (softmax after subtracting the max): exactly 0 below -87, also for -inf. The
- * selects need -fno-trapping-math to vectorize. */
-static inline float exp_neg(float x) {
-    bool under = x < -87.0f;
-    float e = exp_core(under ? -87.0f : x);
-    return under ? 0.0f : e;
-}
-
-/* Sum and max of a[LANES] in a fixed pairwise order (LANES is 16). */
-static inline float lanes_sum(const float *a) {
-    float b[8], c[4];
-    for (int l = 0; l < 8; l++) b[l] = a[l] + a[l + 8];
-    for (int l = 0; l < 4; l++) c[l] = b[l] + b[l + 4];
-    return (c[0] + c[2]) + (c[1] + c[3]);
-}
-
-static inline float lanes_max(const float *a) {
-    float b[8], c[4];
-    for (int l = 0; l < 8; l++) b[l] = a[l + 8] > a[l] ? a[l + 8] : a[l];
-    for (int l = 0; l < 4; l++) c[l] = b[l + 4] > b[l] ? b[l + 4] : b[l];
-    float d0 = c[2] > c[0] ? c[2] : c[0], d1 = c[3] > c[1] ? c[3] : c[1];
-    return d1 > d0 ? d1 : d0;
-}
-
 /* One row of x[d] normalized into o[d] (o may be x). */
 static inline void rmsnorm_row(float *o, const float *x, const float *w, int d, float eps) {
     float acc[LANES] = {0};
@@ -108,7 +50,7 @@ static inline void rmsnorm_row(float *o, const float *x, const float *w, int d, 
         for (int l = 0; l < LANES; l++) acc[l] += x[j + l] * x[j + l];
     }
     for (int l = 0; j + l < d; l++) acc[l] += x[j + l] * x[j + l];
-    float ss = 1.0f / sqrtf(lanes_sum(acc) / d + eps);
+    float ss = 1.0f / sqrtf(vmath_lanes_sum(acc) / d + eps);
     #pragma omp simd
     for (int k = 0; k < d; k++) o[k] = w[k] * (ss * x[k]);
 }
@@ -138,7 +80,7 @@ HOT_CLONES
 static void silu_mul(float *g, const float *u, size_t i0, size_t i1) {
     #pragma omp simd
     for (size_t i = i0; i < i1; i++) {
-        float x = g[i], t = exp_neg(-fabsf(x));
+        float x = g[i], t = vmath_exp_neg(-fabsf(x));
         g[i] = x * ((x >= 0.0f ? 1.0f : t) / (1.0f + t)) * u[i];
     }
 }
@@ -201,16 +143,16 @@ static void softmax_causal_tile(float *S, int nr, int ld, int r0, float *inv) {
             #pragma omp simd
             for (int l = 0; l < LANES; l++) mx[l] = row[j + l] > mx[l] ? row[j + l] : mx[l];
         }
-        float m = lanes_max(mx);
+        float m = vmath_lanes_max(mx);
         for (int j = 0; j < np; j += LANES) {
             #pragma omp simd
             for (int l = 0; l < LANES; l++) {
-                float e = exp_neg(row[j + l] - m);
+                float e = vmath_exp_neg(row[j + l] - m);
                 row[j + l] = e;
                 acc[l] += e;
             }
         }
-        inv[i] = 1.0f / lanes_sum(acc);
+        inv[i] = 1.0f / vmath_lanes_sum(acc);
         #pragma omp simd
         for (int j = np; j < ld; j++) row[j] = 0.0f;
     }

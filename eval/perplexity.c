@@ -4,13 +4,13 @@
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/clock.h"
 #include "../core/forward.h"
 #include "../core/text.h"
+#include "../core/vmath.h"
 
 /* Tokens per task. Each thread runs whole forward passes over its own tasks (runs of whole
  * sequences), so a task's activations stay in that core's cache and the text takes one parallel
@@ -20,16 +20,6 @@
 #define TASK_TOKENS 512
 /* Rows of logits computed and scored at a time: 128 x 32000 floats is 16 MB per thread. */
 #define HEAD_ROWS 128
-/* Reductions keep this many partial sums: same bits at any vector width. */
-#define LANES 16
-
-/* See core/forward.c: AVX2 and AVX-512 clones of the hot loop, chosen at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT_CLONES
-#endif
-
 
 static int prepare_windows(const tokenizer *t, const char *path, int L, int limit, token_seqs *out,
                            err *e) {
@@ -103,59 +93,46 @@ int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int
                                    : prepare_documents(t, path, seqlen, limit, out, e);
 }
 
-/* e^x for x <= 0, exactly 0 below -87 (also for -inf): core/forward.c's exp_neg, kept private to
- * each file. Cephes' expf scheme, x = n ln2 + r with |r| <= ln2/2, e^r = 1 + r + r^2 P(r) with P
- * of degree 5, 2^n written into the exponent bits; inline so the loop around it vectorizes, where
- * libm's expf is a scalar call. Max relative error 8.3e-8 (1.4 ulp) against double exp, checked
- * at every float in [-87, 88]. The selects need -fno-trapping-math to vectorize. */
-static inline float exp_neg(float x) {
-    bool under = x < -87.0f;
-    x = under ? -87.0f : x;
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round(x / ln2): 1.5 * 2^23 */
-    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = (p * r) * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return under ? 0.0f : p * scale;
-}
-
 /* -log softmax(l)[target] for one row of logits. The max and the sum run in LANES fixed lanes
  * combined in a fixed order, so the AVX2 and AVX-512 clones give the same bits as baseline
  * x86-64; the log is taken in double. */
 HOT_CLONES
 static double row_nll(const float *l, int target, int vocab) {
-    float mx[LANES], acc[LANES] = {0};
+    float m = vmath_row_max(l, vocab), acc[LANES] = {0};
     int j;
-    for (int k = 0; k < LANES; k++) mx[k] = l[0];
     for (j = 0; j + LANES <= vocab; j += LANES) {
         #pragma omp simd
-        for (int k = 0; k < LANES; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
+        for (int k = 0; k < LANES; k++) acc[k] += vmath_exp_neg(l[j + k] - m);
     }
-    for (int k = 0; j + k < vocab; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
-    for (int w = LANES / 2; w > 0; w /= 2)
-        for (int k = 0; k < w; k++) mx[k] = mx[k + w] > mx[k] ? mx[k + w] : mx[k];
-    float m = mx[0];
-    for (j = 0; j + LANES <= vocab; j += LANES) {
-        #pragma omp simd
-        for (int k = 0; k < LANES; k++) acc[k] += exp_neg(l[j + k] - m);
-    }
-    for (int k = 0; j + k < vocab; k++) acc[k] += exp_neg(l[j + k] - m);
-    for (int w = LANES / 2; w > 0; w /= 2)
-        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
-    return (double)m + log((double)acc[0]) - (double)l[target];
+    for (int k = 0; j + k < vocab; k++) acc[k] += vmath_exp_neg(l[j + k] - m);
+    return (double)m + log((double)vmath_lanes_sum(acc)) - (double)l[target];
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+/* One sequence's scored tokens: their count and sum of -log p in position order (the mean nll),
+ * and Welford's running mean and sum of squared deviations (the standard error). */
+typedef struct {
+    long   n;
+    double sum, mean, m2;
+} nll_stats;
+
+static void nll_stats_add(nll_stats *s, double x) {
+    s->n++;
+    s->sum += x;
+    double d = x - s->mean;
+    s->mean += d / (double)s->n;
+    s->m2 += d * (x - s->mean);
+}
+
+/* a += b: the pairwise update of Chan, Golub and LeVeque for the mean and m2, so no sum of
+ * squares of nearly equal values is ever subtracted. */
+static void nll_stats_merge(nll_stats *a, const nll_stats *b) {
+    if (b->n == 0) return;
+    long n = a->n + b->n;
+    double d = b->mean - a->mean;
+    a->mean += d * ((double)b->n / (double)n);
+    a->m2 += b->m2 + d * d * ((double)a->n * (double)b->n / (double)n);
+    a->sum += b->sum;
+    a->n = n;
 }
 
 /* One thread's buffers: forward scratch, hidden states of a task, HEAD_ROWS rows of logits. */
@@ -169,7 +146,7 @@ typedef struct {
 /* Forward sequences [i, j) (n_tok tokens stored back to back), then add each scored position's
  * -log p to nll[k] of its sequence, in position order. */
 static int score_task(const model *m, const token_seqs *s, int i, int j, int n_tok, worker *w,
-                      double *nll) {
+                      nll_stats *nll) {
     err *e = &w->e;
     int dim = m->cfg.dim, vocab = m->cfg.vocab_size;
     const int *toks = s->tokens + s->offs[i];
@@ -183,7 +160,8 @@ static int score_task(const model *m, const token_seqs *s, int i, int j, int n_t
         rc = forward_head(m, w->x + (size_t)r0 * dim, nr, w->logits, e);
         for (int r = 0; rc == SPARQ_OK && r < nr; r++) {
             if (p + 1 < s->lens[k])
-                nll[k] += row_nll(w->logits + (size_t)r * vocab, toks[r0 + r + 1], vocab);
+                nll_stats_add(&nll[k], row_nll(w->logits + (size_t)r * vocab, toks[r0 + r + 1],
+                                               vocab));
             if (++p == s->lens[k]) { k++; p = 0; }
         }
     }
@@ -213,7 +191,7 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
     }
     if (task) task[ntask] = n;
     int nth = omp_get_max_threads();
-    double *nll = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+    nll_stats *nll = calloc((size_t)(n > 0 ? n : 1), sizeof *nll);
     worker *w = calloc((size_t)nth, sizeof *w);
     bool ok = task && nll && w;
     for (int t = 0; ok && t < nth; t++) {
@@ -225,7 +203,7 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
     }
     int rc = ok ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory for tasks of %d tokens",
                                      maxtok);
-    double t0 = seconds_now();
+    double t0 = clock_seconds();
     long done = 0;
     int failed = 0;
     /* One parallel region for the whole text; each task is one thread's forward pass. */
@@ -255,7 +233,7 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
             }
         }
     }
-    double secs = seconds_now() - t0;
+    double secs = clock_seconds() - t0;
     if (rc == SPARQ_OK && failed) {
         int first = 0;                 /* report the earliest failing task's error */
         for (int t = 1; t < nth; t++)
@@ -265,15 +243,14 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
     }
     if (rc == SPARQ_OK) {
         if (progress) progress(progress_ctx, total, total);
-        double sum = 0.0;
-        long scored = 0;
-        for (int k = 0; k < n; k++) {          /* fixed order: same result for any thread count */
-            sum += nll[k];
-            scored += s->lens[k] - 1;
-        }
-        r->nll = sum / (double)scored;
+        nll_stats all = {0};
+        for (int k = 0; k < n; k++)       /* fixed order: same result for any thread count */
+            nll_stats_merge(&all, &nll[k]);
+        r->nll = all.sum / (double)all.n;
         r->ppl = exp(r->nll);
-        r->tokens = scored;
+        r->nll_stderr = all.n > 1 ? sqrt(all.m2 / (double)(all.n - 1) / (double)all.n) : NAN;
+        r->ppl_stderr = r->ppl * r->nll_stderr;
+        r->tokens = all.n;
         r->tokens_forward = total;
         r->sequences = n;
         r->seconds = secs;

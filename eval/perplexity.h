@@ -17,10 +17,15 @@ typedef enum { PPL_WINDOWS, PPL_DOCUMENTS } ppl_protocol;
 int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int seqlen, int limit,
                 token_seqs *out, err *e);
 
+/* Standard errors treat the scored tokens' -log p as n independent samples (tokens of one
+ * sequence are not, so they understate the spread between texts): nll_stderr = sample standard
+ * deviation of the per-token -log p / sqrt(n), and ppl_stderr = ppl * nll_stderr by the delta
+ * method (d exp(x)/dx = exp(x)); NaN when only one token is scored. */
 typedef struct {
     double ppl;            /* exp(nll)                                              */
     double nll;            /* mean negative log-likelihood, nats per scored token   */
-    double nll_stderr, ppl_stderr;
+    double nll_stderr;     /* standard error of nll                                 */
+    double ppl_stderr;     /* standard error of ppl, delta method                   */
     long   tokens;         /* scored tokens (every position but each sequence's first) */
     long   tokens_forward; /* tokens through the model                              */
     int    sequences;

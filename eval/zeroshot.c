@@ -5,12 +5,12 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/clock.h"
 #include "../core/forward.h"
+#include "../core/vmath.h"
 
 /* Tokens per task, as in eval/perplexity.c: each thread runs whole forward passes over runs of
  * whole sequences, fixed by the input alone, so results do not depend on the thread count. */
@@ -18,69 +18,26 @@
 /* Logits computed at a time per thread: 4M floats = 16 MB (131 rows of a 32000 vocabulary,
  * a whole task for stories260K's 512). */
 #define HEAD_FLOATS (1 << 22)
-/* Reductions keep this many partial sums: same bits at any vector width. */
-#define LANES 16
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT_CLONES
-#endif
-
-/* Same scheme as eval/perplexity.c's exp_fast (kept private to each file): Cephes' expf with a
- * degree-5 polynomial on |r| <= ln2/2, max relative error 8.3e-8 against double exp. */
-static inline float exp_fast(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = (p * r) * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
 
 /* log sum_j exp(l[j]) of one row, the exponentials summed in double over LANES fixed lanes
  * (same bits for every clone), and the argmax (the first index of the maximum, as torch's
- * argmax, which the harness's is_greedy compares with). */
+ * argmax, which the harness's is_greedy compares with). Terms below e^-87 count as 0: the
+ * max's own term is 1, so they are lost in the double sum anyway. */
 HOT_CLONES
 static double row_lse(const float *l, int vocab, int *argmax) {
-    float mx[LANES];
+    float m = vmath_row_max(l, vocab);
     double acc[LANES] = {0};
-    int j;
-    for (int k = 0; k < LANES; k++) mx[k] = l[0];
-    for (j = 0; j + LANES <= vocab; j += LANES) {
-        #pragma omp simd
-        for (int k = 0; k < LANES; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
-    }
-    for (int k = 0; j + k < vocab; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
-    for (int w = LANES / 2; w > 0; w /= 2)
-        for (int k = 0; k < w; k++) mx[k] = mx[k + w] > mx[k] ? mx[k + w] : mx[k];
-    float m = mx[0];
-    int a = 0;
+    int a = 0, j;
     while (l[a] != m) a++;
     *argmax = a;
     for (j = 0; j + LANES <= vocab; j += LANES) {
         #pragma omp simd
-        for (int k = 0; k < LANES; k++) acc[k] += (double)exp_fast(l[j + k] - m);
+        for (int k = 0; k < LANES; k++) acc[k] += (double)vmath_exp_neg(l[j + k] - m);
     }
-    for (int k = 0; j + k < vocab; k++) acc[k] += (double)exp_fast(l[j + k] - m);
+    for (int k = 0; j + k < vocab; k++) acc[k] += (double)vmath_exp_neg(l[j + k] - m);
     for (int w = LANES / 2; w > 0; w /= 2)
         for (int k = 0; k < w; k++) acc[k] += acc[k + w];
     return (double)m + log(acc[0]);
-}
-
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* What goes through the model. Request r feeds tokens[start .. start + len) with
@@ -297,7 +254,7 @@ int zeroshot_score(const model *m, const zeroshot_task *t, double *ll, bool *gre
         ok = x->scr && x->tok && x->lens && x->row && x->amax && x->lse && x->x && x->xg && x->logits;
     }
     if (!ok) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for tasks of %d tokens", p.max_tok);
-    double t0 = seconds_now();
+    double t0 = clock_seconds();
     long done = 0;
     int failed = 0;
     #pragma omp parallel num_threads(nth) if (rc == SPARQ_OK)
@@ -322,7 +279,7 @@ int zeroshot_score(const model *m, const zeroshot_task *t, double *ll, bool *gre
             if (progress && omp_get_thread_num() == 0) progress(progress_ctx, now, t->n_req);
         }
     }
-    double secs = seconds_now() - t0;
+    double secs = clock_seconds() - t0;
     if (rc == SPARQ_OK && failed) {
         int first = 0;                 /* report the earliest failing task's error */
         for (int i = 1; i < nth; i++)

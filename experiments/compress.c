@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/clock.h"
 #include "../core/forward.h"
 #include "../core/hessian.h"
 
@@ -145,12 +145,6 @@ static int plan_schedule(driver *d, model *m, const compress_options *o, float *
     return rc;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int compress_model(model *m, const token_seqs *calib, const compress_options *o,
                    compress_report *out, progress_fn progress, void *progress_ctx, err *e) {
     memset(out, 0, sizeof *out);
@@ -178,7 +172,7 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
         d.cap[k] = malloc((size_t)d.chunk * d.width[k] * sizeof(float));
         ok = ok && d.cap[k];
     }
-    double t0 = now();
+    double t0 = clock_seconds();
     if (!ok) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for %ld calibration tokens", ntok);
     for (int i = 0; !rc && i < out->n; i++) out->layers[i].target_sparsity = o->target.sparsity;
     if (!rc && o->schedule != SCHEDULE_UNIFORM) rc = plan_schedule(&d, m, o, X, out, e);
@@ -210,7 +204,7 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
         for (int k = 0; k < IN_COUNT; k++) hessian_free(&H[k]);
         if (!rc) rc = propagate(&d, l, X, e);
     }
-    out->seconds = now() - t0;
+    out->seconds = clock_seconds() - t0;
     if (!rc) {
         double pruned = 0.0, total = 0.0;
         for (int i = 0; i < out->n; i++) {

@@ -46,6 +46,124 @@ static int cmp_rec(const void *a, const void *b) {
     return strcmp(str(x, "label"), str(y, "label"));
 }
 
+/* The rows every format writes, computed once: records sorted by cmp_rec, the perplexity and
+ * task columns seen in any record (first-seen order), retention, SrCr and the Pareto front. */
+typedef struct {
+    const char *dir, *srcr_formula;
+    bool        from_tasks;      /* retention from task accuracy, else from perplexity */
+    const char *ppl_names[REPORT_MAX_PPL], *task_names[REPORT_MAX_TASKS];
+    int         n_ppl, n_task, n;
+    report_row *rows;
+} table;
+
+/* Add the keys of record object `o` to names[*n] (at most max), first-seen order. */
+static void add_names(const cJSON *o, const char **names, int *n, int max) {
+    for (const cJSON *p = o ? o->child : NULL; p; p = p->next) {
+        int k = 0;
+        while (k < *n && strcmp(names[k], p->string)) k++;
+        if (k == *n && *n < max) names[(*n)++] = p->string;
+    }
+}
+
+static void row_read(report_row *w, const cJSON *r, const table *t) {
+    const cJSON *cfg = cJSON_GetObjectItem(r, "config");
+    const cJSON *ppl = cJSON_GetObjectItem(r, "ppl"), *tasks = cJSON_GetObjectItem(r, "tasks");
+    w->label = str(r, "label");
+    w->solver = str(cfg, "solver");
+    w->grid = str(r, "grid");
+    w->schedule = str(cfg, "schedule");
+    w->key = str(r, "key");
+    w->dense = cJSON_IsTrue(cJSON_GetObjectItem(r, "dense"));
+    w->sparsity = num(r, "sparsity");
+    w->bits = num(r, "bits");
+    w->group = num(cfg, "group");
+    w->bpw = num(r, "bits_per_weight");
+    w->bpw_theoretical = num(r, "bits_per_weight_theoretical");
+    w->bytes_packed = num(r, "bytes_packed");
+    w->tcr = num(r, "tcr");
+    w->seconds = num(cJSON_GetObjectItem(r, "seconds"), "total");
+    for (int k = 0; k < t->n_ppl; k++)
+        w->ppl[k] = num(cJSON_GetObjectItem(ppl, t->ppl_names[k]), "ppl");
+    for (int k = 0; k < t->n_task; k++) {
+        const cJSON *task = cJSON_GetObjectItem(tasks, t->task_names[k]);
+        w->acc[k] = num(task, "acc");
+        w->acc_stderr[k] = num(task, "acc_stderr");
+    }
+}
+
+/* Retention Sr of row w against the dense row d (algorithms.md §7): the mean over tasks of
+ * accuracy / dense accuracy. Without tasks, the perplexity retention ppl_dense / ppl of the
+ * first text stands in (labelled as such): 1 for the dense model, falling as the model loses
+ * quality. NaN without a dense row or anything to compare. */
+static double retention(const report_row *w, const report_row *d, const table *t) {
+    if (!d) return NAN;
+    if (t->from_tasks) {
+        double sum = 0;
+        int cnt = 0;
+        for (int k = 0; k < t->n_task; k++)
+            if (isfinite(w->acc[k]) && isfinite(d->acc[k]) && d->acc[k] > 0) {
+                sum += w->acc[k] / d->acc[k];
+                cnt++;
+            }
+        return cnt ? sum / cnt : NAN;
+    }
+    return t->n_ppl > 0 ? d->ppl[0] / w->ppl[0] : NAN;
+}
+
+/* Retention, SrCr and the Pareto front of retention vs TCr, for every row. */
+static int rows_score(table *t, err *e) {
+    const report_row *dense = NULL;
+    for (int i = 0; i < t->n && !dense; i++)
+        if (t->rows[i].dense) dense = &t->rows[i];
+    size_t n = (size_t)(t->n > 0 ? t->n : 1);
+    double *tx = calloc(n, sizeof(double)), *ty = calloc(n, sizeof(double));
+    bool *front = calloc(n, sizeof(bool));
+    if (!tx || !ty || !front) {
+        free(tx); free(ty); free(front);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    for (int i = 0; i < t->n; i++) {
+        report_row *w = &t->rows[i];
+        w->retention = retention(w, dense, t);
+        /* NaN where the formula is undefined (e.g. no retention, or 1-bit): a "-" cell. */
+        err ignored = {0};
+        if (!isfinite(w->retention) || metrics_srcr(t->srcr_formula, w->retention, w->sparsity,
+                                                    (int)w->bits, &w->srcr, &ignored))
+            w->srcr = NAN;
+        tx[i] = w->tcr;
+        ty[i] = w->retention;
+    }
+    report_pareto(tx, ty, t->n, front);
+    for (int i = 0; i < t->n; i++) t->rows[i].front = front[i];
+    free(tx); free(ty); free(front);
+    return SPARQ_OK;
+}
+
+/* The table of recs[n] (sorted by cmp_rec). srcr_formula: the caller's, else the one the
+ * sweep's config named, else the default. */
+static int table_build(table *t, const char *dir, const char *srcr_formula, cJSON **recs, int n,
+                       err *e) {
+    memset(t, 0, sizeof *t);
+    t->dir = dir;
+    t->n = n;
+    for (int i = 0; i < n; i++) {
+        add_names(cJSON_GetObjectItem(recs[i], "ppl"), t->ppl_names, &t->n_ppl, REPORT_MAX_PPL);
+        add_names(cJSON_GetObjectItem(recs[i], "tasks"), t->task_names, &t->n_task,
+                  REPORT_MAX_TASKS);
+    }
+    t->from_tasks = t->n_task > 0;
+    if (!srcr_formula || !*srcr_formula) srcr_formula = str(recs[0], "srcr_formula");
+    if (!*srcr_formula) srcr_formula = metrics_srcr_names[0];
+    t->srcr_formula = srcr_formula;
+    double probe;
+    int rc = metrics_srcr(srcr_formula, 1.0, 0.0, 16, &probe, e);
+    if (rc) return rc;
+    t->rows = calloc((size_t)n, sizeof *t->rows);
+    if (!t->rows) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    for (int i = 0; i < n; i++) row_read(&t->rows[i], recs[i], t);
+    return rows_score(t, e);
+}
+
 typedef struct {
     char *buf;
     size_t n, cap;
@@ -68,10 +186,82 @@ static void out(sbuf *s, const char *fmt, ...) {
     }
 }
 
-/* A number, or "-" when absent. */
-static void cell(sbuf *s, const char *fmt, double v, const char *missing) {
+/* One cell: the separator, then the number, or `missing` when it is absent (NaN). */
+static void cell(sbuf *s, const char *sep, const char *fmt, double v, const char *missing) {
+    out(s, "%s", sep);
     if (isfinite(v)) out(s, fmt, v);
     else out(s, "%s", missing);
+}
+
+static void write_md(sbuf *s, const table *t) {
+    out(s, "# sparq report: %s\n\n%d runs. Retention = %s; SrCr by the `%s` formula (%s). "
+           "* = on the Pareto frontier of retention vs TCr.\n\n",
+        t->dir, t->n, t->from_tasks ? "mean task accuracy relative to dense (Sr)"
+                                    : "dense perplexity / perplexity (no tasks in the sweep)",
+        t->srcr_formula, metrics_srcr_text(t->srcr_formula));
+    out(s, "| run | sparsity | bits | bits/weight packed | theoretical | KB packed | TCr |");
+    for (int k = 0; k < t->n_ppl; k++) out(s, " ppl %s |", t->ppl_names[k]);
+    for (int k = 0; k < t->n_task; k++) out(s, " %s acc |", t->task_names[k]);
+    out(s, " retention | SrCr | seconds |\n|---|");
+    for (int c = 0; c < 6 + t->n_ppl + t->n_task + 3; c++) out(s, "---:|");
+    out(s, "\n");
+    for (int i = 0; i < t->n; i++) {
+        const report_row *w = &t->rows[i];
+        out(s, "| %s%s | %.4f | %.0f | %.3f | %.3f | %.1f | %.2f%%", w->front ? "* " : "", w->label,
+            w->sparsity, w->bits, w->bpw, w->bpw_theoretical, w->bytes_packed / 1024, 100 * w->tcr);
+        for (int k = 0; k < t->n_ppl; k++) cell(s, " | ", "%.3f", w->ppl[k], "-");
+        for (int k = 0; k < t->n_task; k++) {
+            cell(s, " | ", "%.4f", w->acc[k], "-");
+            if (isfinite(w->acc_stderr[k])) out(s, " ± %.4f", w->acc_stderr[k]);
+        }
+        cell(s, " | ", "%.4f", w->retention, "-");
+        cell(s, " | ", "%.4f", w->srcr, "-");
+        out(s, " | %.1f |\n", w->seconds);
+    }
+}
+
+static void write_csv(sbuf *s, const table *t) {
+    out(s, "label,solver,grid,sparsity,bits,group,schedule,bits_per_weight,"
+           "bits_per_weight_theoretical,bytes_packed,tcr");
+    for (int k = 0; k < t->n_ppl; k++) out(s, ",ppl_%s", t->ppl_names[k]);
+    for (int k = 0; k < t->n_task; k++)
+        out(s, ",acc_%s,acc_stderr_%s", t->task_names[k], t->task_names[k]);
+    out(s, ",retention,srcr,seconds,key\n");
+    for (int i = 0; i < t->n; i++) {
+        const report_row *w = &t->rows[i];
+        out(s, "\"%s\",%s,%s,%.6f,%.0f,%.0f,%s,%.6f,%.6f,%.0f,%.6f", w->label, w->solver, w->grid,
+            w->sparsity, w->bits, w->group, w->schedule, w->bpw, w->bpw_theoretical,
+            w->bytes_packed, w->tcr);
+        for (int k = 0; k < t->n_ppl; k++) cell(s, ",", "%.6f", w->ppl[k], "");
+        for (int k = 0; k < t->n_task; k++) {
+            cell(s, ",", "%.6f", w->acc[k], "");
+            cell(s, ",", "%.6f", w->acc_stderr[k], "");
+        }
+        cell(s, ",", "%.6f", w->retention, "");
+        cell(s, ",", "%.6f", w->srcr, "");
+        out(s, ",%.3f,%s\n", w->seconds, w->key);
+    }
+}
+
+/* A booktabs tabular, for \input into a paper. */
+static void write_tex(sbuf *s, const table *t) {
+    out(s, "\\begin{tabular}{l r r r r");
+    for (int c = 0; c < t->n_ppl + t->n_task; c++) out(s, " r");
+    out(s, " r r}\n\\toprule\nrun & sparsity & bits & bits/weight & TCr");
+    for (int k = 0; k < t->n_ppl; k++) out(s, " & ppl (%s)", t->ppl_names[k]);
+    for (int k = 0; k < t->n_task; k++) out(s, " & %s", t->task_names[k]);
+    out(s, " & retention & SrCr \\\\\n\\midrule\n");
+    for (int i = 0; i < t->n; i++) {
+        const report_row *w = &t->rows[i];
+        out(s, "%s & %.2f & %.0f & %.2f & %.1f\\%%", w->label, w->sparsity, w->bits, w->bpw,
+            100 * w->tcr);
+        for (int k = 0; k < t->n_ppl; k++) cell(s, " & ", "%.2f", w->ppl[k], "--");
+        for (int k = 0; k < t->n_task; k++) cell(s, " & ", "%.3f", w->acc[k], "--");
+        cell(s, " & ", "%.3f", w->retention, "--");
+        cell(s, " & ", "%.3f", w->srcr, "--");
+        out(s, " \\\\\n");
+    }
+    out(s, "\\bottomrule\n\\end{tabular}\n");
 }
 
 int report_write(const char *dir, const char *plots_dir, const char *print, const char *srcr_formula,
@@ -82,175 +272,32 @@ int report_write(const char *dir, const char *plots_dir, const char *print, cons
     if (rc) return rc;
     if (n == 0) return err_set(e, SPARQ_EINPUT, "%s: no records (runs.jsonl is missing or empty)", dir);
     qsort(recs, (size_t)n, sizeof *recs, cmp_rec);
-    /* Columns: the perplexity texts and tasks seen in any record, in first-seen order. */
-    const char *ppl_names[8], *task_names[16];
-    int n_ppl = 0, n_task = 0;
-    const cJSON *dense = NULL;
-    for (int i = 0; i < n; i++) {
-        if (cJSON_IsTrue(cJSON_GetObjectItem(recs[i], "dense")) && !dense) dense = recs[i];
-        for (const cJSON *p = cJSON_GetObjectItem(recs[i], "ppl") ? cJSON_GetObjectItem(recs[i], "ppl")->child : NULL; p; p = p->next) {
-            int k = 0;
-            while (k < n_ppl && strcmp(ppl_names[k], p->string)) k++;
-            if (k == n_ppl && n_ppl < 8) ppl_names[n_ppl++] = p->string;
-        }
-        for (const cJSON *p = cJSON_GetObjectItem(recs[i], "tasks") ? cJSON_GetObjectItem(recs[i], "tasks")->child : NULL; p; p = p->next) {
-            int k = 0;
-            while (k < n_task && strcmp(task_names[k], p->string)) k++;
-            if (k == n_task && n_task < 16) task_names[n_task++] = p->string;
-        }
-    }
-    /* The formula: the caller's, else the one the sweep's config named, else the default. */
-    if (!srcr_formula || !*srcr_formula) srcr_formula = str(recs[0], "srcr_formula");
-    if (!*srcr_formula) srcr_formula = metrics_srcr_names[0];
-    double probe;
-    rc = metrics_srcr(srcr_formula, 1.0, 0.0, 16, &probe, e);
-    if (rc) {
-        results_free(recs, n);
-        return rc;
-    }
-    report_row *rows = calloc((size_t)n, sizeof *rows);
-    double *tx = calloc((size_t)n, sizeof(double)), *ty = calloc((size_t)n, sizeof(double));
-    bool *front = calloc((size_t)n, sizeof(bool));
-    if (!rows || !tx || !ty || !front) {
-        free(rows); free(tx); free(ty); free(front);
-        results_free(recs, n);
-        return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    }
-    /* Retention Sr: mean over tasks of accuracy / dense accuracy (algorithms.md §7). Without
-     * tasks, the perplexity retention ppl_dense / ppl of the first text stands in (labelled as
-     * such): it is 1 for the dense model and falls as the model loses quality. */
-    bool from_tasks = n_task > 0;
-    for (int i = 0; i < n; i++) {
-        const cJSON *r = recs[i], *cfg = cJSON_GetObjectItem(r, "config");
-        report_row *w = &rows[i];
-        w->label = str(r, "label");
-        w->solver = str(cfg, "solver");
-        w->dense = cJSON_IsTrue(cJSON_GetObjectItem(r, "dense"));
-        w->sparsity = num(r, "sparsity");
-        w->bits = num(r, "bits");
-        w->bpw = num(r, "bits_per_weight");
-        w->tcr = num(r, "tcr");
-        for (int k = 0; k < n_ppl; k++)
-            w->ppl[k] = num(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "ppl"), ppl_names[k]), "ppl");
-        double sr = NAN;
-        if (dense && from_tasks) {
-            double sum = 0;
-            int cnt = 0;
-            for (int k = 0; k < n_task; k++) {
-                double a = num(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "tasks"), task_names[k]), "acc");
-                double d = num(cJSON_GetObjectItem(cJSON_GetObjectItem(dense, "tasks"), task_names[k]), "acc");
-                if (isfinite(a) && isfinite(d) && d > 0) { sum += a / d; cnt++; }
-            }
-            sr = cnt ? sum / cnt : NAN;
-        } else if (dense && n_ppl > 0) {
-            double d = num(cJSON_GetObjectItem(cJSON_GetObjectItem(dense, "ppl"), ppl_names[0]), "ppl");
-            sr = d / w->ppl[0];
-        }
-        w->retention = sr;
-        /* NaN where the formula is undefined (e.g. no retention, or 1-bit): a "-" cell. */
-        err ignored = {0};
-        if (!isfinite(sr) || metrics_srcr(srcr_formula, sr, w->sparsity, (int)w->bits, &w->srcr, &ignored))
-            w->srcr = NAN;
-        tx[i] = w->tcr;
-        ty[i] = sr;
-    }
-    report_pareto(tx, ty, n, front);
-    for (int i = 0; i < n; i++) rows[i].front = front[i];
-
-    sbuf md = {0}, csv = {0}, tex = {0};
-    out(&md, "# sparq report: %s\n\n%d runs. Retention = %s; SrCr by the `%s` formula (%s). "
-             "* = on the Pareto frontier of retention vs TCr.\n\n",
-        dir, n, from_tasks ? "mean task accuracy relative to dense (Sr)" : "dense perplexity / perplexity (no tasks in the sweep)",
-        srcr_formula, metrics_srcr_text(srcr_formula));
-    out(&md, "| run | sparsity | bits | bits/weight packed | theoretical | KB packed | TCr |");
-    out(&csv, "label,solver,grid,sparsity,bits,group,schedule,bits_per_weight,bits_per_weight_theoretical,bytes_packed,tcr");
-    out(&tex, "\\begin{tabular}{l r r r r");
-    for (int k = 0; k < n_ppl; k++) {
-        out(&md, " ppl %s |", ppl_names[k]);
-        out(&csv, ",ppl_%s", ppl_names[k]);
-        out(&tex, " r");
-    }
-    for (int k = 0; k < n_task; k++) {
-        out(&md, " %s acc |", task_names[k]);
-        out(&csv, ",acc_%s,acc_stderr_%s", task_names[k], task_names[k]);
-        out(&tex, " r");
-    }
-    out(&md, " retention | SrCr | seconds |\n|---|");
-    out(&csv, ",retention,srcr,seconds,key\n");
-    out(&tex, " r r}\n\\toprule\nrun & sparsity & bits & bits/weight & TCr");
-    for (int k = 0; k < n_ppl; k++) out(&tex, " & ppl (%s)", ppl_names[k]);
-    for (int k = 0; k < n_task; k++) out(&tex, " & %s", task_names[k]);
-    out(&tex, " & retention & SrCr \\\\\n\\midrule\n");
-    for (int c = 0; c < 6 + n_ppl + n_task + 3; c++) out(&md, "---:|");
-    out(&md, "\n");
-    for (int i = 0; i < n; i++) {
-        const cJSON *r = recs[i], *cfg = cJSON_GetObjectItem(r, "config");
-        const report_row *w = &rows[i];
-        out(&md, "| %s%s | %.4f | %.0f | %.3f | %.3f | %.1f | %.2f%% |", w->front ? "* " : "", w->label,
-            w->sparsity, w->bits, w->bpw, num(r, "bits_per_weight_theoretical"), num(r, "bytes_packed") / 1024,
-            100 * w->tcr);
-        out(&csv, "\"%s\",%s,%s,%.6f,%.0f,%.0f,%s,%.6f,%.6f,%.0f,%.6f", w->label, w->solver, str(r, "grid"),
-            w->sparsity, w->bits, num(cfg, "group"), str(cfg, "schedule"), w->bpw,
-            num(r, "bits_per_weight_theoretical"), num(r, "bytes_packed"), w->tcr);
-        out(&tex, "%s & %.2f & %.0f & %.2f & %.1f\\%%", w->label, w->sparsity, w->bits, w->bpw, 100 * w->tcr);
-        for (int k = 0; k < n_ppl; k++) {
-            out(&md, " ");
-            cell(&md, "%.3f", w->ppl[k], "-");
-            out(&md, " |");
-            out(&csv, ",");
-            cell(&csv, "%.6f", w->ppl[k], "");
-            out(&tex, " & ");
-            cell(&tex, "%.2f", w->ppl[k], "--");
-        }
-        for (int k = 0; k < n_task; k++) {
-            const cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "tasks"), task_names[k]);
-            double a = num(t, "acc"), se = num(t, "acc_stderr");
-            out(&md, " ");
-            cell(&md, "%.4f", a, "-");
-            if (isfinite(se)) out(&md, " ± %.4f", se);
-            out(&md, " |");
-            out(&csv, ",");
-            cell(&csv, "%.6f", a, "");
-            out(&csv, ",");
-            cell(&csv, "%.6f", se, "");
-            out(&tex, " & ");
-            cell(&tex, "%.3f", a, "--");
-        }
-        out(&md, " ");
-        cell(&md, "%.4f", w->retention, "-");
-        out(&md, " | ");
-        cell(&md, "%.4f", w->srcr, "-");
-        out(&md, " | %.1f |\n", num(cJSON_GetObjectItem(r, "seconds"), "total"));
-        out(&csv, ",");
-        cell(&csv, "%.6f", w->retention, "");
-        out(&csv, ",");
-        cell(&csv, "%.6f", w->srcr, "");
-        out(&csv, ",%.3f,%s\n", num(cJSON_GetObjectItem(r, "seconds"), "total"), str(r, "key"));
-        out(&tex, " & ");
-        cell(&tex, "%.3f", w->retention, "--");
-        out(&tex, " & ");
-        cell(&tex, "%.3f", w->srcr, "--");
-        out(&tex, " \\\\\n");
-    }
-    out(&tex, "\\bottomrule\n\\end{tabular}\n");
+    table t;
+    rc = table_build(&t, dir, srcr_formula, recs, n, e);
+    static const struct {
+        const char *file;
+        void (*write)(sbuf *, const table *);
+    } formats[3] = {{"report.md", write_md}, {"results.csv", write_csv}, {"tables.tex", write_tex}};
+    sbuf text[3] = {{0}};
     char path[4200], pdir[4200];
-    const char *names[3] = {"report.md", "results.csv", "tables.tex"};
-    sbuf *bufs[3] = {&md, &csv, &tex};
     for (int k = 0; k < 3 && !rc; k++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
-        rc = bufs[k]->buf ? results_write_atomic(path, bufs[k]->buf, bufs[k]->n, e)
-                          : err_set(e, SPARQ_ERUNTIME, "out of memory");
+        formats[k].write(&text[k], &t);
+        snprintf(path, sizeof path, "%s/%s", dir, formats[k].file);
+        rc = text[k].buf ? results_write_atomic(path, text[k].buf, text[k].n, e)
+                         : err_set(e, SPARQ_ERUNTIME, "out of memory");
     }
-    snprintf(pdir, sizeof pdir, "%s", plots_dir ? plots_dir : dir);
-    if (!plots_dir) snprintf(pdir, sizeof pdir, "%s/plots", dir);
+    if (plots_dir) snprintf(pdir, sizeof pdir, "%s", plots_dir);
+    else snprintf(pdir, sizeof pdir, "%s/plots", dir);
     if (!rc) rc = results_mkdir(pdir, e);
-    if (!rc) rc = report_plot(rows, n, ppl_names, n_ppl, from_tasks, metrics_srcr_text(srcr_formula), pdir, e);
+    if (!rc)
+        rc = report_plot(t.rows, n, t.ppl_names, t.n_ppl, t.from_tasks,
+                         metrics_srcr_text(t.srcr_formula), pdir, e);
     if (!rc && print) {
-        const sbuf *p = !strcmp(print, "csv") ? &csv : !strcmp(print, "latex") ? &tex : &md;
-        fwrite(p->buf, 1, p->n, stdout);
+        int k = !strcmp(print, "csv") ? 1 : !strcmp(print, "latex") ? 2 : 0;   /* else Markdown */
+        fwrite(text[k].buf, 1, text[k].n, stdout);
     }
-    free(md.buf); free(csv.buf); free(tex.buf);
-    free(rows); free(tx); free(ty); free(front);
+    for (int k = 0; k < 3; k++) free(text[k].buf);
+    free(t.rows);
     results_free(recs, n);
     return rc;
 }

@@ -21,14 +21,23 @@ void report_pareto(const double *x, const double *y, int n, bool *front);
 int report_write(const char *dir, const char *plots_dir, const char *print, const char *srcr_formula,
                  err *e);
 
-/* The plots alone, from the table rows report_write builds (plot.c). */
+/* Columns a report keeps: the first REPORT_MAX_PPL perplexity texts and REPORT_MAX_TASKS tasks
+ * seen in the records. */
+#define REPORT_MAX_PPL   8
+#define REPORT_MAX_TASKS 16
+
+/* One run's row, as every table and plot shows it; NaN where the record has no value. Strings
+ * point into the loaded records. */
 typedef struct {
-    const char *label, *solver;
-    double sparsity, bits, bpw, tcr, retention, srcr;
-    double ppl[8];
-    bool   dense, front;
+    const char *label, *solver, *grid, *schedule, *key;
+    double sparsity, bits, group, bpw, bpw_theoretical, bytes_packed, tcr, seconds;
+    double ppl[REPORT_MAX_PPL];                                  /* per perplexity column */
+    double acc[REPORT_MAX_TASKS], acc_stderr[REPORT_MAX_TASKS];  /* per task column       */
+    double retention, srcr;
+    bool   dense, front;                                         /* front: Pareto frontier */
 } report_row;
 
+/* The plots alone, from the rows report_write builds (plot.c). */
 int report_plot(const report_row *rows, int n, const char *const *ppl_names, int n_ppl,
                 bool retention_from_tasks, const char *srcr_text, const char *dir, err *e);
 

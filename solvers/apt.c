@@ -17,7 +17,7 @@
 #include "mask.h"
 #include "obs.h"
 #include "solver.h"
-#include "sweep.h"
+#include "obs_sweep.h"
 
 /* Solve A z = b for a k x k SPD A (row-major, destroyed) by Cholesky, in double: the joint
  * systems can be ill-conditioned when pruned inputs are correlated. Returns -1 if not SPD. */
@@ -191,11 +191,11 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
         goto done;
     }
     for (int j = 0; j < C; j++) ident[j] = j;
-    sweep_transpose_in(W, R, C, ident, f.dead, Wt);
+    obs_sweep_transpose_in(W, R, C, ident, f.dead, Wt);
     for (int j = 0; j < C; j++)
         if (f.dead[j]) for (int i = 0; i < R; i++) r->mask[(size_t)i * C + j] = 1;
     /* A chain's second stage keeps its pruned set, dead inputs included. */
-    if (fixed) sweep_transpose_mask_in(r->mask, R, C, ident, Mk);
+    if (fixed) obs_sweep_transpose_mask_in(r->mask, R, C, ident, Mk);
 
     for (int a = 0; a < C; a += B) {
         int nb = a + B < C ? B : C - a;
@@ -246,13 +246,13 @@ static int apt_compress(float *W, int rows, int cols, const float *H, const targ
         for (size_t x = 0; x < (size_t)nb * R; x++)
             if (M1[x]) Wt[(size_t)a * R + x] = 0.0f;     /* exact zeros, not round-off */
     }
-    sweep_transpose_out(Wt, R, C, ident, W);
-    sweep_transpose_mask_out(Mk, R, C, ident, r->mask);
+    obs_sweep_transpose_out(Wt, R, C, ident, W);
+    obs_sweep_transpose_mask_out(Mk, R, C, ident, r->mask);
     if (t->bits < 16) {
         target q = *t;
         q.sparsity = 0.0;
         q.n = q.m = 0;
-        rc = obs_sweep(W, R, C, H, &q, SWEEP_MASK_FIXED, r, e);
+        rc = obs_sweep(W, R, C, H, &q, OBS_SWEEP_MASK_FIXED, r, e);
     }
 done:
     free(Wt); free(Yt); free(G); free(UT); free(Ablk); free(Mk); free(ident); free(score); free(tmp); free(Qs); free(As); free(zs);

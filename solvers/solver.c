@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../core/blas.h"
+#include "../core/clock.h"
 
 /* The registry: adding a solver is one file and one line here. */
 extern const solver solver_magnitude, solver_wanda, solver_sparsegpt, solver_apt, solver_rtn,
@@ -102,12 +102,6 @@ static int exact_loss(const float *W0, const float *W, int rows, int cols, const
     return SPARQ_OK;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int solver_spec_parse(const char *name, bool quantize_all, solver_spec *out, err *e) {
     memset(out, 0, sizeof *out);
     out->quantize_all = quantize_all;
@@ -181,7 +175,7 @@ int solver_spec_run(const solver_spec *s, float *W, int rows, int cols, const fl
     r->damp = t->damp;
     target ts[2];
     chain_targets(s, t, &ts[0], &ts[1]);
-    double t0 = now();
+    double t0 = clock_seconds();
     for (int k = 0; k < s->n && !rc; k++) {
         rc = s->stage[k]->compress(W, rows, cols, H, &ts[k], r, e);
         for (size_t i = 0; !rc && k == 0 && i < n; i++)
@@ -190,7 +184,7 @@ int solver_spec_run(const solver_spec *s, float *W, int rows, int cols, const fl
     /* Case A may turn pruned zeros into grid values again: only what is still 0 is pruned. */
     if (!rc && s->n == 2 && s->quantize_all)
         for (size_t i = 0; i < n; i++) r->mask[i] = r->mask[i] && W[i] == 0.0f;
-    r->seconds = now() - t0;
+    r->seconds = clock_seconds() - t0;
     size_t pruned = 0;
     for (size_t i = 0; rc == SPARQ_OK && i < n; i++) {
         if (r->mask[i]) { W[i] = 0.0f; pruned++; }

@@ -1,15 +1,15 @@
 /* SparseGPT, algorithms.md §3 (IST-DASLab/sparsegpt fasterprune): the blocked OBS sweep of
- * sweep.h with an adaptive per-block mask (unstructured) or a per-group choice from the current
- * weights (N:M), and optional joint quantization of the kept weights in the same sweep (per-row
- * asymmetric grid fitted on the dense rows before the sweep, as the reference does). */
+ * obs_sweep.h with an adaptive per-block mask (unstructured) or a per-group choice from the
+ * current weights (N:M), and optional joint quantization of the kept weights in the same sweep
+ * (per-row asymmetric grid fitted on the dense rows before the sweep, as the reference does). */
 #include "solver.h"
-#include "sweep.h"
+#include "obs_sweep.h"
 
 static int sparsegpt_compress(float *W, int rows, int cols, const float *H, const target *t,
                               layer_report *r, err *e) {
-    sweep_mask mode = t->keep_mask ? SWEEP_MASK_FIXED
-                    : t->m > 0 ? SWEEP_MASK_NM
-                    : t->sparsity > 0.0 ? SWEEP_MASK_ADAPTIVE : SWEEP_MASK_NONE;
+    obs_sweep_mask mode = t->keep_mask ? OBS_SWEEP_MASK_FIXED
+                        : t->m > 0 ? OBS_SWEEP_MASK_NM
+                        : t->sparsity > 0.0 ? OBS_SWEEP_MASK_ADAPTIVE : OBS_SWEEP_MASK_NONE;
     return obs_sweep(W, rows, cols, H, t, mode, r, e);
 }
 

@@ -2,6 +2,7 @@
  * single-token path, the WikiText-2 row join, and the documents split. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,11 +11,14 @@
 #include "../eval/perplexity.h"
 #include "util.h"
 
-/* Mean NLL of the sequences computed token by token with the KV-cache path, in double. */
-static double direct_nll(const model *m, const token_seqs *s, long *scored) {
-    double sum = 0.0;
-    *scored = 0;
+/* -log p of every scored token of the sequences, in order, computed token by token with the
+ * KV-cache path in double. */
+static double *direct_nlls(const model *m, const token_seqs *s, long *scored) {
+    long n = 0;
+    for (int i = 0; i < s->n; i++) n += s->lens[i] - 1;
+    double *nll = malloc((size_t)n * sizeof(double));
     float *logits = malloc(m->cfg.vocab_size * sizeof(float));
+    *scored = 0;
     for (int i = 0; i < s->n; i++) {
         fwd_cache *c;
         err e = {0};
@@ -25,57 +29,79 @@ static double direct_nll(const model *m, const token_seqs *s, long *scored) {
             double mx = logits[0], z = 0.0;
             for (int v = 1; v < m->cfg.vocab_size; v++) mx = fmax(mx, logits[v]);
             for (int v = 0; v < m->cfg.vocab_size; v++) z += exp(logits[v] - mx);
-            sum += mx + log(z) - logits[t[p + 1]];
-            (*scored)++;
+            nll[(*scored)++] = mx + log(z) - logits[t[p + 1]];
         }
         fwd_cache_free(c);
     }
     free(logits);
-    return sum / *scored;
+    return nll;
+}
+
+static double mean(const double *x, long n) {
+    double sum = 0.0;
+    for (long i = 0; i < n; i++) sum += x[i];
+    return sum / n;
+}
+
+/* Mean NLL of the sequences by direct_nlls. */
+static double direct_nll(const model *m, const token_seqs *s, long *scored) {
+    double *nll = direct_nlls(m, s, scored);
+    double r = mean(nll, *scored);
+    free(nll);
+    return r;
+}
+
+/* A test's input: stories260K, tok512 and the sequences of a data text under a protocol. */
+typedef struct {
+    model     *m;
+    tokenizer *t;
+    token_seqs s;
+} fixture;
+
+static fixture fixture_load(const char *text, ppl_protocol protocol, int seqlen, int limit) {
+    fixture f = {.m = load_stories(), .t = load_tok512()};
+    err e = {0};
+    cr_assert_eq(ppl_prepare(f.t, data_path(text), protocol, seqlen, limit, &f.s, &e), 0, "%s",
+                 e.msg);
+    return f;
+}
+
+static void fixture_free(fixture *f) {
+    token_seqs_free(&f->s);
+    tokenizer_free(f->t);
+    model_free(f->m);
 }
 
 Test(perplexity, documents_protocol_equals_direct_computation_on_three_documents) {
-    model *m = load_stories();
-    tokenizer *t = load_tok512();
-    token_seqs s;
+    fixture f = fixture_load("text/TinyStories-valid-first1000.txt", PPL_DOCUMENTS, 128, 3);
     err e = {0};
-    cr_assert_eq(ppl_prepare(t, data_path("text/TinyStories-valid-first1000.txt"), PPL_DOCUMENTS, 128,
-                             3, &s, &e), 0, "%s", e.msg);
-    cr_assert_eq(s.n, 3);
-    cr_assert_eq(s.lens[0], 128, "the first story has 171 tokens, truncated to 128");
-    for (int i = 0; i < 3; i++) cr_assert_eq(s.tokens[s.offs[i]], TOKEN_BOS);
+    cr_assert_eq(f.s.n, 3);
+    cr_assert_eq(f.s.lens[0], 128, "the first story has 171 tokens, truncated to 128");
+    for (int i = 0; i < 3; i++) cr_assert_eq(f.s.tokens[f.s.offs[i]], TOKEN_BOS);
     ppl_result r;
-    cr_assert_eq(ppl_score(m, &s, &r, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(ppl_score(f.m, &f.s, &r, NULL, NULL, &e), 0, "%s", e.msg);
     long scored;
-    double want = direct_nll(m, &s, &scored);
+    double want = direct_nll(f.m, &f.s, &scored);
     cr_assert_eq(r.tokens, scored);
     cr_assert(fabs(r.nll - want) < 1e-5 * want, "nll %.8f vs direct %.8f", r.nll, want);
     cr_assert(fabs(r.ppl - exp(want)) < 1e-4 * exp(want));
-    token_seqs_free(&s);
-    tokenizer_free(t);
-    model_free(m);
+    fixture_free(&f);
 }
 
 Test(perplexity, windows_protocol_equals_direct_computation_on_two_windows) {
-    model *m = load_stories();
-    tokenizer *t = load_tok512();
-    token_seqs s;
+    fixture f = fixture_load("text/wiki.test.raw", PPL_WINDOWS, 96, 2);
     err e = {0};
-    cr_assert_eq(ppl_prepare(t, data_path("text/wiki.test.raw"), PPL_WINDOWS, 96, 2, &s, &e), 0,
-                 "%s", e.msg);
-    cr_assert_eq(s.n, 2);
-    cr_assert_eq(s.lens[0], 96);
-    cr_assert_eq(s.tokens[0], TOKEN_BOS, "one BOS at the very start of the joined text");
-    cr_assert_neq(s.tokens[96], TOKEN_BOS, "no BOS at the start of the second window");
+    cr_assert_eq(f.s.n, 2);
+    cr_assert_eq(f.s.lens[0], 96);
+    cr_assert_eq(f.s.tokens[0], TOKEN_BOS, "one BOS at the very start of the joined text");
+    cr_assert_neq(f.s.tokens[96], TOKEN_BOS, "no BOS at the start of the second window");
     ppl_result r;
-    cr_assert_eq(ppl_score(m, &s, &r, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(ppl_score(f.m, &f.s, &r, NULL, NULL, &e), 0, "%s", e.msg);
     long scored;
-    double want = direct_nll(m, &s, &scored);
+    double want = direct_nll(f.m, &f.s, &scored);
     cr_assert_eq(r.tokens, 2 * 95);
     cr_assert(fabs(r.nll - want) < 1e-5 * want, "nll %.8f vs direct %.8f", r.nll, want);
-    token_seqs_free(&s);
-    tokenizer_free(t);
-    model_free(m);
+    fixture_free(&f);
 }
 
 /* Hugging Face's wikitext rows keep their "\n", blank lines become "", and the protocol joins
@@ -116,19 +142,39 @@ Test(perplexity, documents_split_strips_and_drops_empty) {
 }
 
 Test(perplexity, limit_and_thread_count_do_not_change_per_token_scores) {
-    model *m = load_stories();
-    tokenizer *t = load_tok512();
-    token_seqs s;
+    fixture f = fixture_load("text/TinyStories-valid-first1000.txt", PPL_DOCUMENTS, 512, 40);
     err e = {0};
-    cr_assert_eq(ppl_prepare(t, data_path("text/TinyStories-valid-first1000.txt"), PPL_DOCUMENTS, 512,
-                             40, &s, &e), 0);
     ppl_result r1, r2;
-    cr_assert_eq(ppl_score(m, &s, &r1, NULL, NULL, &e), 0);
-    cr_assert_eq(ppl_score(m, &s, &r2, NULL, NULL, &e), 0);
+    cr_assert_eq(ppl_score(f.m, &f.s, &r1, NULL, NULL, &e), 0);
+    cr_assert_eq(ppl_score(f.m, &f.s, &r2, NULL, NULL, &e), 0);
     cr_assert_eq(r1.nll, r2.nll, "the same input gives the same bits");
     /* stories260K is a good model of TinyStories: its validation loss is 1.30 nats. */
     cr_assert(r1.nll > 1.0 && r1.nll < 2.0, "nll %f", r1.nll);
-    token_seqs_free(&s);
-    tokenizer_free(t);
-    model_free(m);
+    fixture_free(&f);
+}
+
+/* nll_stderr = sample std of the per-token -log p / sqrt(n), here from the direct path in two
+ * passes; ppl_stderr = ppl * nll_stderr. 12 documents make 3 tasks, so 1 and 2 threads split
+ * them differently: the merged statistics must not notice. */
+Test(perplexity, nll_stderr_equals_sample_std_of_direct_per_token_nlls) {
+    fixture f = fixture_load("text/TinyStories-valid-first1000.txt", PPL_DOCUMENTS, 128, 12);
+    err e = {0};
+    ppl_result r1, r2;
+    omp_set_num_threads(1);
+    cr_assert_eq(ppl_score(f.m, &f.s, &r1, NULL, NULL, &e), 0, "%s", e.msg);
+    omp_set_num_threads(2);
+    cr_assert_eq(ppl_score(f.m, &f.s, &r2, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(r1.nll_stderr, r2.nll_stderr, "same bits for 1 and 2 threads");
+    long n;
+    double *nll = direct_nlls(f.m, &f.s, &n), mu = mean(nll, n), ss = 0.0;
+    for (long i = 0; i < n; i++) ss += (nll[i] - mu) * (nll[i] - mu);
+    double want = sqrt(ss / (n - 1) / n);
+    cr_assert_eq(r1.tokens, n);
+    /* The batched (float) and direct paths agree per token as in the tests above; the standard
+     * errors came out 1e-7 apart relative, 1e-5 is the tolerance the mean nll gets. */
+    cr_assert(fabs(r1.nll_stderr - want) < 1e-5 * want, "nll_stderr %.8g vs direct %.8g",
+              r1.nll_stderr, want);
+    cr_assert(fabs(r1.ppl_stderr - r1.ppl * r1.nll_stderr) <= 1e-12 * r1.ppl_stderr);
+    free(nll);
+    fixture_free(&f);
 }

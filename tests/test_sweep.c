@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../core/fileio.h"
+#include "../core/clock.h"
 #include "../experiments/report.h"
 #include "../experiments/results.h"
 #include "../experiments/run.h"
@@ -315,12 +316,6 @@ static int check_records_file(const char *dir) {
     return nr;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* SIGKILL at 10 seeded random moments, each continuing what the previous left: delays are drawn
  * in [0, T/3] of an uninterrupted sweep's time T, so that the kills fall all along the sweep
  * (startup, calibration, solving, evaluation); every third waits instead for the record's
@@ -332,9 +327,9 @@ Test(sweep, sweep_killed_at_ten_random_points_ends_with_the_uninterrupted_record
     snprintf(ck, sizeof ck, "%s", write_config("rk-killed.ini", killed, grid_small));
     char *out, *er, args[4096];
     snprintf(args, sizeof args, "sweep '%s'", cf);
-    double t0 = now_s();
+    double t0 = clock_seconds();
     cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
-    double T = now_s() - t0;
+    double T = clock_seconds() - t0;
     free(out); free(er);
     uint64_t rng = 0x9e3779b97f4a7c15ull;    /* xorshift64, fixed seed: the same kill times each run */
     for (int k = 0; k < 10; k++) {
@@ -343,9 +338,9 @@ Test(sweep, sweep_killed_at_ten_random_points_ends_with_the_uninterrupted_record
         pid_t pid = spawn_sweep(ck, "");
         char tmp[4300];
         snprintf(tmp, sizeof tmp, "%s/runs.jsonl.tmp.%ld", killed, (long)pid);
-        double start = now_s();
+        double start = clock_seconds();
         struct stat st;
-        while (now_s() - start < delay && !(k % 3 == 2 && stat(tmp, &st) == 0))
+        while (clock_seconds() - start < delay && !(k % 3 == 2 && stat(tmp, &st) == 0))
             if (k % 3 != 2) nanosleep(&(struct timespec){0, 1000000}, NULL);
         bool writing = stat(tmp, &st) == 0;
         kill(pid, SIGKILL);
@@ -354,7 +349,7 @@ Test(sweep, sweep_killed_at_ten_random_points_ends_with_the_uninterrupted_record
         cr_assert(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0),
                   "kill %d: the sweep failed on its own (status %d)", k, status);
         int have = check_records_file(killed);
-        cr_log_info("kill %d after %.0f ms (%s%s): %d records", k, 1e3 * (now_s() - start),
+        cr_log_info("kill %d after %.0f ms (%s%s): %d records", k, 1e3 * (clock_seconds() - start),
                     WIFSIGNALED(status) ? "killed" : "had finished", writing ? ", writing a record" : "", have);
     }
     snprintf(args, sizeof args, "sweep '%s'", ck);

@@ -1,4 +1,4 @@
-#include "sweep.h"
+#include "obs_sweep.h"
 
 #include <math.h>
 #include <omp.h>
@@ -19,7 +19,7 @@
 typedef struct {
     int R, C, B;
     const target *t;
-    sweep_mask mode;
+    obs_sweep_mask mode;
     float *Wt;                /* [C][R]                                                     */
     const float *U;           /* [C][C] upper factor of (P H P^T)^-1                        */
     float *Et;                /* [B][R] scaled errors of the block                          */
@@ -57,7 +57,7 @@ static void sweep_sub_block(sweep *s, int a, int k0, int k1, int i0, int i1, flo
         int j = a + k;
         float *wj = s->Wt + (size_t)j * R, *ek = s->Et + (size_t)k * R;
         uint8_t *mk = s->M1 + (size_t)k * R;
-        if (s->mode == SWEEP_MASK_NM && k % m == 0) {
+        if (s->mode == OBS_SWEEP_MASK_NM && k % m == 0) {
             /* The group's saliencies use the current, already compensated weights. */
             for (int i = i0; i < i1; i++) {
                 float sc[64];
@@ -95,10 +95,11 @@ static int by_diag_desc(const void *x, const void *y) {
     return (a->j > b->j) - (a->j < b->j);
 }
 
-/* The transposes of sweep.h, in tiles of TILE x TILE. */
+/* The transposes of obs_sweep.h, in tiles of TILE x TILE. */
 #define TILE 32
 
-void sweep_transpose_in(const float *W, int R, int C, const int *perm, const uint8_t *dead, float *Wt) {
+void obs_sweep_transpose_in(const float *W, int R, int C, const int *perm, const uint8_t *dead,
+                            float *Wt) {
     #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
     for (int k0 = 0; k0 < C; k0 += TILE)
         for (int i0 = 0; i0 < R; i0 += TILE)
@@ -109,7 +110,7 @@ void sweep_transpose_in(const float *W, int R, int C, const int *perm, const uin
             }
 }
 
-void sweep_transpose_out(const float *Wt, int R, int C, const int *perm, float *W) {
+void obs_sweep_transpose_out(const float *Wt, int R, int C, const int *perm, float *W) {
     #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
     for (int i0 = 0; i0 < R; i0 += TILE)
         for (int k0 = 0; k0 < C; k0 += TILE)
@@ -118,7 +119,7 @@ void sweep_transpose_out(const float *Wt, int R, int C, const int *perm, float *
                     W[(size_t)i * C + perm[k]] = Wt[(size_t)k * R + i];
 }
 
-void sweep_transpose_mask_in(const uint8_t *M, int R, int C, const int *perm, uint8_t *Mk) {
+void obs_sweep_transpose_mask_in(const uint8_t *M, int R, int C, const int *perm, uint8_t *Mk) {
     #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
     for (int k0 = 0; k0 < C; k0 += TILE)
         for (int i0 = 0; i0 < R; i0 += TILE)
@@ -127,7 +128,7 @@ void sweep_transpose_mask_in(const uint8_t *M, int R, int C, const int *perm, ui
                     Mk[(size_t)k * R + i] = M[(size_t)i * C + perm[k]];
 }
 
-void sweep_transpose_mask_out(const uint8_t *Mk, int R, int C, const int *perm, uint8_t *M) {
+void obs_sweep_transpose_mask_out(const uint8_t *Mk, int R, int C, const int *perm, uint8_t *M) {
     #pragma omp parallel for collapse(2) schedule(static) if ((long)R * C > 65536)
     for (int i0 = 0; i0 < R; i0 += TILE)
         for (int k0 = 0; k0 < C; k0 += TILE)
@@ -175,11 +176,11 @@ static int setup_quant(sweep *s, const float *W, const uint8_t *dead, layer_repo
     return rc;
 }
 
-int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, sweep_mask mode,
+int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, obs_sweep_mask mode,
               layer_report *r, err *e) {
     int R = rows, C = cols, B = t->block < C ? t->block : C;
-    int sub = mode == SWEEP_MASK_NM ? t->m * (SUB_BLOCK / t->m > 1 ? SUB_BLOCK / t->m : 1) : SUB_BLOCK;
-    bool prunes = mode != SWEEP_MASK_NONE;
+    int sub = mode == OBS_SWEEP_MASK_NM ? t->m * (SUB_BLOCK / t->m > 1 ? SUB_BLOCK / t->m : 1) : SUB_BLOCK;
+    bool prunes = mode != OBS_SWEEP_MASK_NONE;
     sweep s = {.R = R, .C = C, .B = B, .t = t, .mode = mode, .quant = t->bits < 16};
     obs_factor f = {0};
     int *perm = malloc((size_t)C * sizeof(int));
@@ -216,8 +217,8 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, swe
     s.U = f.U;
 
     /* Sweep order, dead inputs zeroed (algorithms.md §0: no effect on calibration outputs). */
-    sweep_transpose_in(W, R, C, perm, dead, s.Wt);
-    if (mode == SWEEP_MASK_FIXED) sweep_transpose_mask_in(r->mask, R, C, perm, Mk);
+    obs_sweep_transpose_in(W, R, C, perm, dead, s.Wt);
+    if (mode == OBS_SWEEP_MASK_FIXED) obs_sweep_transpose_mask_in(r->mask, R, C, perm, Mk);
     if (prunes)
         for (int k = 0; k < C; k++)
             if (dead[perm[k]]) memset(Mk + (size_t)k * R, 1, (size_t)R);
@@ -231,7 +232,7 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, swe
         int b = a + B < C ? a + B : C, nb = b - a;
         s.M1 = Mk + (size_t)a * R;
         if (s.dynamic) memcpy(s.snap, s.Wt + (size_t)a * R, (size_t)nb * R * sizeof(float));
-        if (mode == SWEEP_MASK_ADAPTIVE) {
+        if (mode == OBS_SWEEP_MASK_ADAPTIVE) {
             /* The adaptive mask: pooled over all rows of the block, from weights that already
              * hold the compensation of earlier blocks. */
             #pragma omp parallel for schedule(static) if (nb * R > 65536)
@@ -271,8 +272,8 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, swe
             goto done;
         }
     }
-    sweep_transpose_out(s.Wt, R, C, perm, W);
-    sweep_transpose_mask_out(Mk, R, C, perm, r->mask);
+    obs_sweep_transpose_out(s.Wt, R, C, perm, W);
+    obs_sweep_transpose_mask_out(Mk, R, C, perm, r->mask);
     if (s.quant)
         for (size_t i = 0; i < (size_t)R * s.ng; i++) {
             r->scale[i] = s.qp[i].scale;
