@@ -395,6 +395,10 @@ static void print_record(const cJSON *r) {
                cJSON_GetObjectItem(p, "ppl")->valuedouble, cJSON_GetObjectItem(p, "ppl_stderr")->valuedouble,
                p->string, cJSON_GetObjectItem(p, "protocol")->valuestring,
                cJSON_GetObjectItem(p, "seqlen")->valueint, cJSON_GetObjectItem(p, "tokens")->valuedouble);
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(r, "tasks"))
+        printf("%-11s acc %.4f ± %.4f (n %d, chance %.4f)\n", p->string, cJSON_GetObjectItem(p, "acc")->valuedouble,
+               cJSON_GetObjectItem(p, "acc_stderr")->valuedouble, cJSON_GetObjectItem(p, "n")->valueint,
+               cJSON_GetObjectItem(p, "chance")->valuedouble);
 }
 
 /* The compress flags: the run's own, then one per row of the options table. */
