@@ -12,7 +12,7 @@
 #include "../core/fileio.h"
 #include "options.h"
 
-/* ---- parsing -------------------------------------------------------------------------------- */
+/* ---- parsing: inih hands every key to on_ini, which fills the setup and the grid sections --- */
 
 #define MAX_VALUES 32
 #define MAX_GRIDS 32

@@ -9,6 +9,7 @@
 
 #include "../core/err.h"
 #include "config.h"
+#include "run.h"
 
 typedef enum {
     SWEEP_NOTE_PLAN,         /* a line of the --dry-run plan (the CLI's stdout)  */
@@ -28,8 +29,7 @@ typedef struct {
 } sweep_options;
 
 /* Check every point against the context's model (invalid ones get `invalid` set) and key it. */
-struct run_context;
-int sweep_prepare(struct run_context *ctx, run_spec *runs, int n, err *e);
+int sweep_prepare(run_context *ctx, run_spec *runs, int n, err *e);
 
 /* sweep_prepare on a context of the config's setup, then run every valid, unfinished point of this
  * shard. A failing run is told and the sweep goes on; the result is then an error. */
