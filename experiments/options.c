@@ -130,7 +130,11 @@ static double get_real(const compress_options *o, const option *opt) {
 }
 static bool get_bool(const compress_options *o, const option *opt) { return *(const bool *)cfield(o, opt); }
 
+/* "--act-order x: ..." on the command line, "act_order x: ..." in a config. */
 static int set_error(const option *opt, const char *prefix, const char *v, const char *what, err *e) {
+    char flag[64];
+    options_flag(opt, flag, sizeof flag);
+    if (strcmp(prefix, "--") == 0) return err_set(e, SPARQ_EINPUT, "%s %s: %s", flag, v, what);
     return err_set(e, SPARQ_EINPUT, "%s%s %s: %s", prefix, opt->name, v, what);
 }
 

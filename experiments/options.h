@@ -46,8 +46,8 @@ const option *options_find(const char *name);
 void options_flag(const option *opt, char *buf, size_t n);
 
 /* Set one option from its text; BOOL accepts 1/0, true/false, yes/no, on/off. Messages name
- * the option as `prefix` + name ("--sparsity 1.5: ..." for the CLI, "sparsity 1.5: ..." for
- * configs). */
+ * the option by its flag when prefix is "--" ("--act-order x: ..." for the CLI), else as
+ * prefix + name ("act_order x: ..." for configs). */
 int options_set(compress_options *o, const option *opt, const char *value, const char *prefix,
                 err *e);
 
