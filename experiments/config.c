@@ -86,8 +86,17 @@ static int on_sweep_key(parse_state *ps, const char *name, const char *value) {
     else if (strcmp(name, "calib") == 0) resolve(ps, t, c->calib);
     else if (strcmp(name, "out") == 0) snprintf(cfg->out, sizeof cfg->out, "%s", t);
     else if (strcmp(name, "srcr_formula") == 0) snprintf(c->srcr_formula, sizeof c->srcr_formula, "%s", t);
-    else if (strcmp(name, "eval.ppl") == 0) snprintf(ps->eval_ppl, sizeof ps->eval_ppl, "%s", t);
-    else if (strcmp(name, "eval.tasks") == 0) snprintf(ps->eval_tasks, sizeof ps->eval_tasks, "%s", t);
+    else if (strcmp(name, "eval.ppl") == 0 || strcmp(name, "eval.tasks") == 0) {
+        /* Lists: an indented continuation line (inih hands it over under the same key) adds to
+         * the list, so long task lists fit the 200-byte lines. */
+        char *list = strcmp(name, "eval.ppl") == 0 ? ps->eval_ppl : ps->eval_tasks;
+        size_t have = strlen(list), cap = sizeof ps->eval_ppl;
+        if (have + strlen(t) + 2 >= cap) {
+            snprintf(ps->bad, sizeof ps->bad, "[sweep] %s: the list is longer than %zu characters", name, cap - 2);
+            return 0;
+        }
+        snprintf(list + have, cap - have, "%s%s", have ? "," : "", t);
+    }
     else if (strcmp(name, "nsamples") == 0 || strcmp(name, "seqlen") == 0 || strcmp(name, "seed") == 0 ||
              strcmp(name, "eval.limit") == 0) {
         int *dst = strcmp(name, "nsamples") == 0 ? &c->nsamples

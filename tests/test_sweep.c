@@ -387,3 +387,25 @@ Test(sweep, missing_data_folder_is_named_in_the_error) {
     cr_assert(strstr(er, want), "expected \"%s\" in: %s", want, er);
     free(out); free(er);
 }
+
+/* eval.ppl and eval.tasks continue on indented lines: long task lists fit inih's 200-byte lines. */
+Test(sweep, eval_lists_continue_on_indented_lines) {
+    const char *t = "[sweep]\nmodel = stories260K/stories260K.bin\ncalib = self\n"
+                    "eval.tasks = cloze=text/TinyStories-valid-first1000.txt\n"
+                    "    ending=text/TinyStories-valid-first1000.txt\n"
+                    "eval.ppl = text/TinyStories-valid-first1000.txt:documents:128,\n"
+                    "    text/wiki.test.raw:windows:64\n";
+    const char *p = tmp_path("continued.ini");
+    cr_assert_eq(write_file(p, t, strlen(t)), 0);
+    sweep_config *cfg = calloc(1, sizeof *cfg);
+    run_spec *r = NULL;
+    int n = 0;
+    err e = {0};
+    cr_assert_eq(config_load(p, cfg, &r, &n, &e), 0, "%s", e.msg);
+    cr_assert_eq(cfg->setup.n_tasks, 2);
+    cr_assert_str_eq(cfg->setup.tasks[1].name, "ending");
+    cr_assert_eq(cfg->setup.n_ppl, 2);
+    cr_assert_eq(cfg->setup.ppl[1].seqlen, 64);
+    free(r);
+    free(cfg);
+}
