@@ -80,9 +80,6 @@ static bool add_mul(uint64_t *a, uint64_t b, uint64_t c) {
 static int check_header(const char *path, const int32_t h[7], err *e) {
     static const char *names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads",
                                    "vocab_size", "seq_len"};
-    if ((uint32_t)h[0] == LLAMA2C_MAGIC)
-        return err_set(e, SPARQ_EINPUT, "%s: llama2.c export version 1/2 (magic \"ak42\") is not "
-                       "supported; use a legacy (version 0) checkpoint", path);
     for (int i = 0; i < 7; i++) {
         int64_t v = i == 5 && h[i] < 0 ? -(int64_t)h[i] : h[i];   /* -INT32_MIN overflows int32 */
         if (v <= 0 || v > (1 << 24))
@@ -125,6 +122,169 @@ static void llama2c_locate(const model_config *c, bool shared, uint64_t i, char 
     snprintf(buf, cap, "past the last tensor");
 }
 
+/* ---- llama2.c export.py version 1 (float32) and 2 (Q8_0) -------------------------------------- */
+
+#define LLAMA2C_HEADER 256   /* export.py pads its versioned headers with zeros to 256 bytes */
+
+/* One tensor of a version 1/2 file: where its values go and how a message names it. */
+typedef struct {
+    const char *name;
+    int layer;               /* -1: not per layer */
+    float *dst;
+    size_t n;
+} ak42_tensor;
+
+/* The file's tensors in its order (export.py version1_export/version2_export, runq.c's
+ * memory_map_weights): the 2L+1 norms first, then the token embedding, each kind of linear
+ * layer across layers (wq wk wv wo w1 w2 w3, llama2.c's w1/w2/w3 being gate/down/up), then the
+ * classifier when it is not shared. Versions 1 and 2 share the order; only the encoding of the
+ * tensors after the norms differs. t has room for 9L+3; returns the count. */
+static size_t ak42_tensors(model *m, ak42_tensor *t) {
+    const model_config *c = &m->cfg;
+    size_t k = 0, d = (size_t)c->dim, L = (size_t)c->n_layers;
+    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"attn_norm", (int)l, m->blocks[l].attn_norm, d};
+    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"ffn_norm", (int)l, m->blocks[l].ffn_norm, d};
+    t[k++] = (ak42_tensor){"final norm", -1, m->final_norm, d};
+    t[k++] = (ak42_tensor){"token embedding", -1, m->tok_emb, (size_t)c->vocab_size * d};
+    static const struct { linear_kind kind; const char *name; } lin[] = {
+        {LIN_Q, "q (wq)"}, {LIN_K, "k (wk)"}, {LIN_V, "v (wv)"}, {LIN_O, "o (wo)"},
+        {LIN_GATE, "gate (w1)"}, {LIN_DOWN, "down (w2)"}, {LIN_UP, "up (w3)"}};
+    for (size_t j = 0; j < sizeof lin / sizeof lin[0]; j++)
+        for (size_t l = 0; l < L; l++) {
+            linear *li = &m->blocks[l].lin[lin[j].kind];
+            t[k++] = (ak42_tensor){lin[j].name, (int)l, li->w, (size_t)li->rows * li->cols};
+        }
+    if (!m->shared_cls) t[k++] = (ak42_tensor){"classifier", -1, m->wcls, (size_t)c->vocab_size * d};
+    return k;
+}
+
+static void ak42_name(const ak42_tensor *t, char *buf, size_t cap) {
+    if (t->layer >= 0) snprintf(buf, cap, "layer %d %s", t->layer, t->name);
+    else snprintf(buf, cap, "%s", t->name);
+}
+
+/* Fill the model's weights from the mapped file, checking every float (v1) or scale (v2). The
+ * size check before this guarantees the file holds exactly these bytes. */
+static int ak42_read(model *m, const unsigned char *p, int version, int gs, const char *path, err *e) {
+    size_t L = (size_t)m->cfg.n_layers, cap = 9 * L + 3;
+    ak42_tensor *t = malloc(cap * sizeof *t);
+    if (!t) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    size_t nt = ak42_tensors(m, t), norms = 2 * L + 1;
+    char where[96];
+    for (size_t k = 0; k < nt; k++) {
+        size_t n = t[k].n;
+        if (version == 1 || k < norms) {
+            memcpy(t[k].dst, p, n * sizeof(float));
+            p += n * sizeof(float);
+            for (size_t i = 0; i < n; i++)
+                if (!isfinite(t[k].dst[i])) {
+                    ak42_name(&t[k], where, sizeof where);
+                    double v = t[k].dst[i];
+                    free(t);
+                    return err_set(e, SPARQ_EINPUT, "%s: %s, element %zu is not finite (%g)", path,
+                                   where, i, v);
+                }
+            continue;
+        }
+        /* Q8_0 (runq.c): the tensor's n int8 values, then n / gs float32 scales; a weight is
+         * exactly (float)q * s, what runq.c's dequantize computes. */
+        const int8_t *q = (const int8_t *)p;
+        const unsigned char *sp = p + n;
+        size_t ng = n / (size_t)gs;
+        for (size_t g = 0; g < ng; g++) {
+            float s;
+            memcpy(&s, sp + g * sizeof(float), sizeof s);
+            if (!isfinite(s)) {
+                ak42_name(&t[k], where, sizeof where);
+                free(t);
+                return err_set(e, SPARQ_EINPUT, "%s: %s, scale %zu (group of %d) is not finite (%g)",
+                               path, where, g, gs, (double)s);
+            }
+            float *dst = t[k].dst + g * (size_t)gs;
+            const int8_t *qg = q + g * (size_t)gs;
+            for (int i = 0; i < gs; i++) dst[i] = (float)qg[i] * s;
+        }
+        p += n + ng * sizeof(float);
+    }
+    free(t);
+    return SPARQ_OK;
+}
+
+/* Version 1/2 header: u32 magic, i32 version, 7 x i32 (dim hidden_dim n_layers n_heads
+ * n_kv_heads vocab_size seq_len), u8 shared_classifier, v2: i32 group_size (unaligned, at byte
+ * 37), zeros to 256. Fields are read with memcpy: the file is little-endian like its writer. */
+static int load_llama2c_ak42(model **out, const char *path, err *e) {
+    *out = NULL;
+    mapped_file mf;
+    int rc = mapped_open(&mf, path, "model", e);
+    if (rc) return rc;
+    const unsigned char *b = mf.data;
+    if (mf.size < LLAMA2C_HEADER) {
+        mapped_close(&mf);
+        return err_set(e, SPARQ_EINPUT, "%s: file is %llu bytes, too short for a llama2.c version 1/2 "
+                       "header (256 bytes)", path, (unsigned long long)mf.size);
+    }
+    int32_t version, h[7], gs = 0;
+    memcpy(&version, b + 4, 4);
+    memcpy(h, b + 8, sizeof h);
+    uint8_t shared_byte = b[36];
+    if (version == 2) memcpy(&gs, b + 37, 4);
+    if (version != 1 && version != 2)
+        rc = err_set(e, SPARQ_EINPUT, "%s: llama2.c export (magic \"ak42\") version %d is not supported "
+                     "(1 and 2 are; legacy files have no magic)", path, version);
+    else if (shared_byte > 1)
+        rc = err_set(e, SPARQ_EINPUT, "%s: header field shared_classifier = %u is not 0 or 1", path,
+                     (unsigned)shared_byte);
+    else if (h[5] < 0)   /* the versioned headers carry sharing in their own byte */
+        rc = err_set(e, SPARQ_EINPUT, "%s: header field vocab_size = %d is out of range", path, h[5]);
+    else rc = check_header(path, h, e);
+    if (!rc && version == 2 && (gs <= 0 || h[0] % gs != 0))
+        /* export.py halves the group until it divides dim; every tensor is then a multiple of
+         * dim values, so the groups tile each tensor. */
+        rc = err_set(e, SPARQ_EINPUT, "%s: header field group_size = %d does not divide dim %d", path,
+                     gs, h[0]);
+    if (rc) { mapped_close(&mf); return rc; }
+
+    model_config c = {
+        .dim = h[0], .hidden_dim = h[1], .n_layers = h[2], .n_heads = h[3], .n_kv_heads = h[4],
+        .vocab_size = h[5], .seq_len = h[6],
+        .head_size = h[0] / h[3], .rope_theta = 10000.0f, .norm_eps = 1e-5f, .rope = ROPE_ADJACENT,
+    };
+    bool shared = shared_byte == 1;
+    uint64_t L = c.n_layers, d = c.dim, kv = (uint64_t)c.dim * c.n_kv_heads / c.n_heads;
+    uint64_t norms = 0, lin = 0;   /* float32 norm values; values of the other tensors */
+    bool ok = add_mul(&norms, 2 * L + 1, d)
+           && add_mul(&lin, c.vocab_size, d) && add_mul(&lin, L * d, 2 * d) && add_mul(&lin, L * kv, 2 * d)
+           && add_mul(&lin, L * d, 3 * (uint64_t)c.hidden_dim) && (shared || add_mul(&lin, c.vocab_size, d));
+    uint64_t need = LLAMA2C_HEADER;
+    ok = ok && add_mul(&need, 4, norms)
+            && (version == 1 ? add_mul(&need, 4, lin)
+                             : add_mul(&need, 1, lin) && add_mul(&need, 4, lin / (uint64_t)gs));
+    if (!ok) { mapped_close(&mf); return err_set(e, SPARQ_EINPUT, "%s: header sizes overflow", path); }
+    if (mf.size != need) {
+        char gsbuf[32] = "";
+        if (version == 2) snprintf(gsbuf, sizeof gsbuf, " group_size=%d", gs);
+        rc = err_set(e, SPARQ_EINPUT, "%s: file is %llu bytes, version %d header (dim=%d hidden=%d "
+                     "layers=%d heads=%d kv_heads=%d vocab=%d%s seq_len=%d%s) needs %llu", path,
+                     (unsigned long long)mf.size, version, c.dim, c.hidden_dim, c.n_layers, c.n_heads,
+                     c.n_kv_heads, c.vocab_size, shared ? " shared" : " unshared", c.seq_len, gsbuf,
+                     (unsigned long long)need);
+        mapped_close(&mf);
+        return rc;
+    }
+    model *m = NULL;
+    rc = model_config_check(&c, path, e);
+    if (!rc) rc = model_alloc(&m, &c, shared, e);
+    if (!rc) rc = ak42_read(m, b + LLAMA2C_HEADER, version, gs, path, e);
+    mapped_close(&mf);
+    if (!rc) rc = model_init_rope(m, e);
+    if (rc) { model_free(m); return rc; }
+    m->llama2c_version = version;
+    m->group_size = gs;
+    *out = m;
+    return SPARQ_OK;
+}
+
 int model_load_llama2c(model **out, const char *path, err *e) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -140,6 +300,10 @@ int model_load_llama2c(model **out, const char *path, err *e) {
         fclose(f);
         return err_set(e, SPARQ_EINPUT, "%s: file is %llu bytes, too short for a llama2.c header "
                        "(28 bytes)", path, (unsigned long long)fsize);
+    }
+    if ((uint32_t)h[0] == LLAMA2C_MAGIC) {
+        fclose(f);
+        return load_llama2c_ak42(out, path, e);
     }
     int rc = check_header(path, h, e);
     if (rc) { fclose(f); return rc; }
@@ -389,6 +553,7 @@ int model_alloc(model **out, const model_config *c, bool shared, err *e) {
     m->cfg = *c;
     m->shared_cls = shared;
     m->data_floats = (size_t)n;
+    m->llama2c_version = -1;
     /* calloc: large blocks come as untouched zero pages, so the loader's writes are the only
      * time the memory is touched. */
     m->data = calloc((size_t)n, sizeof(float));

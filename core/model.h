@@ -50,9 +50,15 @@ typedef struct {
     float *rope_cos, *rope_sin;   /* [seq_len][head_size/2], precomputed at load */
     float *data;             /* one allocation holding every weight above      */
     size_t data_floats;
+    /* What the file was, for `inspect`: the llama2.c export version read (0 legacy, 1 float32,
+     * 2 Q8_0; -1 for other formats) and, for version 2, the values per int8 scale (else 0). */
+    int    llama2c_version;
+    int    group_size;
 } model;
 
-/* Load a llama2.c legacy (version 0) checkpoint. The file size must match the header exactly. */
+/* Load a llama2.c checkpoint: legacy (version 0, no magic) or export.py's version 1 (float32)
+ * or 2 (Q8_0, dequantised to exactly (float)int8 * scale), told by the magic "ak42". The file
+ * size must match the header exactly; non-finite weights or scales are named by tensor and layer. */
 int  model_load_llama2c(model **out, const char *path, err *e);
 void model_free(model *m);
 

@@ -89,7 +89,7 @@ Test(model, bad_files_are_clear_errors) {
     cr_assert_eq(write_file(p, b, 10), 0);                    /* shorter than the header */
     expect_load_error(p, "too short");
 
-    memcpy(b, "24ka", 4);                                     /* llama2.c v1/v2 magic "ak42" */
+    memcpy(b, "24ka", 4);                  /* magic "ak42" and version = hidden_dim: unknown version */
     cr_assert_eq(write_file(p, b, n), 0);
     expect_load_error(p, "ak42");
 
