@@ -125,7 +125,7 @@ bench-formats: deps $(BUILD)/bench-formats
 FUZZ_SECONDS ?= 30
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build-fuzz
-FUZZERS      := llama2c tokenizer safetensors gguf spm_model spm_json sweep tasks results
+FUZZERS      := llama2c tokenizer safetensors gguf spm_model spm_json sweep tasks results bpe_json bpe_pair bpe_encode
 # Like $(CONFIG), and only for fuzz goals: `install-deps.sh fuzz` installs clang, then FUZZ_OMP says
 # whether clang can link libomp (-fopenmp), else the pragmas go.
 FUZZ_CONFIG  := $(BUILD)/config-fuzz.mk

@@ -412,7 +412,7 @@ int bpe_load_pair(bpe **out, const char *vocab_path, const char *merges_path, er
     if (!rc) rc = pairs_alloc(b, lines, e);
     char buf[8192];
     int rank = 0, lineno = 0;
-    for (char *p = mt, *end = mt + (rc ? 0 : ml); !rc && p < end;) {
+    for (char *p = mt, *end = rc || !mt ? mt : mt + ml; !rc && p < end;) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
         lineno++;
