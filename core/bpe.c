@@ -11,8 +11,9 @@
 #include <string.h>
 #include <utf8proc.h>
 
-/* GPT-2's pattern with \s written out as Unicode White_Space (tokenizers/README.md §3.1): PCRE2's
- * \s under UCP leaves out U+0085, which Python's `regex` and Oniguruma count as space. */
+/* GPT-2's pattern with \s written out as Unicode White_Space (tokenizers/README.md §3.1): PCRE2
+ * 10.42's \s under UCP also matches U+180E (checked over every codepoint), which Python's `regex`
+ * and Oniguruma do not count as space since Unicode 6.3. */
 #define WS "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 static const char *const gpt2_pattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|[" WS "]+(?![^" WS "])|[" WS "]+";

@@ -86,6 +86,25 @@ Test(bpe, gpt2_encoder_json_and_vocab_bpe_match_all_247_references_and_round_tri
     tokenizer_free(t);
 }
 
+/* U+180E is not White_Space (PCRE2's UCP \s says it is): " \u180E" is one punctuation pre-token,
+ * as with Python's `regex`, not a space followed by a symbol. */
+Test(bpe, u180e_is_not_white_space) {
+    tokenizer *t = load(data_path("tokenizers/gpt2/encoder.json"));
+    const char *parts[] = {"a", " \xe1\xa0\x8e", "b"};
+    int want[16], nw = 0, *ids, n;
+    err e = {0};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tokenizer_encode(t, parts[i], false, false, &ids, &n, &e), 0);
+        for (int k = 0; k < n; k++) want[nw++] = ids[k];
+        free(ids);
+    }
+    cr_assert_eq(tokenizer_encode(t, "a \xe1\xa0\x8e" "b", false, false, &ids, &n, &e), 0);
+    cr_assert_eq(n, nw);
+    for (int k = 0; k < n; k++) cr_assert_eq(ids[k], want[k], "id %d", k);
+    free(ids);
+    tokenizer_free(t);
+}
+
 Test(bpe, gpt2_tokenizer_json_matches_references_and_splits_out_endoftext, .timeout = 60) {
     tokenizer *t = load(data_path("tokenizers/gpt2/tokenizer.json"));
     cr_assert(tokenizer_is_byte_level(t));
