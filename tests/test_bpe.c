@@ -325,3 +325,19 @@ Test(bpe, bad_files_exit_2_with_one_line_naming_the_file) {
     cr_assert_eq(write_file(lv, "a b\n", 4), 0);
     expect_refused(lv, "is not beside it");
 }
+
+/* tokenizer_load_for_model finds a Hugging Face OPT folder's vocab.json (+ merges.txt) beside the
+ * model; stories260K's 512-token vocabulary then says which file it read. */
+Test(bpe, a_models_vocab_json_is_found_beside_it) {
+    const char *dir = make_opt();
+    size_t len;
+    char *m = read_all(data_path("stories260K/stories260K.bin"), &len);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.bin", dir);
+    cr_assert(m && write_file(path, m, len) == 0);
+    free(m);
+    tokenizer *t = NULL;
+    err e = {0};
+    cr_assert_eq(tokenizer_load_for_model(&t, path, 512, NULL, NULL, 0, &e), SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, "vocab.json has 50265 tokens"), "%s", e.msg);
+}
