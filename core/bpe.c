@@ -96,6 +96,7 @@ static int smap_init(str_map *m, int n) {
 static void smap_free(str_map *m) { free(m->key); free(m->id); }
 
 static int smap_get(const str_map *m, const char *s, size_t len) {
+    if (memchr(s, '\0', len)) return -1;   /* keys are C strings: comparing past a NUL would overread */
     for (size_t i = hash_bytes(s, len) & m->mask;; i = (i + 1) & m->mask) {
         if (!m->key[i]) return -1;
         if (strncmp(m->key[i], s, len) == 0 && m->key[i][len] == '\0') return m->id[i];
