@@ -1,9 +1,9 @@
 # sparq: `make` builds ./sparq, `make test` runs the Criterion suite, `make asan` runs the same
 # suite under AddressSanitizer + UBSan, `make run` is the README's main command, `make bench`
-# prints throughput and peak memory, then solver timings on a 4096 x 4096 layer.
+# prints throughput and peak memory, tokenizer throughput, then solver timings on a 4096 x 4096 layer.
 
 CC      ?= cc
-PKGS    := openblas lapacke gsl libcjson inih
+PKGS    := openblas lapacke gsl libcjson inih libpcre2-8 libutf8proc
 BUILD   := build
 
 # The packages' flags come from pkg-config, which can only answer once scripts/install-deps.sh has
@@ -70,6 +70,9 @@ $(BUILD)/sparq-tests: $(TEST_SRC:%.c=$(BUILD)/%.o) $(LIB_OBJ)
 $(BUILD)/bench-solvers: $(BUILD)/bench/solvers.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+$(BUILD)/bench-tokenizers: $(BUILD)/bench/tokenizers.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 $(ASAN_BUILD)/sparq: $(ASAN_BUILD)/sparq.o $(ASAN_LIB_OBJ)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) $^ -o $@ $(LDLIBS)
 
@@ -96,8 +99,9 @@ run: all
 	./sparq report $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)
 	@echo "report: $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)/report.md, plots in $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)/plots/"
 
-bench: all $(BUILD)/bench-solvers
+bench: all $(BUILD)/bench-solvers $(BUILD)/bench-tokenizers
 	@bench/eval.sh
+	@$(BUILD)/bench-tokenizers
 	@$(BUILD)/bench-solvers
 	@bench/sweep.sh
 
@@ -121,7 +125,7 @@ bench-formats: deps $(BUILD)/bench-formats
 FUZZ_SECONDS ?= 30
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build-fuzz
-FUZZERS      := llama2c tokenizer safetensors gguf spm_model spm_json sweep tasks results
+FUZZERS      := llama2c tokenizer safetensors gguf spm_model spm_json sweep tasks results bpe_json bpe_pair bpe_encode
 # Like $(CONFIG), and only for fuzz goals: `install-deps.sh fuzz` installs clang, then FUZZ_OMP says
 # whether clang can link libomp (-fopenmp), else the pragmas go.
 FUZZ_CONFIG  := $(BUILD)/config-fuzz.mk

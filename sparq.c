@@ -37,6 +37,7 @@ static const char *usage_text =
     "            [--json]   tasks: piqa, arc_easy, arc_challenge, hellaswag, winogrande, boolq,\n"
     "            lambada (the original files; FILE,LABELS names a labels file), cloze, ending (any text)\n"
     "  inspect   --model M [--json]\n"
+    "  tokenize  --tokenizer T --text S [--bos] [--json]   (ids; --json adds the vocabulary pieces)\n"
     "  convert   --model M --out OUT [--format llama2c|safetensors|gguf] [--dtype f32|f16|bf16]\n"
     "            [--tokenizer T] [--json]   (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
@@ -48,7 +49,8 @@ static const char *usage_text =
     "            solvers: magnitude, wanda, sparsegpt, apt, rtn, gptq, or chains such as sparsegpt+gptq\n"
     "\n"
     "Without --tokenizer: a GGUF model's own vocabulary, else tokenizer.bin, tok<vocab>.bin,\n"
-    "tokenizer.model or tokenizer.json beside the model (inside it for a Hugging Face folder).\n";
+    "tokenizer.model, tokenizer.json, vocab.json (+merges.txt) or encoder.json (+vocab.bpe) beside the\n"
+    "model (inside it for a Hugging Face folder). T: any of those files, or a folder holding a pair.\n";
 
 /* ---- flags -------------------------------------------------------------------------------- */
 
@@ -656,6 +658,33 @@ static int cmd_inspect(int argc, char **argv, err *e) {
     return SPARQ_OK;
 }
 
+/* ---- tokenize ----------------------------------------------------------------------------- */
+
+static int cmd_tokenize(int argc, char **argv, err *e) {
+    flag f[] = {FV("--tokenizer"), FV("--text"), FB("--bos"), FB("--json"), {0}};
+    int rc = flags_parse(f, argc, argv, e);
+    if (!rc) rc = require(f, "--tokenizer", e);
+    if (!rc) rc = require(f, "--text", e);
+    if (rc) return rc;
+    tokenizer *t;
+    if ((rc = tokenizer_load(&t, flag_str(f, "--tokenizer"), e))) return rc;
+    int *ids = NULL, n = 0;
+    rc = tokenizer_encode(t, flag_str(f, "--text"), flag_str(f, "--bos") != NULL, false, &ids, &n, e);
+    if (!rc && flag_str(f, "--json")) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddItemToObject(j, "ids", cJSON_CreateIntArray(ids, n));
+        cJSON *pieces = cJSON_AddArrayToObject(j, "pieces");
+        for (int i = 0; i < n; i++) cJSON_AddItemToArray(pieces, cJSON_CreateString(tokenizer_piece(t, ids[i])));
+        print_json(j);
+    } else if (!rc) {
+        for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
+        printf("\n");
+    }
+    free(ids);
+    tokenizer_free(t);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         char opts[2048];
@@ -674,6 +703,7 @@ int main(int argc, char **argv) {
     else if (strcmp(cmd, "compress") == 0) rc = cmd_compress(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "sweep") == 0) rc = cmd_sweep(argc - 2, argv + 2, &e);
     else if (strcmp(cmd, "report") == 0) rc = cmd_report(argc - 2, argv + 2, &e);
+    else if (strcmp(cmd, "tokenize") == 0) rc = cmd_tokenize(argc - 2, argv + 2, &e);
     else rc = err_set(&e, SPARQ_EINPUT, "unknown command '%s' (see sparq --help)", cmd);
     if (rc) {
         fprintf(stderr, "sparq %s: %s\n", cmd, e.msg);

@@ -641,6 +641,10 @@ typedef struct {
 } gtensor;
 
 static int vocab_kvs(gbuf *b, const tokenizer *tok, int vocab, const char *path, err *e) {
+    /* GGUF's "gpt2" vocabularies need merges and token types this writer does not produce. */
+    if (tokenizer_is_byte_level(tok))
+        return err_set(e, SPARQ_EINPUT, "%s: a byte-level BPE tokenizer cannot be written into GGUF (only "
+                       "SentencePiece-style \"llama\" vocabularies are)", path);
     if (tokenizer_vocab_size(tok) != vocab)
         return err_set(e, SPARQ_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d",
                        path, tokenizer_vocab_size(tok), vocab);

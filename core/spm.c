@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bpe.h"
 #include "fileio.h"
 #include "text.h"
 
@@ -288,8 +289,11 @@ static int json_tokenizer(const cJSON *root, const char *path, tokenizer **out, 
         return err_set(e, SPARQ_EINPUT, "%s: no \"model\" object; not a Hugging Face tokenizer.json", path);
     if (has_type(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "ByteLevel") ||
         has_type(cJSON_GetObjectItemCaseSensitive(root, "decoder"), "ByteLevel"))
-        return err_set(e, SPARQ_EINPUT, "%s: byte-level BPE (GPT-2/LLaMA-3 style) tokenizers are not "
-                       "supported yet; only SentencePiece-BPE vocabularies are", path);
+    {
+        bpe *b;
+        int rc = bpe_load_json(&b, root, path, e);
+        return rc ? rc : tokenizer_from_bpe(out, b, e);
+    }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     const char *ts = cJSON_IsString(type) ? type->valuestring : "BPE";
     if (strcmp(ts, "BPE") != 0)

@@ -15,7 +15,7 @@ int spm_load_model(tokenizer **out, const char *path, err *e);
 
 /* tokenizer.json with model.type "BPE", model.vocab and model.merges (a piece made by merge r
  * scores -r, as SentencePiece's own BPE scores; pieces no merge makes score -1e10, which the
- * encoder never merges into). Byte-level BPE (GPT-2/LLaMA-3 style) is refused. */
+ * encoder never merges into). A byte-level BPE (ByteLevel pre-tokenizer or decoder) goes to bpe.h. */
 int spm_load_json(tokenizer **out, const char *path, err *e);
 
 /* A SentencePiece piece (len bytes) in llama2.c's convention, malloc'ed: U+2581 -> ' ', and the

@@ -1,5 +1,6 @@
 #include "tokenizer.h"
 
+#include "bpe.h"
 #include "fileio.h"
 #include "gguf.h"
 #include "spm.h"
@@ -24,6 +25,7 @@ struct tokenizer {
     char  *bytes;            /* storage of all pieces                      */
     unsigned char byte_piece[256];
     int    byte_id[256];     /* byte fallback: the id of "<0xXX>" */
+    bpe   *bpe;              /* a byte-level BPE (GPT-2, OPT, NeoX): every call goes to bpe.h */
 };
 
 void tokenizer_free(tokenizer *t) {
@@ -32,12 +34,27 @@ void tokenizer_free(tokenizer *t) {
     free(t->scores);
     free(t->sorted);
     free(t->bytes);
+    bpe_free(t->bpe);
     free(t);
 }
 
-int tokenizer_vocab_size(const tokenizer *t) { return t->vocab_size; }
+int tokenizer_vocab_size(const tokenizer *t) { return t->bpe ? bpe_vocab_size(t->bpe) : t->vocab_size; }
+
+bool tokenizer_is_byte_level(const tokenizer *t) { return t->bpe != NULL; }
+
+int tokenizer_from_bpe(tokenizer **out, bpe *b, err *e) {
+    *out = calloc(1, sizeof **out);
+    if (!*out) {
+        bpe_free(b);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    (*out)->bpe = b;
+    (*out)->vocab_size = bpe_vocab_size(b);
+    return SPARQ_OK;
+}
 
 const char *tokenizer_piece(const tokenizer *t, int token) {
+    if (t->bpe) return bpe_piece(t->bpe, token);
     return token >= 0 && token < t->vocab_size ? t->pieces[token] : "";
 }
 
@@ -72,6 +89,22 @@ static void set_byte_ids(tokenizer *t, bool legacy) {
 
 static int load_other(tokenizer **out, const char *path, bool *handled, err *e) {
     *handled = true;
+    char vocab[4200], merges[4200];
+    if (bpe_find_pair(path, vocab, merges, sizeof vocab)) {
+        bpe *b;
+        int rc = bpe_load_pair(&b, vocab, merges, e);
+        return rc ? rc : tokenizer_from_bpe(out, b, e);
+    }
+    if (path_is_dir(path)) {
+        snprintf(vocab, sizeof vocab, "%s/tokenizer.json", path);
+        if (path_exists(vocab)) return spm_load_json(out, vocab, e);
+        return err_set(e, SPARQ_EINPUT, "%s: a folder holding none of tokenizer.json, encoder.json + vocab.bpe, "
+                       "vocab.json + merges.txt", path);
+    }
+    if (path_has_suffix(path, "vocab.bpe") || path_has_suffix(path, "merges.txt") ||
+        path_has_suffix(path, "encoder.json") || path_has_suffix(path, "vocab.json"))
+        return err_set(e, SPARQ_EINPUT, "%s: the other file of its vocabulary/merges pair (encoder.json + "
+                       "vocab.bpe or vocab.json + merges.txt) is not beside it", path);
     if (path_has_suffix(path, ".model")) return spm_load_model(out, path, e);
     if (path_has_suffix(path, ".json")) return spm_load_json(out, path, e);
     if (path_has_suffix(path, ".gguf")) return gguf_load_tokenizer(out, path, e);
@@ -126,6 +159,7 @@ int tokenizer_from_pieces(tokenizer **out, int n, const char *const *pieces, con
 }
 
 float tokenizer_score(const tokenizer *t, int token) {
+    if (t->bpe) return 0.0f;
     return token >= 0 && token < t->vocab_size ? t->scores[token] : 0.0f;
 }
 
@@ -264,10 +298,34 @@ static void try_pair(const tokenizer *t, const int *tok, int l, int r, char *buf
     heap_push(h, nh, (merge){t->scores[id], l, tok[l], tok[r], id});
 }
 
+/* The family's BOS (if any), the text, the family's EOS (if any). */
+static int encode_bpe(const bpe *b, const char *text, bool bos, bool eos, int **ids, int *n, err *e) {
+    size_t cnt = 0, cap = 0;
+    int *out = NULL, rc = SPARQ_OK;
+    size_t len = strlen(text);
+    if (len > (size_t)INT32_MAX / 2) return err_set(e, SPARQ_EINPUT, "text of %zu bytes is too long to encode", len);
+    int extra[2] = {bos ? bpe_bos_id(b) : -1, eos ? bpe_eos_id(b) : -1};
+    if (extra[0] >= 0 && !(out = malloc(64 * sizeof *out))) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    if (extra[0] >= 0) { out[cnt++] = extra[0]; cap = 64; }
+    rc = bpe_encode(b, text, len, &out, &cnt, &cap, e);
+    if (!rc && extra[1] >= 0) {
+        int *p = realloc(out, (cnt + 1) * sizeof *p);
+        if (!p) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        else { out = p; out[cnt++] = extra[1]; }
+    }
+    if (rc) { free(out); return rc; }
+    if (!out) out = malloc(sizeof *out);   /* empty text: still a valid array for the caller */
+    if (!out) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    *ids = out;
+    *n = (int)cnt;
+    return SPARQ_OK;
+}
+
 int tokenizer_encode(const tokenizer *t, const char *text, bool bos, bool eos, int **ids, int *n,
                      err *e) {
     *ids = NULL;
     *n = 0;
+    if (t->bpe) return encode_bpe(t->bpe, text, bos, eos, ids, n, e);
     size_t tlen = strlen(text);
     /* At most one token per byte, plus BOS, dummy prefix and EOS. */
     size_t cap = tlen + 3;
@@ -336,6 +394,7 @@ int tokenizer_encode(const tokenizer *t, const char *text, bool bos, bool eos, i
 }
 
 const char *tokenizer_decode(const tokenizer *t, int prev, int token, int *len) {
+    if (t->bpe) return bpe_bytes(t->bpe, token, len);
     const char *piece = tokenizer_piece(t, token);
     if (prev == TOKEN_BOS && piece[0] == ' ') piece++;
     unsigned char b;
@@ -383,8 +442,9 @@ static bool find_beside(const char *model_path, int vocab_size, char *buf, size_
     else
         path_dir(model_path, dir, sizeof dir);
     snprintf(tok, sizeof tok, "tok%d.bin", vocab_size);
-    const char *names[] = {"tokenizer.bin", tok, "tokenizer.model", "tokenizer.json"};
-    for (int i = 0; i < 4; i++) {
+    /* vocab.json / encoder.json: a Hugging Face OPT or GPT-2 folder's pair (bpe_find_pair). */
+    const char *names[] = {"tokenizer.bin", tok, "tokenizer.model", "tokenizer.json", "vocab.json", "encoder.json"};
+    for (int i = 0; i < 6; i++) {
         snprintf(buf, cap, "%s%s", dir, names[i]);
         if (path_exists(buf) && !path_is_dir(buf)) return true;
     }
@@ -405,12 +465,15 @@ int tokenizer_load_for_model(tokenizer **out, const char *model_path, int vocab_
         if (!find_beside(model_path, vocab_size, buf, sizeof buf)) {
             if (rc) return err_set(e, rc, "%s", gguf_err.msg);   /* why its vocabulary failed */
             return err_set(e, SPARQ_EINPUT, "no tokenizer given and none of tokenizer.bin, tok%d.bin, "
-                           "tokenizer.model, tokenizer.json is beside %s", vocab_size, model_path);
+                           "tokenizer.model, tokenizer.json, vocab.json, encoder.json is beside %s", vocab_size, model_path);
         }
         path = buf;
     }
     if (!*out && (rc = tokenizer_load(out, path, e))) return rc;
-    if ((*out)->vocab_size != vocab_size) {
+    /* Byte-level models pad their embedding tables past the tokenizer (OPT 50272 for 50265 ids,
+     * Pythia 50304 for 50277): ids beyond the tokenizer are never produced. */
+    bool padded = tokenizer_is_byte_level(*out) && (*out)->vocab_size < vocab_size;
+    if ((*out)->vocab_size != vocab_size && !padded) {
         rc = err_set(e, SPARQ_EINPUT, "%s has %d tokens but model %s has a vocabulary of %d", path,
                      (*out)->vocab_size, model_path, vocab_size);
         tokenizer_free(*out);

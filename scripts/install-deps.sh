@@ -5,7 +5,7 @@
 # runtimes, and the OpenMP runtime the library code includes), which the ordinary build does not.
 set -e
 PKGS="build-essential pkg-config libopenblas-dev liblapacke-dev libgsl-dev gnuplot-nox \
-libcriterion-dev libcjson-dev libinih-dev"
+libcriterion-dev libcjson-dev libinih-dev libpcre2-dev libutf8proc-dev"
 if [ "${1:-}" = fuzz ]; then
     PKGS="$PKGS clang libclang-rt-14-dev libomp-14-dev"
 elif [ $# -gt 0 ]; then

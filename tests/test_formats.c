@@ -1107,7 +1107,11 @@ Test(formats, unsupported_tokenizers_say_so) {
     const char *bl = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2}, \"merges\": []},"
                      " \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false}}";
     write_file(p, bl, strlen(bl));
-    expect_tok_error(p, "byte-level BPE (GPT-2/LLaMA-3 style) tokenizers are not supported");
+    tokenizer *bt = NULL;
+    err be = {0};
+    cr_assert_eq(tokenizer_load(&bt, p, &be), 0, "GPT-2-style byte-level BPE loads (bpe.h): %s", be.msg);
+    cr_assert(tokenizer_is_byte_level(bt));
+    tokenizer_free(bt);
     p = tmp_path("seq-bytelevel.json");
     bl = "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"pre_tokenizer\": {\"type\": "
          "\"Sequence\", \"pretokenizers\": [{\"type\": \"Split\"}, {\"type\": \"ByteLevel\"}]}}";

@@ -11,7 +11,7 @@ MK=build/fuzz-mkseeds
 TMP=build-fuzz/tmp
 rm -rf "$TMP"
 mkdir -p "$TMP/tiny" "$TMP/st"
-for h in llama2c tokenizer safetensors gguf spm_model spm_json sweep tasks results; do
+for h in llama2c tokenizer safetensors gguf spm_model spm_json sweep tasks results bpe_json bpe_pair bpe_encode; do
     mkdir -p "$C/$h"
 done
 
@@ -37,6 +37,9 @@ have "$D/stories260K/tok512.bin" && cp "$D/stories260K/tok512.bin" "$C/tokenizer
 have "$D/llama2-tokenizer/tokenizer.bin" &&
     head -c 16384 "$D/llama2-tokenizer/tokenizer.bin" > "$C/tokenizer/llama2-head"
 have "$D/stories260K/tok512.model" && cp "$D/stories260K/tok512.model" "$C/spm_model/tok512.model"
+# Byte-level BPE text to encode: the reference cases (odd whitespace, scripts, emoji) and WikiText.
+have "$D/tokenizers/cases.jsonl" && head -c 16384 "$D/tokenizers/cases.jsonl" > "$C/bpe_encode/cases-head"
+have "$D/text/wiki.test.raw" && head -c 16384 "$D/text/wiki.test.raw" > "$C/bpe_encode/wiki-head"
 
 # Sweep configs.
 cp configs/*.ini "$C/sweep/"
