@@ -39,7 +39,9 @@ static const char *usage_text =
     "  inspect   --model M [--json]\n"
     "  tokenize  --tokenizer T --text S [--bos] [--json]   (ids; --json adds the vocabulary pieces)\n"
     "  convert   --model M --out OUT [--format llama2c|safetensors|gguf] [--dtype f32|f16|bf16]\n"
-    "            [--tokenizer T] [--json]   (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder)\n"
+    "            [--llama2c-version 0|1|2] [--tokenizer T] [--json]\n"
+    "            (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder; llama2.c version 0 =\n"
+    "            legacy, the default, 1 = float32, 2 = Q8_0 int8)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
     "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR] [--srcr-formula recon|ratio]\n"
     "  compress  --model M [--tokenizer T] --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S]\n"
@@ -549,17 +551,21 @@ static int cmd_report(int argc, char **argv, err *e) {
 
 static int cmd_convert(int argc, char **argv, err *e) {
     flag f[] = {FV("--model"), FV("--out"), FV("--format"), FV("--dtype"),
-                FV("--tokenizer"), FB("--json"), {0}};
+                FV("--tokenizer"), FV("--llama2c-version"), FB("--json"), {0}};
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = require(f, "--out", e);
-    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL};
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0};
     if (!rc && flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &o.format, e);
     if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &o.dtype))
         rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16 or bf16", flag_str(f, "--dtype"));
+    if (!rc) rc = flag_int(f, "--llama2c-version", 0, 2, &o.llama2c_version, e);
     if (rc) return rc;
     const char *mpath = flag_str(f, "--model"), *out = flag_str(f, "--out");
     model_format fmt = o.format == MODEL_FORMAT_AUTO ? model_format_for_path(out) : o.format;
+    if (flag_str(f, "--llama2c-version") && fmt != MODEL_FORMAT_LLAMA2C)
+        return err_set(e, SPARQ_EINPUT, "--llama2c-version: %s is written as %s, not llama2c", out,
+                       model_format_name(fmt));
     model *m = NULL;
     tokenizer *t = NULL;
     rc = model_load(&m, mpath, e);
@@ -574,7 +580,8 @@ static int cmd_convert(int argc, char **argv, err *e) {
     }
     if (!rc) rc = model_save_opts(m, out, &o, e);
     if (!rc) {
-        const char *dt = dtype_name(fmt == MODEL_FORMAT_LLAMA2C ? DTYPE_F32 : o.dtype);
+        const char *dt = fmt == MODEL_FORMAT_LLAMA2C && o.llama2c_version == 2
+                             ? "q8_0" : dtype_name(fmt == MODEL_FORMAT_LLAMA2C ? DTYPE_F32 : o.dtype);
         if (flag_str(f, "--json")) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "out", out);
@@ -620,6 +627,10 @@ static int cmd_inspect(int argc, char **argv, err *e) {
         cJSON_AddNumberToObject(cfg, "vocab_size", c->vocab_size);
         cJSON_AddNumberToObject(cfg, "seq_len", c->seq_len);
         cJSON_AddBoolToObject(cfg, "shared_classifier", m->shared_cls);
+        if (m->llama2c_version >= 0) {
+            cJSON_AddNumberToObject(j, "llama2c_version", m->llama2c_version);
+            cJSON_AddNumberToObject(j, "group_size", m->group_size);
+        }
         cJSON_AddNumberToObject(j, "params", (double)params);
         cJSON_AddNumberToObject(j, "linear_params", (double)lin);
         cJSON_AddNumberToObject(j, "bytes", (double)bytes);
@@ -629,6 +640,11 @@ static int cmd_inspect(int argc, char **argv, err *e) {
                "context %d  classifier %s\n", c->dim, c->hidden_dim, c->n_layers, c->n_heads,
                c->n_kv_heads, c->head_size, c->vocab_size, c->seq_len,
                m->shared_cls ? "shared" : "separate");
+        static const char *const kinds[] = {"legacy", "float32", "Q8_0"};
+        if (m->llama2c_version == 2)
+            printf("llama2.c version 2 (%s, group size %d)\n", kinds[2], m->group_size);
+        else if (m->llama2c_version >= 0 && m->llama2c_version < 2)
+            printf("llama2.c version %d (%s)\n", m->llama2c_version, kinds[m->llama2c_version]);
         printf("params %llu (linear %llu)  size %llu bytes as float32\n\n",
                (unsigned long long)params, (unsigned long long)lin, (unsigned long long)bytes);
         printf("%-12s %8s %8s %9s %10s\n", "layer", "rows", "cols", "sparsity", "distinct");

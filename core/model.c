@@ -132,6 +132,7 @@ typedef struct {
     int layer;               /* -1: not per layer */
     float *dst;
     size_t n;
+    int kind;                /* the linear_kind of a linear layer, else -1 */
 } ak42_tensor;
 
 /* The file's tensors in its order (export.py version1_export/version2_export, runq.c's
@@ -142,19 +143,19 @@ typedef struct {
 static size_t ak42_tensors(model *m, ak42_tensor *t) {
     const model_config *c = &m->cfg;
     size_t k = 0, d = (size_t)c->dim, L = (size_t)c->n_layers;
-    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"attn_norm", (int)l, m->blocks[l].attn_norm, d};
-    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"ffn_norm", (int)l, m->blocks[l].ffn_norm, d};
-    t[k++] = (ak42_tensor){"final norm", -1, m->final_norm, d};
-    t[k++] = (ak42_tensor){"token embedding", -1, m->tok_emb, (size_t)c->vocab_size * d};
+    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"attn_norm", (int)l, m->blocks[l].attn_norm, d, -1};
+    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"ffn_norm", (int)l, m->blocks[l].ffn_norm, d, -1};
+    t[k++] = (ak42_tensor){"final norm", -1, m->final_norm, d, -1};
+    t[k++] = (ak42_tensor){"token embedding", -1, m->tok_emb, (size_t)c->vocab_size * d, -1};
     static const struct { linear_kind kind; const char *name; } lin[] = {
         {LIN_Q, "q (wq)"}, {LIN_K, "k (wk)"}, {LIN_V, "v (wv)"}, {LIN_O, "o (wo)"},
         {LIN_GATE, "gate (w1)"}, {LIN_DOWN, "down (w2)"}, {LIN_UP, "up (w3)"}};
     for (size_t j = 0; j < sizeof lin / sizeof lin[0]; j++)
         for (size_t l = 0; l < L; l++) {
             linear *li = &m->blocks[l].lin[lin[j].kind];
-            t[k++] = (ak42_tensor){lin[j].name, (int)l, li->w, (size_t)li->rows * li->cols};
+            t[k++] = (ak42_tensor){lin[j].name, (int)l, li->w, (size_t)li->rows * li->cols, (int)lin[j].kind};
         }
-    if (!m->shared_cls) t[k++] = (ak42_tensor){"classifier", -1, m->wcls, (size_t)c->vocab_size * d};
+    if (!m->shared_cls) t[k++] = (ak42_tensor){"classifier", -1, m->wcls, (size_t)c->vocab_size * d, -1};
     return k;
 }
 
@@ -440,10 +441,10 @@ static void write_qk(atomic_file *a, const model *m, const linear *l, int heads,
     write_rows(a, tmp, (size_t)l->rows * l->cols);
 }
 
-int model_save_llama2c(const model *m, const char *path, err *e) {
+/* The format has no fields for these: run.c derives head_size = dim / n_heads and fixes theta
+ * and epsilon, so a model that differs would silently become another model. */
+static int check_llama2c_writable(const model *m, const char *path, err *e) {
     const model_config *c = &m->cfg;
-    /* The format has no fields for these: run.c derives head_size = dim / n_heads and fixes
-     * theta and epsilon, so a model that differs would silently become another model. */
     if (c->head_size * c->n_heads != c->dim)
         return err_set(e, SPARQ_EINPUT, "%s: llama2.c format needs head_size = dim / n_heads, but "
                        "head_size is %d with dim %d and %d heads", path, c->head_size, c->dim, c->n_heads);
@@ -453,6 +454,13 @@ int model_save_llama2c(const model *m, const char *path, err *e) {
     if (c->norm_eps != 1e-5f)
         return err_set(e, SPARQ_EINPUT, "%s: llama2.c format fixes rms_norm_eps at 1e-5; this model "
                        "has %g (use safetensors or gguf)", path, (double)c->norm_eps);
+    return SPARQ_OK;
+}
+
+int model_save_llama2c(const model *m, const char *path, err *e) {
+    const model_config *c = &m->cfg;
+    int rc0 = check_llama2c_writable(m, path, e);
+    if (rc0) return rc0;
     int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                     m->shared_cls ? c->vocab_size : -c->vocab_size, c->seq_len};
     size_t half = (size_t)c->head_size / 2, rows_max = (size_t)c->dim;
@@ -489,6 +497,84 @@ int model_save_llama2c(const model *m, const char *path, err *e) {
     if (!m->shared_cls) write_rows(&a, m->wcls, (size_t)c->vocab_size * d);
     free(tmp);
     return atomic_commit(&a, e);
+}
+
+/* export.py's Q8_0 of one group: scale = max|w| / 127, q = round-half-even(w / scale). An
+ * all-zero group (export.py would divide by zero) gets scale 0 and zeros. */
+static void quantize_group(const float *w, int gs, int8_t *q, float *s) {
+    float wmax = 0.0f;
+    for (int i = 0; i < gs; i++) wmax = fmaxf(wmax, fabsf(w[i]));
+    *s = wmax / 127.0f;
+    for (int i = 0; i < gs; i++) q[i] = *s > 0.0f ? (int8_t)rintf(w[i] / *s) : 0;
+}
+
+/* The group size a version 2 file gets: the one the model was read with, else export.py's 64,
+ * halved until it divides dim (every tensor is a multiple of dim values). */
+static int llama2c_group_size(const model *m) {
+    if (m->group_size > 0 && m->cfg.dim % m->group_size == 0) return m->group_size;
+    int gs = 64;
+    while (m->cfg.dim % gs != 0) gs /= 2;
+    return gs;
+}
+
+int model_save_llama2c_version(const model *m, const char *path, int version, err *e) {
+    if (version == 0) return model_save_llama2c(m, path, e);
+    if (version != 1 && version != 2)
+        return err_set(e, SPARQ_EINPUT, "%s: llama2.c version %d: expected 0 (legacy), 1 (float32) or "
+                       "2 (Q8_0)", path, version);
+    int rc = check_llama2c_writable(m, path, e);
+    if (rc) return rc;
+    const model_config *c = &m->cfg;
+    int gs = version == 2 ? llama2c_group_size(m) : 0;
+    unsigned char hdr[LLAMA2C_HEADER] = {0};
+    uint32_t magic = LLAMA2C_MAGIC;
+    int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
+                    c->seq_len};
+    memcpy(hdr, &magic, 4);
+    memcpy(hdr + 4, &version, 4);
+    memcpy(hdr + 8, h, sizeof h);
+    hdr[36] = m->shared_cls ? 1 : 0;
+    if (version == 2) memcpy(hdr + 37, &gs, 4);
+
+    size_t L = (size_t)c->n_layers, most = (size_t)c->vocab_size * c->dim;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < LIN_COUNT; k++) {
+            size_t n = (size_t)m->blocks[l].lin[k].rows * m->blocks[l].lin[k].cols;
+            if (n > most) most = n;
+        }
+    ak42_tensor *t = malloc((9 * L + 3) * sizeof *t);
+    float *tmp = malloc(most * sizeof(float));
+    int8_t *q = version == 2 ? malloc(most) : NULL;
+    float *sc = version == 2 ? malloc(most / gs * sizeof(float)) : NULL;
+    if (!t || !tmp || (version == 2 && (!q || !sc))) {
+        free(t); free(tmp); free(q); free(sc);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    size_t nt = ak42_tensors((model *)m, t), norms = 2 * L + 1;   /* only read: the list names the weights */
+    atomic_file a;
+    rc = atomic_open(&a, path, e);
+    if (!rc) {
+        atomic_write(&a, hdr, sizeof hdr);
+        for (size_t k = 0; k < nt; k++) {
+            const float *w = t[k].dst;
+            if ((t[k].kind == LIN_Q || t[k].kind == LIN_K) && c->rope != ROPE_ADJACENT) {
+                int heads = t[k].kind == LIN_Q ? c->n_heads : c->n_kv_heads;
+                model_permute_rows(tmp, w, heads, c->head_size, c->dim, c->rope, ROPE_ADJACENT);
+                w = tmp;
+            }
+            if (version == 1 || k < norms) {
+                write_rows(&a, w, t[k].n);
+                continue;
+            }
+            size_t ng = t[k].n / (size_t)gs;
+            for (size_t g = 0; g < ng; g++) quantize_group(w + g * gs, gs, q + g * gs, &sc[g]);
+            atomic_write(&a, q, t[k].n);
+            atomic_write(&a, sc, ng * sizeof(float));
+        }
+        rc = atomic_commit(&a, e);
+    }
+    free(t); free(tmp); free(q); free(sc);
+    return rc;
 }
 
 /* ---- every format ------------------------------------------------------------------------- */
@@ -637,7 +723,7 @@ int model_load(model **out, const char *path, err *e) {
 }
 
 int model_save(const model *m, const char *path, err *e) {
-    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL};
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0};
     return model_save_opts(m, path, &o, e);
 }
 
@@ -650,7 +736,7 @@ int model_save_opts(const model *m, const char *path, const model_save_options *
         if (o->dtype != DTYPE_F32)
             return err_set(e, SPARQ_EINPUT, "%s: llama2.c checkpoints are float32 only, not %s", path,
                            dtype_name(o->dtype));
-        return model_save_llama2c(m, path, e);
+        return model_save_llama2c_version(m, path, o->llama2c_version, e);
     }
 }
 

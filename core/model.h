@@ -65,6 +65,10 @@ void model_free(model *m);
 /* Write the model as a llama2.c legacy checkpoint (the loader's layout), atomically: a
  * temporary file in the same folder, then rename, so a reader never sees half a model. */
 int  model_save_llama2c(const model *m, const char *path, err *e);
+/* The same in export.py's versioned layouts: version 0 is the legacy one above, 1 float32, 2 Q8_0
+ * (int8 + a float32 scale per group of 64 values, or the group size the model was read with;
+ * scale = max|w| / 127, q = round(w / scale), as export.py quantizes). Also atomic. */
+int  model_save_llama2c_version(const model *m, const char *path, int version, err *e);
 
 /* Build the RoPE tables from cfg (after a loader filled cfg); loaders call this. */
 int  model_init_rope(model *m, err *e);
@@ -113,6 +117,7 @@ typedef struct {
     model_format format;
     dtype        dtype;         /* DTYPE_F32 (default), F16 or BF16; llama2.c is always f32  */
     const struct tokenizer *tok;   /* GGUF: vocabulary to embed (NULL = none)                */
+    int          llama2c_version;   /* llama2.c: 0 legacy (default), 1 float32, 2 Q8_0     */
 } model_save_options;
 
 /* Save in the format the extension names (.bin or other: llama2.c; .safetensors, with a

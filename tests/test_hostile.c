@@ -118,6 +118,27 @@ static void l2c_nonfinite(made *m, long at, long inf) {
     free(b);
 }
 
+/* stories3M-q80.bin (llama2.c version 2, Q8_0): what 0: cut to v bytes; 1: group_size = v;
+ * 2: layer 2's wk scale v made NaN; 3: v trailing zero bytes. */
+static void q80_make(made *m, long what, long v) {
+    size_t n;
+    char *b = slurp(data_path("stories3M/stories3M-q80.bin"), &n);
+    b = realloc(b, n + 64);
+    if (what == 0) n = (size_t)v;
+    if (what == 1) { int32_t g = (int32_t)v; memcpy(b + 37, &g, 4); }
+    if (what == 2) {
+        /* 256-byte header, 13 float32 norms of 192, the embedding (4096 x 192 int8 + scales),
+         * 6 x wq (192 x 192 + scales), 2 x wk (64 x 192 + scales), then layer 2's wk int8. */
+        size_t off = 256 + 13 * 192 * 4 + 4096 * 192 * 17 / 16 + 6 * 192 * 192 * 17 / 16 +
+                     2 * 64 * 192 * 17 / 16 + 64 * 192 + 4 * (size_t)v;
+        float x = NAN;
+        memcpy(b + off, &x, 4);
+    }
+    if (what == 3) { memset(b + n, 0, (size_t)v); n += (size_t)v; }
+    l2c_emit(m, b, n);
+    free(b);
+}
+
 /* ---- tokenizer.bin --------------------------------------------------------------------------- */
 
 static void tok_emit(made *m, const char *name, const char *b, size_t n) {
@@ -532,6 +553,11 @@ static const hostile_row rows[] = {
     {"llama2.c: sizes that overflow", l2c_field, 1, 1 << 24, "needs"},
     {"llama2.c: NaN weight", l2c_nonfinite, 182912 + 5, 0, "layer 3 down (w2), element 5"},
     {"llama2.c: Inf embedding", l2c_nonfinite, 700, 1, "token embedding, element 700"},
+    {"llama2.c v2: truncated", q80_make, 0, 3000000, "file is 3000000 bytes, version 2 header"},
+    {"llama2.c v2: trailing bytes", q80_make, 3, 4, "needs 3352576"},
+    {"llama2.c v2: group size 0", q80_make, 1, 0, "group_size = 0 does not divide dim 192"},
+    {"llama2.c v2: group size not dividing dim", q80_make, 1, 100, "group_size = 100 does not divide dim 192"},
+    {"llama2.c v2: NaN scale", q80_make, 2, 3, "layer 2 k (wk), scale 3 (group of 64) is not finite"},
     {"tokenizer.bin: truncated", tok_cut, 3000, 0, "truncated after"},
     {"tokenizer.bin: negative length", tok_len, 100, -5, "token 100 has length -5"},
     {"tokenizer.bin: huge length", tok_len, 7, 1 << 30, "token 7 has length 1073741824"},
