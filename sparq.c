@@ -12,6 +12,7 @@
 
 #include "core/blas.h"
 #include "core/clock.h"
+#include "core/family.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/forward.h"
@@ -618,6 +619,7 @@ static int cmd_inspect(int argc, char **argv, err *e) {
     if (json) {
         j = cJSON_CreateObject();
         cJSON *cfg = cJSON_AddObjectToObject(j, "config");
+        cJSON_AddStringToObject(cfg, "family", m->fam->name);
         cJSON_AddNumberToObject(cfg, "dim", c->dim);
         cJSON_AddNumberToObject(cfg, "hidden_dim", c->hidden_dim);
         cJSON_AddNumberToObject(cfg, "n_layers", c->n_layers);
@@ -636,8 +638,8 @@ static int cmd_inspect(int argc, char **argv, err *e) {
         cJSON_AddNumberToObject(j, "bytes", (double)bytes);
         layers = cJSON_AddArrayToObject(j, "layers");
     } else {
-        printf("dim %d  hidden %d  layers %d  heads %d  kv_heads %d  head_size %d  vocab %d  "
-               "context %d  classifier %s\n", c->dim, c->hidden_dim, c->n_layers, c->n_heads,
+        printf("family %s  dim %d  hidden %d  layers %d  heads %d  kv_heads %d  head_size %d  vocab %d  "
+               "context %d  classifier %s\n", m->fam->name, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
                c->n_kv_heads, c->head_size, c->vocab_size, c->seq_len,
                m->shared_cls ? "shared" : "separate");
         static const char *const kinds[] = {"legacy", "float32", "Q8_0"};
@@ -650,10 +652,10 @@ static int cmd_inspect(int argc, char **argv, err *e) {
         printf("%-12s %8s %8s %9s %10s\n", "layer", "rows", "cols", "sparsity", "distinct");
     }
     for (int l = 0; l < c->n_layers; l++) {
-        for (int k = 0; k < LIN_COUNT; k++) {
+        for (int k = 0; k < model_n_linear(m); k++) {
             const linear *li = &m->blocks[l].lin[k];
             char name[64];
-            snprintf(name, sizeof name, "%d.%s", l, linear_names[k]);
+            snprintf(name, sizeof name, "%d.%s", l, model_linear_name(m, k));
             double sp = linear_sparsity(li);
             uint64_t nd = linear_distinct(li);   /* a quantized layer keeps few values */
             if (json) {

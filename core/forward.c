@@ -6,15 +6,16 @@
 #include <string.h>
 
 #include "blas.h"
-#include "vmath.h"
+#include "family.h"
+#include "forward_ops.h"
 
 /* Attention processes query rows in tiles of this many rows, so a tile's scores only span the
  * keys up to its last row: the causal mask then wastes at most one tile's triangle. */
 #define ATT_ROWS 64
 
 struct fwd_scratch {
-    float *xb, *q, *k, *v, *att, *hb, *hb2, *scores, *x;
-    size_t xb_n, q_n, k_n, v_n, att_n, hb_n, hb2_n, scores_n, x_n;
+    float *buf[FWD_BUFS];
+    size_t cap[FWD_BUFS];
     int   *offs;
     size_t offs_n;
 };
@@ -23,8 +24,8 @@ fwd_scratch *fwd_scratch_new(void) { return calloc(1, sizeof(fwd_scratch)); }
 
 void fwd_scratch_free(fwd_scratch *s) {
     if (!s) return;
-    free(s->xb); free(s->q); free(s->k); free(s->v); free(s->att);
-    free(s->hb); free(s->hb2); free(s->scores); free(s->x); free(s->offs);
+    for (int i = 0; i < FWD_BUFS; i++) free(s->buf[i]);
+    free(s->offs);
     free(s);
 }
 
@@ -39,86 +40,32 @@ static bool grow(void *pp, size_t *cap, size_t n, size_t sz) {
     return true;
 }
 
-static int round_lanes(int n) { return (n + LANES - 1) / LANES * LANES; }
-
-/* One row of x[d] normalized into o[d] (o may be x). */
-static inline void rmsnorm_row(float *o, const float *x, const float *w, int d, float eps) {
-    float acc[LANES] = {0};
-    int j = 0;
-    for (; j + LANES <= d; j += LANES) {
-        #pragma omp simd
-        for (int l = 0; l < LANES; l++) acc[l] += x[j + l] * x[j + l];
-    }
-    for (int l = 0; j + l < d; l++) acc[l] += x[j + l] * x[j + l];
-    float ss = 1.0f / sqrtf(vmath_lanes_sum(acc) / d + eps);
-    #pragma omp simd
-    for (int k = 0; k < d; k++) o[k] = w[k] * (ss * x[k]);
+float *fwd_buf(fwd_scratch *s, int slot, size_t n) {
+    return grow(&s->buf[slot], &s->cap[slot], n, sizeof(float)) ? s->buf[slot] : NULL;
 }
 
-HOT_CLONES
-static void rmsnorm_range(float *o, const float *x, const float *w, int t0, int t1, int d,
-                          float eps) {
-    for (int t = t0; t < t1; t++)
-        rmsnorm_row(o + (size_t)t * d, x + (size_t)t * d, w, d, eps);
+int *fwd_offsets(fwd_scratch *s, const fwd_batch *b) {
+    if (!grow(&s->offs, &s->offs_n, (size_t)b->n_seq, sizeof(int))) return NULL;
+    for (int i = 0, o = 0; i < b->n_seq; o += b->lens[i], i++) s->offs[i] = o;
+    return s->offs;
 }
 
-static void rmsnorm_rows(float *o, const float *x, const float *w, int n, int d, float eps) {
-    if (n <= 64 || omp_in_parallel()) {
-        rmsnorm_range(o, x, w, 0, n, d, eps);
-        return;
+int fwd_check_batch(const model *m, const fwd_batch *b, int *maxT, err *e) {
+    int total = 0;
+    *maxT = 0;
+    for (int i = 0; i < b->n_seq; i++) {
+        if (b->lens[i] <= 0 || b->lens[i] > m->cfg.seq_len)
+            return err_set(e, SPARQ_EINPUT, "sequence %d has %d tokens; the model takes 1 to %d", i,
+                           b->lens[i], m->cfg.seq_len);
+        *maxT = b->lens[i] > *maxT ? b->lens[i] : *maxT;
+        total += b->lens[i];
     }
-    #pragma omp parallel
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        rmsnorm_range(o, x, w, (int)((long)n * t / nt), (int)((long)n * (t + 1) / nt), d, eps);
-    }
-}
-
-/* g[i] = silu(g[i]) * u[i] for i in [i0, i1), with sigmoid(g) = (g >= 0 ? 1 : t) / (1 + t),
- * t = e^-|g|: no overflow, so no clamp at the top, and one division per element. */
-HOT_CLONES
-static void silu_mul(float *g, const float *u, size_t i0, size_t i1) {
-    #pragma omp simd
-    for (size_t i = i0; i < i1; i++) {
-        float x = g[i], t = vmath_exp_neg(-fabsf(x));
-        g[i] = x * ((x >= 0.0f ? 1.0f : t) / (1.0f + t)) * u[i];
-    }
-}
-
-/* The single-token path keeps libm's expf and a plain sum: generation stays the reference. */
-static void rmsnorm_ref(float *o, const float *x, const float *w, int d, float eps) {
-    float ss = 0.0f;
-    for (int j = 0; j < d; j++) ss += x[j] * x[j];
-    ss = 1.0f / sqrtf(ss / d + eps);
-    for (int j = 0; j < d; j++) o[j] = w[j] * (ss * x[j]);
-}
-
-/* Rotate the heads of one token's vector v (n_heads_v heads of head_size) for position pos. */
-static void rope_apply(const model *m, float *v, int n_heads_v, int pos) {
-    int hs = m->cfg.head_size, half = hs / 2;
-    const float *cs = m->rope_cos + (size_t)pos * half, *sn = m->rope_sin + (size_t)pos * half;
-    for (int h = 0; h < n_heads_v; h++) {
-        float *vh = v + (size_t)h * hs;
-        for (int j = 0; j < half; j++) {
-            int a = m->cfg.rope == ROPE_ADJACENT ? 2 * j : j;
-            int b = m->cfg.rope == ROPE_ADJACENT ? 2 * j + 1 : j + half;
-            float v0 = vh[a], v1 = vh[b];
-            vh[a] = v0 * cs[j] - v1 * sn[j];
-            vh[b] = v0 * sn[j] + v1 * cs[j];
-        }
-    }
-}
-
-int forward_embed(const model *m, const int *tokens, int n_tok, float *x, err *e) {
-    int d = m->cfg.dim;
-    for (int t = 0; t < n_tok; t++) {
-        if (tokens[t] < 0 || tokens[t] >= m->cfg.vocab_size)
-            return err_set(e, SPARQ_EINPUT, "token id %d at position %d is outside the vocabulary "
-                           "(%d)", tokens[t], t, m->cfg.vocab_size);
-        memcpy(x + (size_t)t * d, m->tok_emb + (size_t)tokens[t] * d, d * sizeof(float));
-    }
+    if (total != b->n_tok)
+        return err_set(e, SPARQ_EINPUT, "batch lengths sum to %d, not n_tok %d", total, b->n_tok);
     return SPARQ_OK;
 }
+
+static int round_lanes(int n) { return (n + LANES - 1) / LANES * LANES; }
 
 /* Causal softmax of one tile: rows r0.. of a sequence, rows of ld >= round_lanes(r0 + nr) scores.
  * Row i keeps e^(s - max) for its r0 + i + 1 keys and zeros after them, so the GEMM with V can
@@ -159,7 +106,7 @@ static void softmax_causal_tile(float *S, int nr, int ld, int r0, float *inv) {
 }
 
 /* Per-thread attention scratch: the group's keys transposed, one tile of scores, row sums. */
-static size_t att_scratch_floats(int hs, int maxT) {
+size_t fwd_att_scratch_floats(int hs, int maxT) {
     size_t ldk = (size_t)round_lanes(maxT);
     return (size_t)hs * ldk + (size_t)ATT_ROWS * ldk + ATT_ROWS;
 }
@@ -196,12 +143,12 @@ static void attend_group(const model *m, int T, int g, const float *q, const flo
     }
 }
 
-static void attention(const model *m, const fwd_batch *b, const int *offs, const float *q,
-                      const float *k, const float *v, float *att, float *scratch, int maxT) {
+void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const float *q,
+                   const float *k, const float *v, float *att, float *scratch, int maxT) {
     const model_config *c = &m->cfg;
     int hs = c->head_size, kvd = c->n_kv_heads * hs, qdim = c->n_heads * hs;
     int jobs = b->n_seq * c->n_kv_heads;
-    size_t per = att_scratch_floats(hs, maxT);
+    size_t per = fwd_att_scratch_floats(hs, maxT);
     #pragma omp parallel for schedule(dynamic, 1) if (jobs > 1 && !omp_in_parallel())
     for (int job = 0; job < jobs; job++) {
         int sq = job / c->n_kv_heads, g = job % c->n_kv_heads;
@@ -211,113 +158,51 @@ static void attention(const model *m, const fwd_batch *b, const int *offs, const
     }
 }
 
+int forward_embed(const model *m, const int *tokens, const fwd_batch *b, float *x, err *e) {
+    for (int t = 0; t < b->n_tok; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->cfg.vocab_size)
+            return err_set(e, SPARQ_EINPUT, "token id %d at position %d is outside the vocabulary "
+                           "(%d)", tokens[t], t, m->cfg.vocab_size);
+    return m->fam->embed(m, tokens, b, x, e);
+}
+
 int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block_inputs *cap,
                   fwd_scratch *s, err *e) {
-    const model_config *c = &m->cfg;
-    const block *bl = &m->blocks[layer];
-    int n = b->n_tok, dim = c->dim, hid = c->hidden_dim, hs = c->head_size;
-    int qdim = c->n_heads * hs, kvd = c->n_kv_heads * hs;
-    int maxT = 0, total = 0;
-    for (int i = 0; i < b->n_seq; i++) {
-        if (b->lens[i] <= 0 || b->lens[i] > c->seq_len)
-            return err_set(e, SPARQ_EINPUT, "sequence %d has %d tokens; the model takes 1 to %d", i,
-                           b->lens[i], c->seq_len);
-        maxT = b->lens[i] > maxT ? b->lens[i] : maxT;
-        total += b->lens[i];
-    }
-    if (total != n)
-        return err_set(e, SPARQ_EINPUT, "batch lengths sum to %d, not n_tok %d", total, n);
-    /* Inside a caller's parallel region everything here runs on the calling thread alone. */
-    bool nested = omp_in_parallel();
-    int nth = nested ? 1 : blas_threads();
-    size_t N = (size_t)n;
-    if (!grow(&s->xb, &s->xb_n, N * dim, sizeof(float)) ||
-        !grow(&s->q, &s->q_n, N * qdim, sizeof(float)) ||
-        !grow(&s->k, &s->k_n, N * kvd, sizeof(float)) ||
-        !grow(&s->v, &s->v_n, N * kvd, sizeof(float)) ||
-        !grow(&s->att, &s->att_n, N * qdim, sizeof(float)) ||
-        !grow(&s->hb, &s->hb_n, N * hid, sizeof(float)) ||
-        !grow(&s->hb2, &s->hb2_n, N * hid, sizeof(float)) ||
-        !grow(&s->scores, &s->scores_n, (size_t)nth * att_scratch_floats(hs, maxT),
-              sizeof(float)) ||
-        !grow(&s->offs, &s->offs_n, (size_t)b->n_seq, sizeof(int)))
-        return err_set(e, SPARQ_ERUNTIME, "out of memory for a batch of %d tokens", n);
-    for (int i = 0, o = 0; i < b->n_seq; o += b->lens[i], i++) s->offs[i] = o;
-
-    /* Attention: x += Wo . attn(rope(Wq xn), rope(Wk xn), Wv xn), xn = rmsnorm(x). */
-    rmsnorm_rows(s->xb, x, bl->attn_norm, n, dim, c->norm_eps);
-    if (cap && cap->qkv) memcpy(cap->qkv, s->xb, N * dim * sizeof(float));
-    blas_linear(s->xb, bl->lin[LIN_Q].w, s->q, n, dim, qdim);
-    blas_linear(s->xb, bl->lin[LIN_K].w, s->k, n, dim, kvd);
-    blas_linear(s->xb, bl->lin[LIN_V].w, s->v, n, dim, kvd);
-    #pragma omp parallel for schedule(static) if (b->n_seq > 1 && !nested)
-    for (int i = 0; i < b->n_seq; i++) {
-        for (int p = 0; p < b->lens[i]; p++) {
-            size_t t = (size_t)s->offs[i] + p;
-            rope_apply(m, s->q + t * qdim, c->n_heads, p);
-            rope_apply(m, s->k + t * kvd, c->n_kv_heads, p);
-        }
-    }
-    attention(m, b, s->offs, s->q, s->k, s->v, s->att, s->scores, maxT);
-    if (cap && cap->o) memcpy(cap->o, s->att, N * qdim * sizeof(float));
-    blas_gemm(false, true, n, dim, qdim, 1.0f, s->att, qdim, bl->lin[LIN_O].w, qdim, 1.0f, x, dim);
-
-    /* Feed-forward: x += Wdown (silu(Wgate xn) * Wup xn). */
-    rmsnorm_rows(s->xb, x, bl->ffn_norm, n, dim, c->norm_eps);
-    if (cap && cap->ffn) memcpy(cap->ffn, s->xb, N * dim * sizeof(float));
-    blas_linear(s->xb, bl->lin[LIN_GATE].w, s->hb, n, dim, hid);
-    blas_linear(s->xb, bl->lin[LIN_UP].w, s->hb2, n, dim, hid);
-    size_t nh = N * hid;
-    if (nh <= 65536 || nested) {
-        silu_mul(s->hb, s->hb2, 0, nh);
-    } else {
-        #pragma omp parallel
-        {
-            size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-            silu_mul(s->hb, s->hb2, nh * t / nt, nh * (t + 1) / nt);
-        }
-    }
-    if (cap && cap->down) memcpy(cap->down, s->hb, nh * sizeof(float));
-    blas_gemm(false, true, n, dim, hid, 1.0f, s->hb, hid, bl->lin[LIN_DOWN].w, hid, 1.0f, x, dim);
-    return SPARQ_OK;
+    return m->fam->block(m, layer, x, b, cap ? cap->in : NULL, s, e);
 }
 
 int forward_head(const model *m, float *x, int n_tok, float *logits, err *e) {
-    (void)e;
-    rmsnorm_rows(x, x, m->final_norm, n_tok, m->cfg.dim, m->cfg.norm_eps);
-    blas_linear(x, m->wcls, logits, n_tok, m->cfg.dim, m->cfg.vocab_size);
-    return SPARQ_OK;
+    return m->fam->head(m, x, n_tok, logits, e);
 }
 
 int forward_logits(const model *m, const int *tokens, const fwd_batch *b, float *logits,
                    fwd_scratch *s, err *e) {
-    if (!grow(&s->x, &s->x_n, (size_t)b->n_tok * m->cfg.dim, sizeof(float)))
-        return err_set(e, SPARQ_ERUNTIME, "out of memory for a batch of %d tokens", b->n_tok);
-    int rc = forward_embed(m, tokens, b->n_tok, s->x, e);
+    float *x = fwd_buf(s, FWD_X, (size_t)b->n_tok * m->cfg.dim);
+    if (!x) return err_set(e, SPARQ_ERUNTIME, "out of memory for a batch of %d tokens", b->n_tok);
+    int rc = forward_embed(m, tokens, b, x, e);
     for (int l = 0; rc == SPARQ_OK && l < m->cfg.n_layers; l++)
-        rc = forward_block(m, l, s->x, b, NULL, s, e);
-    return rc ? rc : forward_head(m, s->x, b->n_tok, logits, e);
+        rc = forward_block(m, l, x, b, NULL, s, e);
+    return rc ? rc : forward_head(m, x, b->n_tok, logits, e);
 }
 
-/* ---- single-token reference path ---------------------------------------------------------- */
-
-struct fwd_cache {
-    float *x, *xb, *xb2, *hb, *hb2, *q, *att, *key, *value;
-};
+/* ---- single-token path -------------------------------------------------------------------- */
 
 void fwd_cache_free(fwd_cache *c) {
     if (!c) return;
     free(c->x); free(c->xb); free(c->xb2); free(c->hb); free(c->hb2);
     free(c->q); free(c->att); free(c->key); free(c->value);
+    free(c->hist); free(c->all);
+    fwd_scratch_free(c->scr);
     free(c);
 }
 
 int fwd_cache_new(fwd_cache **out, const model *m, err *e) {
     const model_config *p = &m->cfg;
-    size_t kvd = (size_t)p->n_kv_heads * p->head_size, qdim = (size_t)p->n_heads * p->head_size;
-    size_t wide = qdim > (size_t)p->dim ? qdim : (size_t)p->dim;
     fwd_cache *c = calloc(1, sizeof *c);
-    if (c) {
+    bool ok = c != NULL;
+    if (ok && m->fam->token) {
+        size_t kvd = (size_t)p->n_kv_heads * p->head_size, qdim = (size_t)p->n_heads * p->head_size;
+        size_t wide = qdim > (size_t)p->dim ? qdim : (size_t)p->dim;
         c->x = calloc(p->dim, sizeof(float));
         c->xb = calloc(wide, sizeof(float));
         c->xb2 = calloc(p->dim, sizeof(float));
@@ -327,9 +212,14 @@ int fwd_cache_new(fwd_cache **out, const model *m, err *e) {
         c->att = calloc((size_t)p->n_heads * p->seq_len, sizeof(float));
         c->key = calloc((size_t)p->n_layers * p->seq_len * kvd, sizeof(float));
         c->value = calloc((size_t)p->n_layers * p->seq_len * kvd, sizeof(float));
+        ok = c->x && c->xb && c->xb2 && c->hb && c->hb2 && c->q && c->att && c->key && c->value;
+    } else if (ok) {
+        c->hist = calloc((size_t)p->seq_len, sizeof(int));
+        c->all = calloc((size_t)p->seq_len * p->dim, sizeof(float));
+        c->scr = fwd_scratch_new();
+        ok = c->hist && c->all && c->scr;
     }
-    if (!c || !c->x || !c->xb || !c->xb2 || !c->hb || !c->hb2 || !c->q || !c->att || !c->key ||
-        !c->value) {
+    if (!ok) {
         fwd_cache_free(c);
         return err_set(e, SPARQ_ERUNTIME, "out of memory for the KV cache");
     }
@@ -337,7 +227,7 @@ int fwd_cache_new(fwd_cache **out, const model *m, err *e) {
     return SPARQ_OK;
 }
 
-static void matvec(float *y, const float *x, const float *W, int rows, int cols) {
+void fwd_matvec(float *y, const float *x, const float *W, int rows, int cols) {
     for (int i = 0; i < rows; i++) {
         float v = 0.0f;
         for (int j = 0; j < cols; j++) v += W[(size_t)i * cols + j] * x[j];
@@ -346,58 +236,20 @@ static void matvec(float *y, const float *x, const float *W, int rows, int cols)
 }
 
 int forward_token(const model *m, fwd_cache *c, int token, int pos, float *logits, err *e) {
-    const model_config *p = &m->cfg;
-    int dim = p->dim, hs = p->head_size, hid = p->hidden_dim;
-    int kvd = p->n_kv_heads * hs, qdim = p->n_heads * hs, group = p->n_heads / p->n_kv_heads;
-    if (pos < 0 || pos >= p->seq_len)
+    if (pos < 0 || pos >= m->cfg.seq_len)
         return err_set(e, SPARQ_EINPUT, "position %d is outside the model's context (%d)", pos,
-                       p->seq_len);
-    int rc = forward_embed(m, &token, 1, c->x, e);
-    if (rc) return rc;
-    for (int l = 0; l < p->n_layers; l++) {
-        const block *bl = &m->blocks[l];
-        float *kc = c->key + ((size_t)l * p->seq_len) * kvd;
-        float *vc = c->value + ((size_t)l * p->seq_len) * kvd;
-        rmsnorm_ref(c->xb, c->x, bl->attn_norm, dim, p->norm_eps);
-        matvec(c->q, c->xb, bl->lin[LIN_Q].w, qdim, dim);
-        matvec(kc + (size_t)pos * kvd, c->xb, bl->lin[LIN_K].w, kvd, dim);
-        matvec(vc + (size_t)pos * kvd, c->xb, bl->lin[LIN_V].w, kvd, dim);
-        rope_apply(m, c->q, p->n_heads, pos);
-        rope_apply(m, kc + (size_t)pos * kvd, p->n_kv_heads, pos);
-        for (int h = 0; h < p->n_heads; h++) {
-            const float *qh = c->q + (size_t)h * hs;
-            float *att = c->att + (size_t)h * p->seq_len;
-            int kh = h / group;
-            float mx = -INFINITY, sum = 0.0f;
-            for (int t = 0; t <= pos; t++) {
-                const float *kt = kc + (size_t)t * kvd + (size_t)kh * hs;
-                float sc = 0.0f;
-                for (int i = 0; i < hs; i++) sc += qh[i] * kt[i];
-                att[t] = sc / sqrtf((float)hs);
-                mx = att[t] > mx ? att[t] : mx;
-            }
-            for (int t = 0; t <= pos; t++) { att[t] = expf(att[t] - mx); sum += att[t]; }
-            float *out = c->xb + (size_t)h * hs;
-            memset(out, 0, hs * sizeof(float));
-            for (int t = 0; t <= pos; t++) {
-                const float *vt = vc + (size_t)t * kvd + (size_t)kh * hs;
-                float a = att[t] / sum;
-                for (int i = 0; i < hs; i++) out[i] += a * vt[i];
-            }
-        }
-        matvec(c->xb2, c->xb, bl->lin[LIN_O].w, dim, qdim);
-        for (int i = 0; i < dim; i++) c->x[i] += c->xb2[i];
-        rmsnorm_ref(c->xb, c->x, bl->ffn_norm, dim, p->norm_eps);
-        matvec(c->hb, c->xb, bl->lin[LIN_GATE].w, hid, dim);
-        matvec(c->hb2, c->xb, bl->lin[LIN_UP].w, hid, dim);
-        for (int i = 0; i < hid; i++) {
-            float g = c->hb[i];
-            c->hb[i] = g * (1.0f / (1.0f + expf(-g))) * c->hb2[i];
-        }
-        matvec(c->xb2, c->hb, bl->lin[LIN_DOWN].w, dim, hid);
-        for (int i = 0; i < dim; i++) c->x[i] += c->xb2[i];
-    }
-    rmsnorm_ref(c->x, c->x, m->final_norm, dim, p->norm_eps);
-    matvec(logits, c->x, m->wcls, p->vocab_size, dim);
-    return SPARQ_OK;
+                       m->cfg.seq_len);
+    if (token < 0 || token >= m->cfg.vocab_size)
+        return err_set(e, SPARQ_EINPUT, "token id %d at position %d is outside the vocabulary (%d)",
+                       token, pos, m->cfg.vocab_size);
+    if (m->fam->token) return m->fam->token(m, c, token, pos, logits, e);
+    /* No cached path: the batched forward over the whole prefix, the classifier on its last
+     * position only. Exact, and quadratic in the length: for generation and tests. */
+    c->hist[pos] = token;
+    int len = pos + 1;
+    fwd_batch b = {.n_seq = 1, .lens = &len, .n_tok = len};
+    int rc = forward_embed(m, c->hist, &b, c->all, e);
+    for (int l = 0; rc == SPARQ_OK && l < m->cfg.n_layers; l++)
+        rc = forward_block(m, l, c->all, &b, NULL, c->scr, e);
+    return rc ? rc : forward_head(m, c->all + (size_t)pos * m->cfg.dim, 1, logits, e);
 }

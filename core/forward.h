@@ -1,7 +1,8 @@
 /* The forward pass: a batch of token sequences through the model, every linear layer one GEMM
  * over all tokens of the batch, attention per (sequence, head) with GEMMs. Also the plain
  * single-token path with a KV cache, for greedy generation and as an independent reference.
- * Owns scratch memory only; the model is read (never written) here. */
+ * Each family (family.h) supplies its own embed/block/head/token functions; this module checks
+ * the input, dispatches, and owns the scratch memory and the kernels they share. */
 #ifndef SPARQ_FORWARD_H
 #define SPARQ_FORWARD_H
 
@@ -16,13 +17,12 @@ typedef struct {
     int        n_tok;
 } fwd_batch;
 
-/* Where forward_block copies the inputs of its linear layers (NULL = not wanted). Each is
- * [n_tok][width] row-major: the calibration statistics of the compression driver. */
+/* Where forward_block copies the inputs of its linear layers (NULL = not wanted): in[i] is
+ * input i of the family's description (LLaMA: the normed input of q/k/v, the attention output,
+ * the normed input of gate/up, the input of down), [n_tok][width] row-major: the calibration
+ * statistics of the compression driver. */
 typedef struct {
-    float *qkv;    /* [n_tok][dim]    normed input shared by q, k, v  */
-    float *o;      /* [n_tok][dim]    attention output, input of o    */
-    float *ffn;    /* [n_tok][dim]    normed input shared by gate, up */
-    float *down;   /* [n_tok][hidden] silu(gate) * up, input of down  */
+    float *in[8];
 } block_inputs;
 
 typedef struct fwd_scratch fwd_scratch;
@@ -30,14 +30,15 @@ typedef struct fwd_scratch fwd_scratch;
 fwd_scratch *fwd_scratch_new(void);
 void         fwd_scratch_free(fwd_scratch *s);
 
-/* x[n_tok][dim] = token embeddings of tokens[n_tok]. Ids must be < vocab_size. */
-int forward_embed(const model *m, const int *tokens, int n_tok, float *x, err *e);
+/* x[n_tok][dim] = the inputs of the first block for the batch's tokens (embeddings, plus
+ * learned positions where the family has them). Ids must be < vocab_size. */
+int forward_embed(const model *m, const int *tokens, const fwd_batch *b, float *x, err *e);
 
 /* Run block `layer` on hidden states x[n_tok][dim] in place. */
 int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block_inputs *cap,
                   fwd_scratch *s, err *e);
 
-/* Final RMSNorm and classifier: logits[n_tok][vocab] from x[n_tok][dim] (x is overwritten). */
+/* Final norm and classifier: logits[n_tok][vocab] from x[n_tok][dim] (x is overwritten). */
 int forward_head(const model *m, float *x, int n_tok, float *logits, err *e);
 
 /* The whole model: logits[n_tok][vocab] for the batch of tokens. */
@@ -45,7 +46,8 @@ int forward_logits(const model *m, const int *tokens, const fwd_batch *b, float 
                    fwd_scratch *s, err *e);
 
 /* Single-token reference path (llama2.c run.c style, no BLAS): one token at position pos,
- * keys and values of earlier positions from the cache. */
+ * keys and values of earlier positions from the cache. A family without its own token path
+ * gets the batched forward over the prefix (exact, quadratic in the length). */
 typedef struct fwd_cache fwd_cache;
 
 int  fwd_cache_new(fwd_cache **c, const model *m, err *e);

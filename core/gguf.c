@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "family.h"
 #include "fileio.h"
 #include "spm.h"
 
@@ -431,10 +432,13 @@ static int read_config(gguf_file *g, model_config *c, err *e) {
     char arch[64] = "";
     if (!gguf_get_str(g, "general.architecture", arch, sizeof arch))
         return err_set(e, SPARQ_EINPUT, "%s: general.architecture is missing", g->path);
-    if (strcmp(arch, "llama") != 0)
+    /* The metadata below is llama.cpp's "llama" architecture, the one GGUF form of a family. */
+    const family *f = family_find(arch);
+    if (!f || !f->gguf_arch || strcmp(f->gguf_arch, "llama") != 0)
         return err_set(e, SPARQ_EINPUT, "%s: general.architecture is \"%s\"; only \"llama\" is "
                        "supported", g->path, arch);
     *c = (model_config){0};
+    c->family = f;
     int rc = meta_int(g, "llama.embedding_length", -1, &c->dim, e);
     if (!rc) rc = meta_int(g, "llama.feed_forward_length", -1, &c->hidden_dim, e);
     if (!rc) rc = meta_int(g, "llama.block_count", -1, &c->n_layers, e);
@@ -505,22 +509,16 @@ int gguf_load_model(model **out, const char *path, err *e) {
     if (!rc) rc = model_check_tensor_total(&c, shared, tensor_total(g), g->path, "the metadata", e);
     if (!rc) rc = model_alloc(&m, &c, shared, e);
     if (!rc) {
-        uint64_t d = (uint64_t)c.dim, V = (uint64_t)c.vocab_size;
-        rc = fill(g, "token_embd.weight", m->tok_emb, V, d, e);
-        if (!rc) rc = fill(g, "output_norm.weight", m->final_norm, d, 0, e);
-        if (!rc && !m->shared_cls) rc = fill(g, "output.weight", m->wcls, V, d, e);
-        static const char *lin[LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
-                                             "ffn_up", "ffn_down"};
         char nm[96];
-        for (int l = 0; l < c.n_layers && !rc; l++) {
-            block *b = &m->blocks[l];
-            snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);
-            rc = fill(g, nm, b->attn_norm, d, 0, e);
-            snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);
-            if (!rc) rc = fill(g, nm, b->ffn_norm, d, 0, e);
-            for (int k = 0; k < LIN_COUNT && !rc; k++) {
-                snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, lin[k]);
-                rc = fill(g, nm, b->lin[k].w, (uint64_t)b->lin[k].rows, (uint64_t)b->lin[k].cols, e);
+        for (int i = 0; i < m->fam->n_tensor && !rc; i++) {
+            const family_tensor *ft = &m->fam->tensor[i];
+            int copies = family_tensor_per_block(ft) ? c.n_layers : 1;
+            for (int l = 0; l < copies && !rc; l++) {
+                float *dst = model_tensor_ptr(m, ft, l);
+                if (!dst) continue;
+                snprintf(nm, sizeof nm, ft->gguf, l);
+                rc = fill(g, nm, dst, family_size(&c, ft->rows),
+                          ft->cols == SZ_ONE ? 0 : family_size(&c, ft->cols), e);
             }
         }
         for (uint64_t i = 0; i < g->n_tensors && !rc; i++)
@@ -680,34 +678,43 @@ static int vocab_kvs(gbuf *b, const tokenizer *tok, int vocab, const char *path,
     return SPARQ_OK;
 }
 
+/* x = tensor ft (copy l) of m for writing; 0 when the model does not have it. Vectors stay f32. */
+static int gtensor_set(gtensor *x, const model *m, const family_tensor *ft, int l, dtype dt) {
+    const model_config *c = &m->cfg;
+    const float *w = model_tensor_ptr(m, ft, l);
+    if (!w) return 0;
+    bool vec = ft->cols == SZ_ONE;
+    *x = (gtensor){.w = w, .rows = family_size(c, ft->rows), .cols = vec ? 0 : family_size(c, ft->cols),
+                   .heads = ft->rope_heads == 1 ? c->n_heads : ft->rope_heads == 2 ? c->n_kv_heads : 0,
+                   .dt = vec ? DTYPE_F32 : dt, .name = {0}};
+    snprintf(x->name, sizeof x->name, ft->gguf, l);
+    return 1;
+}
+
 int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtype dt, err *e) {
     if (dt != DTYPE_F32 && dt != DTYPE_F16 && dt != DTYPE_BF16)
         return err_set(e, SPARQ_EINPUT, "%s: GGUF output is f32, f16 or bf16, not %s", path, dtype_name(dt));
     const model_config *c = &m->cfg;
-    int nt = 0, cap = 3 + 9 * c->n_layers;
-    gtensor *t = calloc((size_t)cap, sizeof *t);
+    const family *f = m->fam;
+    if (!f->gguf_arch || strcmp(f->gguf_arch, "llama") != 0)
+        return err_set(e, SPARQ_EINPUT, "%s: GGUF output holds llama.cpp's \"llama\" architecture; this "
+                       "model is %s (use safetensors)", path, f->name);
+    int nt = 0;
+    gtensor *t = calloc((size_t)f->n_tensor * (c->n_layers + 1), sizeof *t);
     if (!t) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    t[nt++] = (gtensor){"token_embd.weight", m->tok_emb, (uint64_t)c->vocab_size, (uint64_t)c->dim, 0, 0, 0, dt};
-    t[nt++] = (gtensor){"output_norm.weight", m->final_norm, (uint64_t)c->dim, 0, 0, 0, 0, DTYPE_F32};
-    if (!m->shared_cls)
-        t[nt++] = (gtensor){"output.weight", m->wcls, (uint64_t)c->vocab_size, (uint64_t)c->dim, 0, 0, 0, dt};
-    static const char *lin[LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
-                                         "ffn_down"};
+    /* The globals, then per block its vectors (f32, as llama.cpp keeps norms) and its linear
+     * layers in the family's order: the order llama.cpp's converter writes. */
+    for (int i = 0; i < f->n_tensor; i++)
+        if (!family_tensor_per_block(&f->tensor[i])) nt += gtensor_set(&t[nt], m, &f->tensor[i], 0, dt);
     for (int l = 0; l < c->n_layers; l++) {
-        const block *b = &m->blocks[l];
-        gtensor *x = &t[nt++];
-        *x = (gtensor){.w = b->attn_norm, .rows = (uint64_t)c->dim, .dt = DTYPE_F32, .name = {0}};
-        snprintf(x->name, sizeof x->name, "blk.%d.attn_norm.weight", l);
-        x = &t[nt++];
-        *x = (gtensor){.w = b->ffn_norm, .rows = (uint64_t)c->dim, .dt = DTYPE_F32, .name = {0}};
-        snprintf(x->name, sizeof x->name, "blk.%d.ffn_norm.weight", l);
-        for (int k = 0; k < LIN_COUNT; k++) {
-            x = &t[nt++];
-            *x = (gtensor){.w = b->lin[k].w, .rows = (uint64_t)b->lin[k].rows, .cols = (uint64_t)b->lin[k].cols,
-                           .heads = k == LIN_Q ? c->n_heads : k == LIN_K ? c->n_kv_heads : 0, .dt = dt,
-                           .name = {0}};
-            snprintf(x->name, sizeof x->name, "blk.%d.%s.weight", l, lin[k]);
-        }
+        for (int i = 0; i < f->n_tensor; i++)
+            if (f->tensor[i].slot == SLOT_PARAM) nt += gtensor_set(&t[nt], m, &f->tensor[i], l, dt);
+        for (int k = 0; k < f->n_linear; k++)
+            for (int i = 0; i < f->n_tensor; i++)
+                if (f->tensor[i].slot == SLOT_WEIGHT && f->tensor[i].index == k)
+                    nt += gtensor_set(&t[nt], m, &f->tensor[i], l, dt);
+        for (int i = 0; i < f->n_tensor; i++)
+            if (f->tensor[i].slot == SLOT_BIAS) nt += gtensor_set(&t[nt], m, &f->tensor[i], l, dt);
     }
     gbuf b = {0};
     kv_str(&b, "general.architecture", "llama");

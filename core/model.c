@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include "family.h"
 #include "fileio.h"
 #include "gguf.h"
 #include "safetensors.h"
@@ -13,7 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *const linear_names[LIN_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
+static const family *family_of(const model_config *c) { return c->family ? c->family : family_default(); }
+
+int model_n_linear(const model *m) { return m->fam->n_linear; }
+const char *model_linear_name(const model *m, int k) { return m->fam->linear[k].name; }
 
 /* Newer llama2.c exports (export.py version 1/2) start with this magic instead of a header. */
 #define LLAMA2C_MAGIC 0x616b3432u
@@ -29,6 +33,7 @@ void model_free(model *m) {
 
 int model_init_rope(model *m, err *e) {
     const model_config *c = &m->cfg;
+    if (!family_of(c)->rope) return SPARQ_OK;
     int half = c->head_size / 2;
     size_t n = (size_t)c->seq_len * half;
     m->rope_cos = malloc(n * sizeof(float));
@@ -132,7 +137,7 @@ typedef struct {
     int layer;               /* -1: not per layer */
     float *dst;
     size_t n;
-    int kind;                /* the linear_kind of a linear layer, else -1 */
+    int kind;                /* LLAMA_Q ... for a linear layer, else -1 */
 } ak42_tensor;
 
 /* The file's tensors in its order (export.py version1_export/version2_export, runq.c's
@@ -143,13 +148,13 @@ typedef struct {
 static size_t ak42_tensors(model *m, ak42_tensor *t) {
     const model_config *c = &m->cfg;
     size_t k = 0, d = (size_t)c->dim, L = (size_t)c->n_layers;
-    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"attn_norm", (int)l, m->blocks[l].attn_norm, d, -1};
-    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"ffn_norm", (int)l, m->blocks[l].ffn_norm, d, -1};
-    t[k++] = (ak42_tensor){"final norm", -1, m->final_norm, d, -1};
+    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"attn_norm", (int)l, m->blocks[l].p[LLAMA_ATTN_NORM], d, -1};
+    for (size_t l = 0; l < L; l++) t[k++] = (ak42_tensor){"ffn_norm", (int)l, m->blocks[l].p[LLAMA_FFN_NORM], d, -1};
+    t[k++] = (ak42_tensor){"final norm", -1, m->g[LLAMA_FINAL_NORM], d, -1};
     t[k++] = (ak42_tensor){"token embedding", -1, m->tok_emb, (size_t)c->vocab_size * d, -1};
-    static const struct { linear_kind kind; const char *name; } lin[] = {
-        {LIN_Q, "q (wq)"}, {LIN_K, "k (wk)"}, {LIN_V, "v (wv)"}, {LIN_O, "o (wo)"},
-        {LIN_GATE, "gate (w1)"}, {LIN_DOWN, "down (w2)"}, {LIN_UP, "up (w3)"}};
+    static const struct { int kind; const char *name; } lin[] = {
+        {LLAMA_Q, "q (wq)"}, {LLAMA_K, "k (wk)"}, {LLAMA_V, "v (wv)"}, {LLAMA_O, "o (wo)"},
+        {LLAMA_GATE, "gate (w1)"}, {LLAMA_DOWN, "down (w2)"}, {LLAMA_UP, "up (w3)"}};
     for (size_t j = 0; j < sizeof lin / sizeof lin[0]; j++)
         for (size_t l = 0; l < L; l++) {
             linear *li = &m->blocks[l].lin[lin[j].kind];
@@ -347,7 +352,9 @@ int model_load_llama2c(model **out, const char *path, err *e) {
 
     model *m = calloc(1, sizeof *m);
     if (!m) { fclose(f); return err_set(e, SPARQ_ERUNTIME, "out of memory"); }
+    c.family = family_default();
     m->cfg = c;
+    m->fam = c.family;
     m->shared_cls = shared;
     m->data_floats = n;
     m->data = malloc(n * sizeof(float));
@@ -377,22 +384,22 @@ int model_load_llama2c(model **out, const char *path, err *e) {
     float *w1 = p; p += L * c.hidden_dim * d;
     float *w2 = p; p += L * d * c.hidden_dim;
     float *w3 = p; p += L * c.hidden_dim * d;
-    m->final_norm = p; p += d;
+    m->g[LLAMA_FINAL_NORM] = p; p += d;
     p += (size_t)c.seq_len * c.head_size;         /* legacy RoPE tables, recomputed instead */
     m->wcls = shared ? m->tok_emb : p;
 
     size_t hd = (size_t)c.hidden_dim * d;
     for (int l = 0; l < c.n_layers; l++) {
         block *b = &m->blocks[l];
-        b->attn_norm = rms_att + l * d;
-        b->ffn_norm = rms_ffn + l * d;
-        b->lin[LIN_Q] = (linear){wq + l * d * d, c.dim, c.dim};
-        b->lin[LIN_K] = (linear){wk + l * kv * d, (int)kv, c.dim};
-        b->lin[LIN_V] = (linear){wv + l * kv * d, (int)kv, c.dim};
-        b->lin[LIN_O] = (linear){wo + l * d * d, c.dim, c.dim};
-        b->lin[LIN_GATE] = (linear){w1 + l * hd, c.hidden_dim, c.dim};
-        b->lin[LIN_DOWN] = (linear){w2 + l * hd, c.dim, c.hidden_dim};
-        b->lin[LIN_UP] = (linear){w3 + l * hd, c.hidden_dim, c.dim};
+        b->p[LLAMA_ATTN_NORM] = rms_att + l * d;
+        b->p[LLAMA_FFN_NORM] = rms_ffn + l * d;
+        b->lin[LLAMA_Q] = (linear){wq + l * d * d, NULL, c.dim, c.dim};
+        b->lin[LLAMA_K] = (linear){wk + l * kv * d, NULL, (int)kv, c.dim};
+        b->lin[LLAMA_V] = (linear){wv + l * kv * d, NULL, (int)kv, c.dim};
+        b->lin[LLAMA_O] = (linear){wo + l * d * d, NULL, c.dim, c.dim};
+        b->lin[LLAMA_GATE] = (linear){w1 + l * hd, NULL, c.hidden_dim, c.dim};
+        b->lin[LLAMA_DOWN] = (linear){w2 + l * hd, NULL, c.dim, c.hidden_dim};
+        b->lin[LLAMA_UP] = (linear){w3 + l * hd, NULL, c.hidden_dim, c.dim};
     }
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(m->data[i])) {
@@ -413,17 +420,25 @@ int model_load_llama2c(model **out, const char *path, err *e) {
 uint64_t model_linear_params(const model *m) {
     uint64_t n = 0;
     for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int k = 0; k < LIN_COUNT; k++)
+        for (int k = 0; k < m->fam->n_linear; k++)
             n += (uint64_t)m->blocks[l].lin[k].rows * m->blocks[l].lin[k].cols;
     return n;
 }
 
+/* Tensor t of the family table: values of one copy (0: absent from this model) and copies. */
+static uint64_t tensor_values(const model_config *c, const family_tensor *t) {
+    return (uint64_t)family_size(c, t->rows) * family_size(c, t->cols);
+}
+static uint64_t tensor_copies(const model_config *c, const family_tensor *t) {
+    return t->slot == SLOT_PARAM || t->slot == SLOT_WEIGHT || t->slot == SLOT_BIAS ? (uint64_t)c->n_layers : 1;
+}
+
 uint64_t model_params(const model *m) {
-    const model_config *c = &m->cfg;
-    uint64_t n = model_linear_params(m);
-    n += (uint64_t)c->vocab_size * c->dim;                    /* embedding          */
-    n += (uint64_t)c->n_layers * 2 * c->dim + c->dim;         /* norms              */
-    if (!m->shared_cls) n += (uint64_t)c->vocab_size * c->dim;
+    uint64_t n = 0;
+    for (int i = 0; i < m->fam->n_tensor; i++) {
+        const family_tensor *t = &m->fam->tensor[i];
+        if (t->slot != SLOT_HEAD || !m->shared_cls) n += tensor_values(&m->cfg, t) * tensor_copies(&m->cfg, t);
+    }
     return n;
 }
 
@@ -445,6 +460,9 @@ static void write_qk(atomic_file *a, const model *m, const linear *l, int heads,
  * and epsilon, so a model that differs would silently become another model. */
 static int check_llama2c_writable(const model *m, const char *path, err *e) {
     const model_config *c = &m->cfg;
+    if (!m->fam->llama2c)
+        return err_set(e, SPARQ_EINPUT, "%s: llama2.c format holds LLaMA models only; this model is "
+                       "%s (use safetensors)", path, m->fam->name);
     if (c->head_size * c->n_heads != c->dim)
         return err_set(e, SPARQ_EINPUT, "%s: llama2.c format needs head_size = dim / n_heads, but "
                        "head_size is %d with dim %d and %d heads", path, c->head_size, c->dim, c->n_heads);
@@ -473,23 +491,23 @@ int model_save_llama2c(const model *m, const char *path, err *e) {
     size_t d = (size_t)c->dim;
     atomic_write(&a, h, sizeof h);
     write_rows(&a, m->tok_emb, (size_t)c->vocab_size * d);
-    for (int l = 0; l < c->n_layers; l++) write_rows(&a, m->blocks[l].attn_norm, d);
-    for (int l = 0; l < c->n_layers; l++) write_qk(&a, m, &m->blocks[l].lin[LIN_Q], c->n_heads, tmp);
-    for (int l = 0; l < c->n_layers; l++) write_qk(&a, m, &m->blocks[l].lin[LIN_K], c->n_kv_heads, tmp);
-    static const linear_kind rest[] = {LIN_V, LIN_O};
+    for (int l = 0; l < c->n_layers; l++) write_rows(&a, m->blocks[l].p[LLAMA_ATTN_NORM], d);
+    for (int l = 0; l < c->n_layers; l++) write_qk(&a, m, &m->blocks[l].lin[LLAMA_Q], c->n_heads, tmp);
+    for (int l = 0; l < c->n_layers; l++) write_qk(&a, m, &m->blocks[l].lin[LLAMA_K], c->n_kv_heads, tmp);
+    static const int rest[] = {LLAMA_V, LLAMA_O};
     for (int k = 0; k < 2; k++)
         for (int l = 0; l < c->n_layers; l++) {
             const linear *li = &m->blocks[l].lin[rest[k]];
             write_rows(&a, li->w, (size_t)li->rows * li->cols);
         }
-    for (int l = 0; l < c->n_layers; l++) write_rows(&a, m->blocks[l].ffn_norm, d);
-    static const linear_kind ffn[] = {LIN_GATE, LIN_DOWN, LIN_UP};   /* w1, w2, w3 */
+    for (int l = 0; l < c->n_layers; l++) write_rows(&a, m->blocks[l].p[LLAMA_FFN_NORM], d);
+    static const int ffn[] = {LLAMA_GATE, LLAMA_DOWN, LLAMA_UP};   /* w1, w2, w3 */
     for (int k = 0; k < 3; k++)
         for (int l = 0; l < c->n_layers; l++) {
             const linear *li = &m->blocks[l].lin[ffn[k]];
             write_rows(&a, li->w, (size_t)li->rows * li->cols);
         }
-    write_rows(&a, m->final_norm, d);
+    write_rows(&a, m->g[LLAMA_FINAL_NORM], d);
     /* Legacy freq_cis_real / freq_cis_imag [seq_len][head_size/2]: run.c ignores them; they are
      * cos and sin of the same angles for either layout (frequency i serves pair i). */
     write_rows(&a, m->rope_cos, (size_t)c->seq_len * half);
@@ -538,7 +556,7 @@ int model_save_llama2c_version(const model *m, const char *path, int version, er
 
     size_t L = (size_t)c->n_layers, most = (size_t)c->vocab_size * c->dim;
     for (int l = 0; l < c->n_layers; l++)
-        for (int k = 0; k < LIN_COUNT; k++) {
+        for (int k = 0; k < m->fam->n_linear; k++) {
             size_t n = (size_t)m->blocks[l].lin[k].rows * m->blocks[l].lin[k].cols;
             if (n > most) most = n;
         }
@@ -557,8 +575,8 @@ int model_save_llama2c_version(const model *m, const char *path, int version, er
         atomic_write(&a, hdr, sizeof hdr);
         for (size_t k = 0; k < nt; k++) {
             const float *w = t[k].dst;
-            if ((t[k].kind == LIN_Q || t[k].kind == LIN_K) && c->rope != ROPE_ADJACENT) {
-                int heads = t[k].kind == LIN_Q ? c->n_heads : c->n_kv_heads;
+            if ((t[k].kind == LLAMA_Q || t[k].kind == LLAMA_K) && c->rope != ROPE_ADJACENT) {
+                int heads = t[k].kind == LLAMA_Q ? c->n_heads : c->n_kv_heads;
                 model_permute_rows(tmp, w, heads, c->head_size, c->dim, c->rope, ROPE_ADJACENT);
                 w = tmp;
             }
@@ -581,14 +599,16 @@ int model_save_llama2c_version(const model *m, const char *path, int version, er
 
 /* Weights model_alloc holds for c, or false on overflow. */
 static bool alloc_floats(const model_config *c, bool shared, uint64_t *out) {
-    uint64_t L = c->n_layers, d = c->dim, h = c->hidden_dim, V = c->vocab_size;
-    uint64_t qd = (uint64_t)c->n_heads * c->head_size, kv = (uint64_t)c->n_kv_heads * c->head_size;
-    uint64_t n = 0, Lq = 0, Lkv = 0, Lh = 0;
-    /* Every factor is at most 2^24 (model_config_check), so only the products can overflow. */
-    bool ok = add_mul(&Lq, L, qd) && add_mul(&Lkv, L, kv) && add_mul(&Lh, L, h)
-           && add_mul(&n, V, d) && add_mul(&n, L, 2 * d) && add_mul(&n, Lq, 2 * d)
-           && add_mul(&n, Lkv, 2 * d) && add_mul(&n, Lh, 3 * d) && add_mul(&n, 1, d)
-           && (shared || add_mul(&n, V, d));
+    const family *f = family_of(c);
+    uint64_t n = 0;
+    bool ok = true;
+    /* Every size is at most 2^24 (model_config_check), so a tensor's rows x cols fits 64 bits
+     * and only the sums and the copies can overflow. */
+    for (int i = 0; i < f->n_tensor && ok; i++) {
+        const family_tensor *t = &f->tensor[i];
+        if (t->slot == SLOT_HEAD && shared) continue;
+        ok = add_mul(&n, tensor_values(c, t), tensor_copies(c, t));
+    }
     *out = n;
     return ok && n <= SIZE_MAX / sizeof(float);
 }
@@ -604,25 +624,34 @@ int model_config_check(const model_config *c, const char *path, err *e) {
     if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
         return err_set(e, SPARQ_EINPUT, "%s: n_heads %d is not a multiple of n_kv_heads %d", path,
                        c->n_heads, c->n_kv_heads);
-    if (c->head_size % 2 != 0)
+    bool rope = family_of(c)->rope;
+    if (rope && c->head_size % 2 != 0)
         return err_set(e, SPARQ_EINPUT, "%s: head size %d is odd; RoPE needs pairs", path, c->head_size);
     if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
-        return err_set(e, SPARQ_EINPUT, "%s: rms_norm_eps %g is not a positive number", path,
+        return err_set(e, SPARQ_EINPUT, "%s: norm epsilon %g is not a positive number", path,
                        (double)c->norm_eps);
-    if (!(c->rope_theta > 1.0f) || !isfinite(c->rope_theta))
+    if (c->embed_dim < 0 || c->embed_dim > (1 << 24) || c->n_pos < 0 || c->n_pos > (1 << 24))
+        return err_set(e, SPARQ_EINPUT, "%s: embedding width %d or position count %d is out of range",
+                       path, c->embed_dim, c->n_pos);
+    if (rope && (!(c->rope_theta > 1.0f) || !isfinite(c->rope_theta)))
         return err_set(e, SPARQ_EINPUT, "%s: rope_theta %g is not a number above 1", path,
                        (double)c->rope_theta);
     uint64_t n;
     if (!alloc_floats(c, false, &n) || (uint64_t)c->seq_len * c->head_size > SIZE_MAX / 8)
         return err_set(e, SPARQ_EINPUT, "%s: model sizes overflow", path);
-    return check_memory(path, n, c->seq_len, c->head_size, e);
+    return check_memory(path, n, rope ? c->seq_len : 0, c->head_size, e);
 }
 
 int model_check_tensor_total(const model_config *c, bool shared, double have, const char *path,
                              const char *source, err *e) {
-    double d = c->dim, qd = (double)c->n_heads * c->head_size, kv = (double)c->n_kv_heads * c->head_size;
-    double need = (double)c->vocab_size * d * (shared ? 1 : 2) + d +
-                  (double)c->n_layers * (2 * d + 2 * qd * d + 2 * kv * d + 3 * (double)c->hidden_dim * d);
+    const family *f = family_of(c);
+    double need = 0;
+    for (int i = 0; i < f->n_tensor; i++) {
+        const family_tensor *t = &f->tensor[i];
+        if (t->slot != SLOT_HEAD || !shared)
+            need += (double)family_size(c, t->rows) * (double)family_size(c, t->cols) *
+                    (double)tensor_copies(c, t);
+    }
     /* A small shortfall is left to the tensor shape checks, whose message names the tensor. */
     if (need > have && need > (double)(1 << 24))
         return err_set(e, SPARQ_EINPUT, "%s: %s describes a model of %.0f weights, but the file's "
@@ -637,6 +666,7 @@ int model_alloc(model **out, const model_config *c, bool shared, err *e) {
     model *m = calloc(1, sizeof *m);
     if (!m) return err_set(e, SPARQ_ERUNTIME, "out of memory");
     m->cfg = *c;
+    m->cfg.family = m->fam = family_of(c);
     m->shared_cls = shared;
     m->data_floats = (size_t)n;
     m->llama2c_version = -1;
@@ -649,33 +679,31 @@ int model_alloc(model **out, const model_config *c, bool shared, err *e) {
         return err_set(e, SPARQ_ERUNTIME, "out of memory for %llu weights (%.1f GB)",
                        (unsigned long long)n, n * 4.0 / 1e9);
     }
-    size_t L = c->n_layers, d = c->dim, h = c->hidden_dim;
-    size_t qd = (size_t)c->n_heads * c->head_size, kv = (size_t)c->n_kv_heads * c->head_size;
+    /* Walk the family's table in order, each per-block tensor for all blocks together. */
     float *p = m->data;
-    m->tok_emb = p; p += (size_t)c->vocab_size * d;
-    float *rms_att = p; p += L * d;
-    float *wq = p; p += L * qd * d;
-    float *wk = p; p += L * kv * d;
-    float *wv = p; p += L * kv * d;
-    float *wo = p; p += L * d * qd;
-    float *rms_ffn = p; p += L * d;
-    float *w1 = p; p += L * h * d;
-    float *w2 = p; p += L * d * h;
-    float *w3 = p; p += L * h * d;
-    m->final_norm = p; p += d;
-    m->wcls = shared ? m->tok_emb : p;
-    for (size_t l = 0; l < L; l++) {
-        block *b = &m->blocks[l];
-        b->attn_norm = rms_att + l * d;
-        b->ffn_norm = rms_ffn + l * d;
-        b->lin[LIN_Q] = (linear){wq + l * qd * d, (int)qd, (int)d};
-        b->lin[LIN_K] = (linear){wk + l * kv * d, (int)kv, (int)d};
-        b->lin[LIN_V] = (linear){wv + l * kv * d, (int)kv, (int)d};
-        b->lin[LIN_O] = (linear){wo + l * d * qd, (int)d, (int)qd};
-        b->lin[LIN_GATE] = (linear){w1 + l * h * d, (int)h, (int)d};
-        b->lin[LIN_DOWN] = (linear){w2 + l * d * h, (int)d, (int)h};
-        b->lin[LIN_UP] = (linear){w3 + l * h * d, (int)h, (int)d};
+    for (int i = 0; i < m->fam->n_tensor; i++) {
+        const family_tensor *t = &m->fam->tensor[i];
+        size_t v = (size_t)tensor_values(c, t), copies = (size_t)tensor_copies(c, t);
+        if (v == 0 || (t->slot == SLOT_HEAD && shared)) continue;
+        for (size_t l = 0; l < copies; l++) {
+            float *q = p + l * v;
+            linear *li = t->slot == SLOT_WEIGHT || t->slot == SLOT_BIAS ? &m->blocks[l].lin[t->index] : NULL;
+            switch (t->slot) {
+            case SLOT_EMBED: m->tok_emb = q; break;
+            case SLOT_HEAD: m->wcls = q; break;
+            case SLOT_GLOBAL: m->g[t->index] = q; break;
+            case SLOT_PARAM: m->blocks[l].p[t->index] = q; break;
+            case SLOT_WEIGHT:
+                li->w = q;
+                li->rows = (int)family_size(c, t->rows);
+                li->cols = (int)family_size(c, t->cols);
+                break;
+            case SLOT_BIAS: li->b = q; break;
+            }
+        }
+        p += v * copies;
     }
+    if (shared) m->wcls = m->tok_emb;
     *out = m;
     return SPARQ_OK;
 }
@@ -762,13 +790,16 @@ int model_set_rope_layout(model *m, rope_layout to, err *e) {
     size_t most = (size_t)c->n_heads * c->head_size * c->dim;
     float *tmp = malloc(most * sizeof(float));
     if (!tmp) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    for (int l = 0; l < c->n_layers; l++)
-        for (int k = LIN_Q; k <= LIN_K; k++) {
-            linear *li = &m->blocks[l].lin[k];
-            int heads = k == LIN_Q ? c->n_heads : c->n_kv_heads;
+    for (int i = 0; i < m->fam->n_tensor; i++) {
+        const family_tensor *t = &m->fam->tensor[i];
+        if (t->slot != SLOT_WEIGHT || !t->rope_heads) continue;
+        for (int l = 0; l < c->n_layers; l++) {
+            linear *li = &m->blocks[l].lin[t->index];
+            int heads = t->rope_heads == 1 ? c->n_heads : c->n_kv_heads;
             model_permute_rows(tmp, li->w, heads, c->head_size, li->cols, c->rope, to);
             memcpy(li->w, tmp, (size_t)li->rows * li->cols * sizeof(float));
         }
+    }
     free(tmp);
     m->cfg.rope = to;
     return SPARQ_OK;

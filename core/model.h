@@ -1,6 +1,7 @@
-/* The LLaMA-family model: configuration, weights (float32 [out][in], writable for solvers), the
- * llama2.c format, and model_load/model_save for every format (safetensors.h, gguf.h do the work).
- * Knows nothing of tokenizers beyond handing one to the GGUF writer, nor of solvers or evaluation. */
+/* A model of any family (family.h describes each): configuration, weights (float32 [out][in],
+ * writable for solvers) laid out from the family's tensor table, the llama2.c format, and
+ * model_load/model_save for every format (safetensors.h, gguf.h do the work). Knows nothing of
+ * tokenizers beyond handing one to the GGUF writer, nor of solvers or evaluation. */
 #ifndef SPARQ_MODEL_H
 #define SPARQ_MODEL_H
 
@@ -16,36 +17,40 @@ typedef enum {
     ROPE_HALF,       /* Hugging Face: rotate pairs (i, i + head_size/2) within a head  */
 } rope_layout;
 
+typedef struct family family;
+
 typedef struct {
     int   dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
     int   head_size;         /* dim / n_heads for llama2.c; other formats may set it freely */
-    float rope_theta;        /* 10000 for LLaMA-1/2                                          */
-    float norm_eps;          /* RMSNorm epsilon, 1e-5 in llama2.c                            */
+    float rope_theta;        /* 10000 for LLaMA-1/2 (families with RoPE)                     */
+    float norm_eps;          /* RMSNorm / LayerNorm epsilon, 1e-5 in llama2.c                */
     rope_layout rope;
+    int   embed_dim;         /* width of the token embedding; 0 = dim                        */
+    int   n_pos;             /* rows of a learned position table; 0 = none                   */
+    const family *family;    /* NULL = family_default() (LLaMA)                              */
 } model_config;
 
-/* The seven linear layers of a block, in the order solvers and reports name them. */
-typedef enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT } linear_kind;
-
-extern const char *const linear_names[LIN_COUNT];   /* "q", "k", "v", "o", "gate", "up", "down" */
+/* Room for the largest family's parts; the family says how many are used. */
+enum { MODEL_MAX_LINEAR = 8, MODEL_MAX_PARAM = 8, MODEL_MAX_GLOBAL = 8 };
 
 typedef struct {
-    float *w;                /* [rows][cols] row-major: y = W x */
-    int    rows, cols;       /* rows = outputs, cols = inputs   */
+    float *w;                /* [rows][cols] row-major: y = W x + b             */
+    float *b;                /* [rows], or NULL: solvers never see it           */
+    int    rows, cols;       /* rows = outputs, cols = inputs                   */
 } linear;
 
 typedef struct {
-    float *attn_norm;        /* [dim] */
-    float *ffn_norm;         /* [dim] */
-    linear lin[LIN_COUNT];
+    linear lin[MODEL_MAX_LINEAR];   /* the family's linear layers, in its order  */
+    float *p[MODEL_MAX_PARAM];      /* norms and other per-block vectors          */
 } block;
 
 typedef struct {
     model_config cfg;
-    float *tok_emb;          /* [vocab][dim]                                   */
+    const family *fam;       /* == cfg.family once loaded                      */
+    float *tok_emb;          /* [vocab][embed_dim]                             */
     block *blocks;           /* [n_layers]                                     */
-    float *final_norm;       /* [dim]                                          */
-    float *wcls;             /* [vocab][dim]; == tok_emb when the classifier is shared */
+    float *g[MODEL_MAX_GLOBAL];   /* final norms, position tables, projections */
+    float *wcls;             /* [vocab][embed_dim]; == tok_emb when shared     */
     bool   shared_cls;
     float *rope_cos, *rope_sin;   /* [seq_len][head_size/2], precomputed at load */
     float *data;             /* one allocation holding every weight above      */
@@ -77,6 +82,10 @@ int  model_init_rope(model *m, err *e);
 uint64_t model_params(const model *m);
 uint64_t model_linear_params(const model *m);
 
+/* The family's linear layers per block, and the name of linear k ("q", "fc1"). */
+int         model_n_linear(const model *m);
+const char *model_linear_name(const model *m, int k);
+
 /* ---- every format ------------------------------------------------------------------------ */
 
 /* Check a configuration read from a file (path names it in the message): positive sizes, heads
@@ -91,9 +100,10 @@ int  model_config_check(const model_config *c, const char *path, err *e);
 int  model_check_tensor_total(const model_config *c, bool shared, double have, const char *path,
                               const char *source, err *e);
 
-/* A model for cfg with every weight in one zeroed allocation (m->data, llama2.c's tensor order
- * without its legacy RoPE tables) and the tensor pointers set. RoPE tables are not built: a
- * loader fills the weights, then calls model_init_rope. */
+/* A model for cfg with every weight in one zeroed allocation (m->data, in the order of the
+ * family's tensor table, each per-block tensor for all blocks together: for LLaMA llama2.c's
+ * order without its legacy RoPE tables) and the tensor pointers set. RoPE tables are not built:
+ * a loader fills the weights, then calls model_init_rope (a no-op for families without RoPE). */
 int  model_alloc(model **out, const model_config *c, bool shared_cls, err *e);
 
 /* Load any supported model, the format told by the path and the first bytes:

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "family.h"
 #include "fileio.h"
 #include "text.h"
 
@@ -255,7 +256,7 @@ static int add_index(st_index *ix, const char *index_path, const char *dir, err 
 
 /* ---- config.json -------------------------------------------------------------------------- */
 
-static int cfg_int(const cJSON *j, const char *key, int def, int *out, const char *path, err *e) {
+int json_cfg_int(const cJSON *j, const char *key, int def, int *out, const char *path, err *e) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!v || cJSON_IsNull(v)) {
         if (def < 0) return err_set(e, SPARQ_EINPUT, "%s: %s is missing", path, key);
@@ -269,7 +270,7 @@ static int cfg_int(const cJSON *j, const char *key, int def, int *out, const cha
     return SPARQ_OK;
 }
 
-static int cfg_float(const cJSON *j, const char *key, double def, float *out, const char *path, err *e) {
+int json_cfg_float(const cJSON *j, const char *key, double def, float *out, const char *path, err *e) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!v || cJSON_IsNull(v)) { *out = (float)def; return SPARQ_OK; }
     if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || !isfinite((float)v->valuedouble))
@@ -278,51 +279,25 @@ static int cfg_float(const cJSON *j, const char *key, double def, float *out, co
     return SPARQ_OK;
 }
 
+/* The family from model_type (or the first architectures entry), then its own reader. */
 static int read_config(const char *path, model_config *c, bool *tied, err *e) {
     cJSON *j;
     int rc = read_json_file(path, &j, e);
     if (rc) return rc;
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(j, "architectures");
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
-    const char *a = cJSON_IsString(cJSON_GetArrayItem(arch, 0)) ? cJSON_GetArrayItem(arch, 0)->valuestring
-                    : cJSON_IsString(mt) ? mt->valuestring : "(none)";
-    bool mistral = strcmp(a, "MistralForCausalLM") == 0 || strcmp(a, "mistral") == 0;
-    if (!mistral && strcmp(a, "LlamaForCausalLM") != 0 && strcmp(a, "llama") != 0)
-        rc = err_set(e, SPARQ_EINPUT, "%s: architecture %s is not supported (LlamaForCausalLM or "
-                     "MistralForCausalLM)", path, a);
-    *c = (model_config){0};
-    if (!rc) rc = cfg_int(j, "hidden_size", -1, &c->dim, path, e);
-    if (!rc) rc = cfg_int(j, "intermediate_size", -1, &c->hidden_dim, path, e);
-    if (!rc) rc = cfg_int(j, "num_hidden_layers", -1, &c->n_layers, path, e);
-    if (!rc) rc = cfg_int(j, "num_attention_heads", -1, &c->n_heads, path, e);
-    if (!rc) rc = cfg_int(j, "num_key_value_heads", c->n_heads, &c->n_kv_heads, path, e);
-    if (!rc) rc = cfg_int(j, "vocab_size", -1, &c->vocab_size, path, e);
-    if (!rc) rc = cfg_int(j, "max_position_embeddings", -1, &c->seq_len, path, e);
-    if (!rc && c->dim % c->n_heads)
-        rc = err_set(e, SPARQ_EINPUT, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
-                     path, c->dim, c->n_heads);
-    if (!rc) rc = cfg_int(j, "head_dim", c->dim / c->n_heads, &c->head_size, path, e);
-    /* transformers' defaults: LlamaConfig and MistralConfig both use 1e-6 and 10000. */
-    if (!rc) rc = cfg_float(j, "rms_norm_eps", 1e-6, &c->norm_eps, path, e);
-    if (!rc) rc = cfg_float(j, "rope_theta", 10000.0, &c->rope_theta, path, e);
-    const cJSON *v;
-    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling")) && !cJSON_IsNull(v))
-        rc = err_set(e, SPARQ_EINPUT, "%s: rope_scaling is set; scaled RoPE is not supported", path);
-    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(j, "hidden_act")) &&
-        !(cJSON_IsString(v) && strcmp(v->valuestring, "silu") == 0))
-        rc = err_set(e, SPARQ_EINPUT, "%s: hidden_act must be \"silu\" (SwiGLU)", path);
-    static const char *biases[] = {"attention_bias", "mlp_bias"};
-    for (int i = 0; i < 2 && !rc; i++)
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, biases[i])))
-            rc = err_set(e, SPARQ_EINPUT, "%s: %s is true; linear biases are not supported", path, biases[i]);
-    /* Mistral's sliding window: within a context no longer than the window, attention is
-     * exactly full causal attention, so the context is capped there. */
-    int window = 0;
-    if (!rc && mistral) rc = cfg_int(j, "sliding_window", 0, &window, path, e);
-    if (!rc && window > 0 && window < c->seq_len) c->seq_len = window;
-    v = cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings");
-    *tied = cJSON_IsTrue(v);
-    c->rope = ROPE_ADJACENT;
+    const char *a = cJSON_IsString(mt) ? mt->valuestring
+                    : cJSON_IsString(cJSON_GetArrayItem(arch, 0)) ? cJSON_GetArrayItem(arch, 0)->valuestring
+                    : "(none)";
+    const family *f = family_find(a);
+    if (!f && strcmp(a, "mistral") == 0) f = &family_llama;   /* LLaMA within its window */
+    if (!f && strcmp(a, "MistralForCausalLM") == 0) f = &family_llama;
+    char names[128];
+    if (!f)
+        rc = err_set(e, SPARQ_EINPUT, "%s: architecture %s is not supported (families: %s; "
+                     "and mistral)", path, a, family_names(names, sizeof names));
+    *tied = false;
+    if (!rc) rc = f->config_read(j, c, tied, path, e);
     cJSON_Delete(j);
     if (!rc) rc = model_config_check(c, path, e);
     return rc;
@@ -369,35 +344,29 @@ static int fill(loader *L, const char *name, float *dst, uint64_t rows, uint64_t
 
 static int fill_model(loader *L, model *m, err *e) {
     const model_config *c = &m->cfg;
-    uint64_t d = c->dim, V = c->vocab_size;
     char nm[160];
-    int rc = fill(L, "model.embed_tokens.weight", m->tok_emb, V, d, 0, e);
-    for (int l = 0; l < c->n_layers && !rc; l++) {
-        block *b = &m->blocks[l];
-        static const char *lin[LIN_COUNT] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                             "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
-                                             "mlp.down_proj"};
-        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
-        rc = fill(L, nm, b->attn_norm, d, 0, 0, e);
-        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
-        if (!rc) rc = fill(L, nm, b->ffn_norm, d, 0, 0, e);
-        for (int k = 0; k < LIN_COUNT && !rc; k++) {
-            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, lin[k]);
-            int heads = k == LIN_Q ? c->n_heads : k == LIN_K ? c->n_kv_heads : 0;
-            rc = fill(L, nm, b->lin[k].w, (uint64_t)b->lin[k].rows, (uint64_t)b->lin[k].cols, heads, e);
+    int rc = SPARQ_OK;
+    for (int i = 0; i < m->fam->n_tensor && !rc; i++) {
+        const family_tensor *t = &m->fam->tensor[i];
+        int copies = family_tensor_per_block(t) ? c->n_layers : 1;
+        for (int l = 0; l < copies && !rc; l++) {
+            float *dst = model_tensor_ptr(m, t, l);
+            if (!dst) continue;
+            snprintf(nm, sizeof nm, t->hf, l);
+            uint64_t cols = t->cols == SZ_ONE ? 0 : family_size(c, t->cols);
+            int heads = t->rope_heads == 1 ? c->n_heads : t->rope_heads == 2 ? c->n_kv_heads : 0;
+            rc = fill(L, nm, dst, family_size(c, t->rows), cols, heads, e);
         }
     }
-    if (!rc) rc = fill(L, "model.norm.weight", m->final_norm, d, 0, 0, e);
-    if (!rc && !m->shared_cls) rc = fill(L, "lm_head.weight", m->wcls, V, d, 0, e);
-    /* Anything else means another architecture (biases, extra norms); a tied checkpoint may still
-     * carry lm_head, and old ones carry the rotary inv_freq buffers. */
+    /* Anything else means another architecture or variant (biases, extra norms); a tied
+     * checkpoint may still carry lm_head, and old ones carry the rotary inv_freq buffers. */
     for (size_t i = 0; i < L->ix->n && !rc; i++) {
         const st_tensor *t = &L->ix->t[i];
         if (t->used || strstr(t->name, "rotary_emb.inv_freq") ||
             (m->shared_cls && strcmp(t->name, "lm_head.weight") == 0))
             continue;
-        rc = err_set(e, SPARQ_EINPUT, "%s: unexpected tensor %s (not part of a LlamaForCausalLM with "
-                     "%s's config)", L->ix->paths[t->shard], t->name, L->cfg_path);
+        rc = err_set(e, SPARQ_EINPUT, "%s: unexpected tensor %s (not part of a %s model with %s's "
+                     "config)", L->ix->paths[t->shard], t->name, m->fam->name, L->cfg_path);
     }
     return rc;
 }
@@ -489,7 +458,7 @@ int safetensors_load_model(model **out, const char *path, err *e) {
 
 /* The shortest decimal that reads back as the same float (1e-05, not 9.99999974738e-06), so
  * config.json looks like the ones transformers writes. */
-static cJSON *float_json(float v) {
+cJSON *json_float(float v) {
     char buf[48];
     if (v == floorf(v) && fabsf(v) < 1e15f) {
         snprintf(buf, sizeof buf, "%.1f", (double)v);   /* 10000.0 */
@@ -506,26 +475,11 @@ static cJSON *float_json(float v) {
 static int write_config(const model *m, const char *path, dtype dt, err *e) {
     const model_config *c = &m->cfg;
     cJSON *j = cJSON_CreateObject();
+    (void)c;
     cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-    cJSON_AddStringToObject(j, "model_type", "llama");
-    cJSON_AddStringToObject(j, "hidden_act", "silu");
-    cJSON_AddNumberToObject(j, "hidden_size", c->dim);
-    cJSON_AddNumberToObject(j, "intermediate_size", c->hidden_dim);
-    cJSON_AddNumberToObject(j, "num_hidden_layers", c->n_layers);
-    cJSON_AddNumberToObject(j, "num_attention_heads", c->n_heads);
-    cJSON_AddNumberToObject(j, "num_key_value_heads", c->n_kv_heads);
-    cJSON_AddNumberToObject(j, "head_dim", c->head_size);
-    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(j, "max_position_embeddings", c->seq_len);
-    cJSON_AddItemToObject(j, "rms_norm_eps", float_json(c->norm_eps));
-    cJSON_AddItemToObject(j, "rope_theta", float_json(c->rope_theta));
-    cJSON_AddNullToObject(j, "rope_scaling");
-    cJSON_AddBoolToObject(j, "tie_word_embeddings", m->shared_cls);
-    cJSON_AddBoolToObject(j, "attention_bias", false);
-    cJSON_AddBoolToObject(j, "mlp_bias", false);
-    cJSON_AddNumberToObject(j, "bos_token_id", 1);
-    cJSON_AddNumberToObject(j, "eos_token_id", 2);
+    cJSON_AddItemToArray(arch, cJSON_CreateString(m->fam->hf_arch));
+    cJSON_AddStringToObject(j, "model_type", m->fam->name);
+    m->fam->config_write(m, j);
     cJSON_AddStringToObject(j, "torch_dtype", dt == DTYPE_F32 ? "float32" : dt == DTYPE_F16 ? "float16"
                                                                                        : "bfloat16");
     char *s = cJSON_Print(j);
@@ -549,36 +503,30 @@ typedef struct {
     int heads;                 /* q/k: heads to permute to rotate-half */
 } out_tensor;
 
+/* Every tensor of m with its file name: the family table's global tensors that come before its
+ * first per-block one, then each block's tensors layer by layer, then the other globals. */
 static int list_tensors(const model *m, out_tensor **out, int *n) {
     const model_config *c = &m->cfg;
-    int cap = 3 + 9 * c->n_layers, k = 0;
-    out_tensor *t = calloc((size_t)cap, sizeof *t);
+    const family *f = m->fam;
+    int first = f->n_tensor, k = 0;
+    for (int i = f->n_tensor - 1; i >= 0; i--)
+        if (family_tensor_per_block(&f->tensor[i])) first = i;
+    out_tensor *t = calloc((size_t)f->n_tensor * (c->n_layers + 1), sizeof *t);
     if (!t) return -1;
-    t[k++] = (out_tensor){"model.embed_tokens.weight", m->tok_emb, (uint64_t)c->vocab_size, (uint64_t)c->dim, 0};
-    static const char *lin[LIN_COUNT] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                         "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
-    for (int l = 0; l < c->n_layers; l++) {
-        const block *b = &m->blocks[l];
-        out_tensor *x = &t[k++];
-        snprintf(x->name, sizeof x->name, "model.layers.%d.input_layernorm.weight", l);
-        x->w = b->attn_norm;
-        x->rows = (uint64_t)c->dim;
-        for (int j = 0; j < LIN_COUNT; j++) {
-            x = &t[k++];
-            snprintf(x->name, sizeof x->name, "model.layers.%d.%s.weight", l, lin[j]);
-            x->w = b->lin[j].w;
-            x->rows = (uint64_t)b->lin[j].rows;
-            x->cols = (uint64_t)b->lin[j].cols;
-            x->heads = j == LIN_Q ? c->n_heads : j == LIN_K ? c->n_kv_heads : 0;
-        }
-        x = &t[k++];
-        snprintf(x->name, sizeof x->name, "model.layers.%d.post_attention_layernorm.weight", l);
-        x->w = b->ffn_norm;
-        x->rows = (uint64_t)c->dim;
-    }
-    t[k++] = (out_tensor){"model.norm.weight", m->final_norm, (uint64_t)c->dim, 0, 0};
-    if (!m->shared_cls)
-        t[k++] = (out_tensor){"lm_head.weight", m->wcls, (uint64_t)c->vocab_size, (uint64_t)c->dim, 0};
+    for (int pass = 0; pass < 3; pass++)
+        for (int l = 0; l < (pass == 1 ? c->n_layers : 1); l++)
+            for (int i = 0; i < f->n_tensor; i++) {
+                const family_tensor *ft = &f->tensor[i];
+                int want = family_tensor_per_block(ft) ? 1 : i < first ? 0 : 2;
+                const float *w = want == pass ? model_tensor_ptr(m, ft, l) : NULL;
+                if (!w) continue;
+                out_tensor *x = &t[k++];
+                snprintf(x->name, sizeof x->name, ft->hf, l);
+                x->w = w;
+                x->rows = family_size(c, ft->rows);
+                x->cols = ft->cols == SZ_ONE ? 0 : family_size(c, ft->cols);
+                x->heads = ft->rope_heads == 1 ? c->n_heads : ft->rope_heads == 2 ? c->n_kv_heads : 0;
+            }
     *out = t;
     *n = k;
     return 0;

@@ -21,4 +21,13 @@ int safetensors_load_model(model **out, const char *path, err *e);
  * written in Hugging Face's rotate-half order whatever the model's layout. */
 int safetensors_save_model(const model *m, const char *path, dtype dt, err *e);
 
+/* config.json helpers for the families' readers and writers: an integer in [1, 2^24] (def < 0:
+ * required; missing: def), a positive finite float (missing: def), and a float written as its
+ * shortest round-tripping decimal. Messages name the file and the key. */
+struct cJSON;
+int  json_cfg_int(const struct cJSON *j, const char *key, int def, int *out, const char *path, err *e);
+int  json_cfg_float(const struct cJSON *j, const char *key, double def, float *out, const char *path,
+                    err *e);
+struct cJSON *json_float(float v);
+
 #endif

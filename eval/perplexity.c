@@ -151,7 +151,7 @@ static int score_task(const model *m, const token_seqs *s, int i, int j, int n_t
     int dim = m->cfg.dim, vocab = m->cfg.vocab_size;
     const int *toks = s->tokens + s->offs[i];
     fwd_batch b = {.n_seq = j - i, .lens = s->lens + i, .n_tok = n_tok};
-    int rc = forward_embed(m, toks, n_tok, w->x, e);
+    int rc = forward_embed(m, toks, &b, w->x, e);
     for (int l = 0; rc == SPARQ_OK && l < m->cfg.n_layers; l++)
         rc = forward_block(m, l, w->x, &b, NULL, w->scr, e);
     int k = i, p = 0;                                /* sequence and position of row r0 + r */

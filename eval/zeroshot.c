@@ -175,7 +175,7 @@ static int score_task(const model *m, const zeroshot_task *t, const plan *p, int
         n_tok += p->len[r];
     }
     fwd_batch b = {.n_seq = s1 - s0, .lens = w->lens, .n_tok = n_tok};
-    int rc = forward_embed(m, w->tok, n_tok, w->x, e);
+    int rc = forward_embed(m, w->tok, &b, w->x, e);
     for (int l = 0; rc == SPARQ_OK && l < m->cfg.n_layers; l++)
         rc = forward_block(m, l, w->x, &b, NULL, w->scr, e);
     if (rc) return rc;

@@ -5,23 +5,17 @@
 #include <string.h>
 
 #include "../core/clock.h"
+#include "../core/family.h"
 #include "../core/forward.h"
 #include "../core/hessian.h"
 
 /* Tokens per forward_block call while capturing: bounds the capture buffers. */
 #define CHUNK_TOKENS 8192
 
-/* The four distinct inputs of a block's linear layers. */
-enum { IN_QKV, IN_O, IN_FFN, IN_DOWN, IN_COUNT };
+/* Inputs and linear layers of a block, from the family's description. */
+#define IN_MAX FAM_MAX_INPUT
 
-static int input_of(linear_kind k) {
-    switch (k) {
-    case LIN_Q: case LIN_K: case LIN_V: return IN_QKV;
-    case LIN_O: return IN_O;
-    case LIN_GATE: case LIN_UP: return IN_FFN;
-    default: return IN_DOWN;
-    }
-}
+static int input_of(const model *m, int k) { return m->fam->linear[k].input; }
 
 void compress_report_free(compress_report *r) {
     if (!r) return;
@@ -34,7 +28,7 @@ int compress_check(const model *m, const compress_options *o, err *e) {
     if (o->schedule != SCHEDULE_UNIFORM && (o->target.m > 0 || o->target.sparsity <= 0.0))
         return err_set(e, SPARQ_EINPUT, "schedule %s allocates unstructured sparsity: give "
                        "--sparsity, not N:M", schedule_name(o->schedule));
-    for (int k = 0; k < LIN_COUNT; k++) {
+    for (int k = 0; k < m->fam->n_linear; k++) {
         const linear *l = &m->blocks[0].lin[k];
         int rc = solver_spec_check(&o->solver, &o->target, l->rows, l->cols, e);
         if (rc) return rc;
@@ -47,31 +41,32 @@ typedef struct {
     const token_seqs *calib;
     fwd_scratch *scr;
     float *xc;                   /* [CHUNK][dim] copy of a chunk of hidden states */
-    float *cap[IN_COUNT];        /* capture buffers, [CHUNK][width]              */
-    int    width[IN_COUNT];
+    float *cap[IN_MAX];          /* capture buffers, [CHUNK][width]              */
+    int    width[IN_MAX];
+    int    n_in;
     int    chunk;                /* tokens per chunk, >= the longest sequence     */
 } driver;
 
 /* Run block l over all calibration sequences (hidden states X, not modified) and accumulate
  * the Hessians of the inputs flagged in want[]. */
-static int accumulate(driver *d, int l, const float *X, const bool want[IN_COUNT],
-                      hessian H[IN_COUNT], err *e) {
+static int accumulate(driver *d, int l, const float *X, const bool want[IN_MAX],
+                      hessian H[IN_MAX], err *e) {
     const token_seqs *c = d->calib;
     int dim = d->m->cfg.dim;
     for (int i = 0; i < c->n;) {
         int j = i, ntok = 0;
         while (j < c->n && ntok + c->lens[j] <= d->chunk) ntok += c->lens[j++];
         memcpy(d->xc, X + c->offs[i] * dim, (size_t)ntok * dim * sizeof(float));
-        block_inputs cap = {want[IN_QKV] ? d->cap[IN_QKV] : NULL, want[IN_O] ? d->cap[IN_O] : NULL,
-                            want[IN_FFN] ? d->cap[IN_FFN] : NULL, want[IN_DOWN] ? d->cap[IN_DOWN] : NULL};
+        block_inputs cap = {{NULL}};
+        for (int k = 0; k < d->n_in; k++) cap.in[k] = want[k] ? d->cap[k] : NULL;
         fwd_batch b = {.n_seq = j - i, .lens = c->lens + i, .n_tok = ntok};
         int rc = forward_block(d->m, l, d->xc, &b, &cap, d->scr, e);
         if (rc) return rc;
-        for (int k = 0; k < IN_COUNT; k++)
+        for (int k = 0; k < d->n_in; k++)
             if (want[k]) hessian_accumulate(&H[k], d->cap[k], ntok);
         i = j;
     }
-    for (int k = 0; k < IN_COUNT; k++)
+    for (int k = 0; k < d->n_in; k++)
         if (want[k]) hessian_finish(&H[k], c->n);
     return SPARQ_OK;
 }
@@ -91,11 +86,11 @@ static int propagate(driver *d, int l, float *X, err *e) {
     return SPARQ_OK;
 }
 
-static int compress_layer_at(model *m, int l, linear_kind k, const hessian *H,
+static int compress_layer_at(model *m, int l, int k, const hessian *H,
                              const compress_options *o, compress_report *out, err *e) {
     linear *lin = &m->blocks[l].lin[k];
-    compress_layer *cl = &out->layers[l * LIN_COUNT + k];
-    snprintf(cl->name, sizeof cl->name, "%d.%s", l, linear_names[k]);
+    compress_layer *cl = &out->layers[l * m->fam->n_linear + k];
+    snprintf(cl->name, sizeof cl->name, "%d.%s", l, m->fam->linear[k].name);
     cl->rows = lin->rows;
     cl->cols = lin->cols;
     target t = o->target;
@@ -108,34 +103,46 @@ static int compress_layer_at(model *m, int l, linear_kind k, const hessian *H,
     return rc;
 }
 
-/* The sub-groups of true-sequential mode, in the reference order, and their inputs. */
-static const linear_kind stage_layers[4][3] = {
-    {LIN_K, LIN_V, LIN_Q}, {LIN_O, LIN_COUNT, LIN_COUNT}, {LIN_UP, LIN_GATE, LIN_COUNT},
-    {LIN_DOWN, LIN_COUNT, LIN_COUNT}};
+/* X = the first block's inputs for every calibration sequence (positions restart per sequence). */
+static int embed_all(driver *d, float *X, err *e) {
+    const token_seqs *c = d->calib;
+    int dim = d->m->cfg.dim;
+    for (int i = 0; i < c->n;) {
+        int j = i, ntok = 0;
+        while (j < c->n && ntok + c->lens[j] <= d->chunk) ntok += c->lens[j++];
+        fwd_batch b = {.n_seq = j - i, .lens = c->lens + i, .n_tok = ntok};
+        int rc = forward_embed(d->m, c->tokens + c->offs[i], &b, X + c->offs[i] * dim, e);
+        if (rc) return rc;
+        i = j;
+    }
+    return SPARQ_OK;
+}
 
 /* First pass of a non-uniform schedule: measure every layer of the dense model (dense inputs
  * propagated block by block), then allocate the per-layer sparsities. */
 static int plan_schedule(driver *d, model *m, const compress_options *o, float *X,
                          compress_report *out, err *e) {
     const model_config *c = &m->cfg;
-    int n = c->n_layers * LIN_COUNT;
+    int nl = m->fam->n_linear, n = c->n_layers * nl;
     schedule_layer *st = calloc((size_t)n, sizeof *st);
     double *alloc = malloc((size_t)n * sizeof(double));
     int rc = st && alloc ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory");
-    if (!rc) rc = forward_embed(m, d->calib->tokens, (int)(d->calib->offs[d->calib->n - 1] +
-                                d->calib->lens[d->calib->n - 1]), X, e);
+    if (!rc) rc = embed_all(d, X, e);
     for (int l = 0; l < c->n_layers && !rc; l++) {
-        hessian H[IN_COUNT] = {{0}};
-        bool want[IN_COUNT] = {true, true, true, true};
-        for (int k = 0; k < IN_COUNT && !rc; k++) rc = hessian_init(&H[k], d->width[k], e);
-        if (!rc) rc = accumulate(d, l, X, want, H, e);
-        for (int k = 0; k < LIN_COUNT && !rc; k++) {
-            const linear *lin = &m->blocks[l].lin[k];
-            rc = schedule_measure(lin->w, lin->rows, lin->cols, H[input_of((linear_kind)k)].H,
-                                  o->target.sparsity, o->target.damp, &st[l * LIN_COUNT + k], e);
-            st[l * LIN_COUNT + k].block = l;
+        hessian H[IN_MAX] = {{0}};
+        bool want[IN_MAX] = {0};
+        for (int k = 0; k < d->n_in && !rc; k++) {
+            want[k] = true;
+            rc = hessian_init(&H[k], d->width[k], e);
         }
-        for (int k = 0; k < IN_COUNT; k++) hessian_free(&H[k]);
+        if (!rc) rc = accumulate(d, l, X, want, H, e);
+        for (int k = 0; k < nl && !rc; k++) {
+            const linear *lin = &m->blocks[l].lin[k];
+            rc = schedule_measure(lin->w, lin->rows, lin->cols, H[input_of(m, k)].H,
+                                  o->target.sparsity, o->target.damp, &st[l * nl + k], e);
+            st[l * nl + k].block = l;
+        }
+        for (int k = 0; k < d->n_in; k++) hessian_free(&H[k]);
         if (!rc) rc = propagate(d, l, X, e);
     }
     if (!rc) rc = schedule_allocate(o->schedule, st, n, o->target.sparsity, alloc, e);
@@ -158,17 +165,17 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
         ntok += calib->lens[i];
         maxlen = calib->lens[i] > maxlen ? calib->lens[i] : maxlen;
     }
-    driver d = {.m = m, .calib = calib, .chunk = maxlen > CHUNK_TOKENS ? maxlen : CHUNK_TOKENS};
-    d.width[IN_QKV] = d.width[IN_FFN] = c->dim;
-    d.width[IN_O] = c->n_heads * c->head_size;
-    d.width[IN_DOWN] = c->hidden_dim;
+    driver d = {.m = m, .calib = calib, .chunk = maxlen > CHUNK_TOKENS ? maxlen : CHUNK_TOKENS,
+                .n_in = m->fam->n_input};
+    for (int k = 0; k < d.n_in; k++) d.width[k] = (int)family_size(c, m->fam->input[k]);
+    int nl = m->fam->n_linear;
     float *X = malloc((size_t)ntok * c->dim * sizeof(float));
     d.xc = malloc((size_t)d.chunk * c->dim * sizeof(float));
     d.scr = fwd_scratch_new();
-    out->n = c->n_layers * LIN_COUNT;
+    out->n = c->n_layers * nl;
     out->layers = calloc((size_t)out->n, sizeof(compress_layer));
     bool ok = X && d.xc && d.scr && out->layers;
-    for (int k = 0; k < IN_COUNT; k++) {
+    for (int k = 0; k < d.n_in; k++) {
         d.cap[k] = malloc((size_t)d.chunk * d.width[k] * sizeof(float));
         ok = ok && d.cap[k];
     }
@@ -176,32 +183,27 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
     if (!ok) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for %ld calibration tokens", ntok);
     for (int i = 0; !rc && i < out->n; i++) out->layers[i].target_sparsity = o->target.sparsity;
     if (!rc && o->schedule != SCHEDULE_UNIFORM) rc = plan_schedule(&d, m, o, X, out, e);
-    if (!rc) rc = forward_embed(m, calib->tokens, (int)ntok, X, e);
+    if (!rc) rc = embed_all(&d, X, e);
     int done = 0;
     for (int l = 0; l < c->n_layers && !rc; l++) {
-        hessian H[IN_COUNT] = {{0}};
-        for (int k = 0; k < IN_COUNT && !rc; k++) rc = hessian_init(&H[k], d.width[k], e);
-        if (!o->true_sequential) {
-            /* All four inputs from the dense block, then all seven layers. */
-            bool want[IN_COUNT] = {true, true, true, true};
-            if (!rc) rc = accumulate(&d, l, X, want, H, e);
-            for (int k = 0; k < LIN_COUNT && !rc; k++) {
-                rc = compress_layer_at(m, l, (linear_kind)k, &H[input_of((linear_kind)k)], o, out, e);
+        hessian H[IN_MAX] = {{0}};
+        for (int k = 0; k < d.n_in && !rc; k++) rc = hessian_init(&H[k], d.width[k], e);
+        /* One stage holding every layer, all inputs from the dense block; or the family's
+         * true-sequential stages, the block re-run before each with earlier stages compressed.
+         * Layers of a stage share their inputs, so their order within it does not matter. */
+        int stages = o->true_sequential ? m->fam->n_stage : 1;
+        for (int s = 0; s < stages && !rc; s++) {
+            bool want[IN_MAX] = {false};
+            for (int k = 0; k < nl; k++)
+                if (!o->true_sequential || m->fam->linear[k].stage == s) want[input_of(m, k)] = true;
+            rc = accumulate(&d, l, X, want, H, e);
+            for (int k = 0; k < nl && !rc; k++) {
+                if (o->true_sequential && m->fam->linear[k].stage != s) continue;
+                rc = compress_layer_at(m, l, k, &H[input_of(m, k)], o, out, e);
                 if (!rc && progress) progress(progress_ctx, ++done, out->n);
             }
-        } else {
-            for (int s = 0; s < 4 && !rc; s++) {
-                bool want[IN_COUNT] = {false};
-                want[input_of(stage_layers[s][0])] = true;
-                rc = accumulate(&d, l, X, want, H, e);
-                for (int i = 0; i < 3 && !rc && stage_layers[s][i] != LIN_COUNT; i++) {
-                    linear_kind k = stage_layers[s][i];
-                    rc = compress_layer_at(m, l, k, &H[input_of(k)], o, out, e);
-                    if (!rc && progress) progress(progress_ctx, ++done, out->n);
-                }
-            }
         }
-        for (int k = 0; k < IN_COUNT; k++) hessian_free(&H[k]);
+        for (int k = 0; k < d.n_in; k++) hessian_free(&H[k]);
         if (!rc) rc = propagate(&d, l, X, e);
     }
     out->seconds = clock_seconds() - t0;
@@ -218,7 +220,7 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
     }
     free(X);
     free(d.xc);
-    for (int k = 0; k < IN_COUNT; k++) free(d.cap[k]);
+    for (int k = 0; k < d.n_in; k++) free(d.cap[k]);
     fwd_scratch_free(d.scr);
     return rc;
 }

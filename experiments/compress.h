@@ -16,8 +16,9 @@
 typedef struct {
     solver_spec   solver;            /* a solver or a chain such as sparsegpt+gptq */
     target        target;
-    bool          true_sequential;   /* groups [k,v,q] -> [o] -> [up,gate] -> [down], re-running
-                                        the block between groups (gptq/sparsegpt llama.py)   */
+    bool          true_sequential;   /* the family's stages (LLaMA: [k,v,q] -> [o] -> [up,gate]
+                                        -> [down]), re-running the block between them
+                                        (gptq/sparsegpt llama.py / opt.py)                    */
     schedule_kind schedule;          /* per-layer sparsity around target.sparsity; hessian and
                                         owl measure the dense model in a first pass          */
 } compress_options;
@@ -30,7 +31,7 @@ typedef struct {
 } compress_layer;
 
 typedef struct {
-    compress_layer *layers;          /* n_layers * 7, in block order, q k v o gate up down */
+    compress_layer *layers;          /* n_layers * the family's linear count, in block order */
     int             n;
     double          sparsity;        /* pruned fraction of all linear weights */
     double          seconds;

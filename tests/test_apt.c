@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../solvers/solver.h"
+#include "../core/family.h"
 #include "util.h"
 
 static unsigned long rs = 0x9E3779B97F4A7C15ul;
@@ -111,7 +112,7 @@ Test(apt, loss_at_most_sparsegpt_on_every_stories260k_layer, .timeout = 120) {
     real_h *h = real_hessians(32, 128);
     model *m = load_stories();
     for (int l = 0; l < 5; l++)
-        for (int q = 0; q < LIN_COUNT; q++) {
+        for (int q = 0; q < model_n_linear(m); q++) {
             const linear *lin = &m->blocks[l].lin[q];
             int R = lin->rows, C = lin->cols;
             const float *H = h->H[l][linear_input[q]];
@@ -121,8 +122,8 @@ Test(apt, loss_at_most_sparsegpt_on_every_stories260k_layer, .timeout = 120) {
             memcpy(b, lin->w, (size_t)R * C * sizeof(float));
             layer_report ra = with_mask("apt", a, R, C, H, mask, 128);
             layer_report rb = with_mask("sparsegpt", b, R, C, H, mask, 128);
-            cr_log_info("%d.%s 50%%: apt %.6g  sparsegpt %.6g", l, linear_names[q], ra.loss, rb.loss);
-            cr_assert(ra.loss <= rb.loss * (1 + 1e-5), "%d.%s: apt %g > sparsegpt %g", l, linear_names[q],
+            cr_log_info("%d.%s 50%%: apt %.6g  sparsegpt %.6g", l, model_linear_name(m, q), ra.loss, rb.loss);
+            cr_assert(ra.loss <= rb.loss * (1 + 1e-5), "%d.%s: apt %g > sparsegpt %g", l, model_linear_name(m, q),
                       ra.loss, rb.loss);
             layer_report_free(&ra); layer_report_free(&rb);
             free(a); free(b); free(mask);

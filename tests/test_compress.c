@@ -11,6 +11,7 @@
 #include "../core/text.h"
 #include "../experiments/calib.h"
 #include "../experiments/compress.h"
+#include "../core/family.h"
 #include "util.h"
 
 #define MODEL data_path("stories260K/stories260K.bin")
@@ -91,28 +92,28 @@ Test(compress, driver_compresses_every_linear_layer_and_nothing_else) {
     cr_assert_eq(r.n, 35);
     cr_assert(fabs(r.sparsity - 0.5) < 0.01, "sparsity %f", r.sparsity);
     for (int l = 0; l < 5; l++)
-        for (int k = 0; k < LIN_COUNT; k++) {
+        for (int k = 0; k < model_n_linear(m); k++) {
             const linear *a = &m->blocks[l].lin[k];
             size_t z = 0, n = (size_t)a->rows * a->cols;
             for (size_t i = 0; i < n; i++) z += a->w[i] == 0.0f;
-            cr_assert(z >= n / 2 - 1, "layer %d.%s has %zu zeros of %zu", l, linear_names[k], z, n);
+            cr_assert(z >= n / 2 - 1, "layer %d.%s has %zu zeros of %zu", l, model_linear_name(m, k), z, n);
             cr_assert_eq(r.layers[l * 7 + k].rows, a->rows);
         }
     cr_assert(memcmp(m->tok_emb, ref->tok_emb, 512 * 64 * sizeof(float)) == 0);
-    cr_assert(memcmp(m->final_norm, ref->final_norm, 64 * sizeof(float)) == 0);
+    cr_assert(memcmp(m->g[LLAMA_FINAL_NORM], ref->g[LLAMA_FINAL_NORM], 64 * sizeof(float)) == 0);
     for (int l = 0; l < 5; l++) {
-        cr_assert(memcmp(m->blocks[l].attn_norm, ref->blocks[l].attn_norm, 64 * sizeof(float)) == 0);
-        cr_assert(memcmp(m->blocks[l].ffn_norm, ref->blocks[l].ffn_norm, 64 * sizeof(float)) == 0);
+        cr_assert(memcmp(m->blocks[l].p[LLAMA_ATTN_NORM], ref->blocks[l].p[LLAMA_ATTN_NORM], 64 * sizeof(float)) == 0);
+        cr_assert(memcmp(m->blocks[l].p[LLAMA_FFN_NORM], ref->blocks[l].p[LLAMA_FFN_NORM], 64 * sizeof(float)) == 0);
     }
-    cr_assert_str_eq(r.layers[3 * 7 + LIN_DOWN].name, "3.down");
+    cr_assert_str_eq(r.layers[3 * 7 + LLAMA_DOWN].name, "3.down");
 
     o.true_sequential = true;
     compress_report r2;
     cr_assert_eq(compress_model(m2, &cs, &o, &r2, NULL, NULL, &e), 0, "%s", e.msg);
     cr_assert(fabs(r2.sparsity - 0.5) < 0.01);
     /* Block 0's q/k/v see the same inputs either way; later layers see compressed inputs. */
-    cr_assert(memcmp(m->blocks[0].lin[LIN_Q].w, m2->blocks[0].lin[LIN_Q].w, 64 * 64 * sizeof(float)) == 0);
-    cr_assert(memcmp(m->blocks[0].lin[LIN_DOWN].w, m2->blocks[0].lin[LIN_DOWN].w, 64 * 172 * sizeof(float)) != 0);
+    cr_assert(memcmp(m->blocks[0].lin[LLAMA_Q].w, m2->blocks[0].lin[LLAMA_Q].w, 64 * 64 * sizeof(float)) == 0);
+    cr_assert(memcmp(m->blocks[0].lin[LLAMA_DOWN].w, m2->blocks[0].lin[LLAMA_DOWN].w, 64 * 172 * sizeof(float)) != 0);
     compress_report_free(&r);
     compress_report_free(&r2);
     token_seqs_free(&cs);
@@ -158,12 +159,12 @@ Test(compress, written_model_reloads_keeps_zeros_and_perplexity, .timeout = 120)
     err e = {0};
     cr_assert_eq(model_load_llama2c(&m, dst, &e), 0, "%s", e.msg);
     for (int l = 0; l < 5; l++)
-        for (int k = 0; k < LIN_COUNT; k++) {
+        for (int k = 0; k < model_n_linear(m); k++) {
             const linear *a = &m->blocks[l].lin[k];
             for (int i = 0; i < a->rows * a->cols; i += 4) {
                 int z = 0;
                 for (int j = 0; j < 4; j++) z += a->w[i + j] == 0.0f;
-                cr_assert_eq(z, 2, "layer %d.%s group %d has %d zeros", l, linear_names[k], i / 4, z);
+                cr_assert_eq(z, 2, "layer %d.%s group %d has %d zeros", l, model_linear_name(m, k), i / 4, z);
             }
         }
     model_free(m);

@@ -16,6 +16,7 @@
 #include "../core/model.h"
 #include "../core/text.h"
 #include "../core/tokenizer.h"
+#include "../core/family.h"
 #include "util.h"
 
 /* The issue's bar. Loaders that permute q/k back to the adjacent layout leave every weight
@@ -103,12 +104,12 @@ Test(formats, stories260k_through_safetensors_gives_llama2c_logits) {
     const unsigned char *q = st_tensor_bytes(file, "model.layers.2.self_attn.q_proj.weight", &keep, &nb);
     cr_assert_eq(nb, 64 * 64 * sizeof(float));
     float want[64 * 64];
-    to_rotate_half(want, a->blocks[2].lin[LIN_Q].w, 8, 8, 64);
+    to_rotate_half(want, a->blocks[2].lin[LLAMA_Q].w, 8, 8, 64);
     cr_assert(memcmp(q, want, nb) == 0, "q_proj is not in rotate-half order");
     free(keep);
     const unsigned char *k = st_tensor_bytes(file, "model.layers.2.self_attn.k_proj.weight", &keep, &nb);
     float wk[32 * 64];
-    to_rotate_half(wk, a->blocks[2].lin[LIN_K].w, 4, 8, 64);
+    to_rotate_half(wk, a->blocks[2].lin[LLAMA_K].w, 4, 8, 64);
     cr_assert(memcmp(k, wk, nb) == 0, "k_proj is not in rotate-half order");
     free(keep);
     /* config.json carries the fields transformers reads. */
@@ -130,7 +131,7 @@ Test(formats, stories260k_through_safetensors_gives_llama2c_logits) {
         cr_assert_eq(b->cfg.rope, ROPE_ADJACENT);
         cr_assert(b->shared_cls);
         cr_assert_eq(model_params(b), model_params(a));
-        cr_assert(memcmp(b->blocks[2].lin[LIN_Q].w, a->blocks[2].lin[LIN_Q].w, sizeof want) == 0);
+        cr_assert(memcmp(b->blocks[2].lin[LLAMA_Q].w, a->blocks[2].lin[LLAMA_Q].w, sizeof want) == 0);
         float d = max_logit_diff(a, b);
         cr_log_info("safetensors f32 (%s): max |logit difference| over %d positions = %g", srcs[i], WINDOW, d);
         cr_assert(d <= LOGIT_EQ, "logits differ by %g", d);
@@ -149,13 +150,13 @@ Test(formats, half_precision_checkpoints_hold_the_rounded_weights) {
         for (int f = 0; f < 2; f++) {
             save_as(a, paths[t][f], f ? MODEL_FORMAT_GGUF : MODEL_FORMAT_SAFETENSORS, dts[t], NULL);
             model *b = load_any(paths[t][f]);
-            const linear *la = &a->blocks[3].lin[LIN_DOWN], *lb = &b->blocks[3].lin[LIN_DOWN];
+            const linear *la = &a->blocks[3].lin[LLAMA_DOWN], *lb = &b->blocks[3].lin[LLAMA_DOWN];
             for (int i = 0; i < la->rows * la->cols; i++) {
                 float r = dts[t] == DTYPE_F16 ? f16_to_f32(f32_to_f16(la->w[i])) : bf16_to_f32(f32_to_bf16(la->w[i]));
                 cr_assert_eq(lb->w[i], r, "%s weight %d: %g, expected %g", paths[t][f], i, lb->w[i], r);
             }
             /* GGUF keeps norms in F32 (as llama.cpp's converter does); safetensors rounds them. */
-            if (f) cr_assert_eq(b->final_norm[5], a->final_norm[5]);
+            if (f) cr_assert_eq(b->g[LLAMA_FINAL_NORM][5], a->g[LLAMA_FINAL_NORM][5]);
             cr_log_info("%s: max |logit difference| %g", paths[t][f], max_logit_diff(a, b));
             model_free(b);
         }
@@ -182,7 +183,7 @@ Test(formats, stories260k_through_gguf_gives_llama2c_logits_and_keeps_its_vocabu
     gguf_close(g);
     model *b = load_any(p);
     /* llama.cpp keeps Meta's interleaved q/k order, i.e. llama2.c's: no permutation on either side. */
-    cr_assert(memcmp(b->blocks[4].lin[LIN_K].w, a->blocks[4].lin[LIN_K].w, 32 * 64 * sizeof(float)) == 0);
+    cr_assert(memcmp(b->blocks[4].lin[LLAMA_K].w, a->blocks[4].lin[LLAMA_K].w, 32 * 64 * sizeof(float)) == 0);
     float d = max_logit_diff(a, b);
     cr_log_info("gguf f32: max |logit difference| over %d positions = %g", WINDOW, d);
     cr_assert(d <= LOGIT_EQ, "logits differ by %g", d);
@@ -1035,7 +1036,7 @@ Test(formats, q8_0_gguf_tensors_dequantize_exactly) {
     TMP(p, "q8.gguf");
     gg_file(p, s, n, &o);
     model *m = load_any(p);
-    const linear *up = &m->blocks[0].lin[LIN_UP];
+    const linear *up = &m->blocks[0].lin[LLAMA_UP];
     const unsigned char *src = data + s[8].b;                 /* ffn_up */
     cr_assert_str_eq(s[8].name, "blk.0.ffn_up.weight");
     for (int i = 0; i < up->rows * up->cols; i++) {
@@ -1213,10 +1214,10 @@ Test(formats, float16_conversions_are_exact_for_all_65536_patterns) {
 
 Test(formats, linear_distinct_counts_values_with_signed_zeros_as_one) {
     float w[12] = {0.0f, -0.0f, 1.5f, 1.5f, -2.0f, 3.0f, 1.5f, 0.0f, -2.0f, 7.0f, 7.0f, 1e-30f};
-    linear l = {w, 3, 4};
+    linear l = {w, NULL, 3, 4};
     cr_assert_eq(linear_distinct(&l), 6);      /* 0, 1.5, -2, 3, 7, 1e-30 */
     model *m = load_stories();
-    cr_assert_eq(linear_distinct(&m->blocks[0].lin[LIN_K]), 2048);   /* trained weights: all differ */
+    cr_assert_eq(linear_distinct(&m->blocks[0].lin[LLAMA_K]), 2048);   /* trained weights: all differ */
     model_free(m);
 }
 

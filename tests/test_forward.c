@@ -8,6 +8,7 @@
 
 #include "../core/blas.h"
 #include "../core/forward.h"
+#include "../core/family.h"
 #include "util.h"
 
 /* Greedy decoding with the single-token path, as llama2.c's generate loop. */
@@ -154,10 +155,10 @@ Test(forward, block_capture_reconstructs_the_block_output) {
     float *qkv = malloc(n * dim * sizeof(float)), *o = malloc(n * dim * sizeof(float));
     float *ffn = malloc(n * dim * sizeof(float)), *down = malloc(n * hid * sizeof(float));
     err e = {0};
-    cr_assert_eq(forward_embed(m, ref_greedy_ids, n, x, &e), 0);
-    memcpy(x0, x, n * dim * sizeof(float));
-    block_inputs cap = {qkv, o, ffn, down};
     fwd_batch b = {.n_seq = 1, .lens = &len, .n_tok = n};
+    cr_assert_eq(forward_embed(m, ref_greedy_ids, &b, x, &e), 0);
+    memcpy(x0, x, n * dim * sizeof(float));
+    block_inputs cap = {{qkv, o, ffn, down}};
     fwd_scratch *s = fwd_scratch_new();
     cr_assert_eq(forward_block(m, 0, x, &b, &cap, s, &e), 0);
     const block *bl = &m->blocks[0];
@@ -166,13 +167,13 @@ Test(forward, block_capture_reconstructs_the_block_output) {
         for (int j = 0; j < dim; j++) ss += (double)x0[t * dim + j] * x0[t * dim + j];
         double inv = 1.0 / sqrt(ss / dim + 1e-5);
         for (int j = 0; j < dim; j++) {
-            double want = bl->attn_norm[j] * x0[t * dim + j] * inv;
+            double want = bl->p[LLAMA_ATTN_NORM][j] * x0[t * dim + j] * inv;
             cr_assert(fabs(qkv[t * dim + j] - want) < 1e-5, "qkv input %d,%d", t, j);
         }
         for (int i = 0; i < dim; i++) {
             double y = x0[t * dim + i];
-            for (int j = 0; j < dim; j++) y += (double)bl->lin[LIN_O].w[i * dim + j] * o[t * dim + j];
-            for (int j = 0; j < hid; j++) y += (double)bl->lin[LIN_DOWN].w[i * hid + j] * down[t * hid + j];
+            for (int j = 0; j < dim; j++) y += (double)bl->lin[LLAMA_O].w[i * dim + j] * o[t * dim + j];
+            for (int j = 0; j < hid; j++) y += (double)bl->lin[LLAMA_DOWN].w[i * hid + j] * down[t * hid + j];
             cr_assert(fabs(y - x[t * dim + i]) < 1e-4, "output %d,%d: %f vs %f", t, i, y, x[t * dim + i]);
         }
     }
@@ -201,8 +202,8 @@ Test(forward, rotate_half_layout_matches_adjacent_after_hf_permutation) {
     model *a = load_stories(), *h = load_stories();
     const model_config *c = &h->cfg;
     for (int l = 0; l < c->n_layers; l++) {
-        permute_rows_to_half(h->blocks[l].lin[LIN_Q].w, c->n_heads, c->head_size, c->dim);
-        permute_rows_to_half(h->blocks[l].lin[LIN_K].w, c->n_kv_heads, c->head_size, c->dim);
+        permute_rows_to_half(h->blocks[l].lin[LLAMA_Q].w, c->n_heads, c->head_size, c->dim);
+        permute_rows_to_half(h->blocks[l].lin[LLAMA_K].w, c->n_kv_heads, c->head_size, c->dim);
     }
     h->cfg.rope = ROPE_HALF;
     int len = 64;

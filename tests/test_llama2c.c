@@ -11,6 +11,7 @@
 #include "../core/forward.h"
 #include "../core/generate.h"
 #include "../eval/perplexity.h"
+#include "../core/family.h"
 #include "util.h"
 
 #define Q80 "stories3M/stories3M-q80.bin"
@@ -49,7 +50,7 @@ Test(llama2c, version2_header_and_first_weights_dequantise_exactly) {
     }
     float norm0;
     memcpy(&norm0, b + 256, 4);
-    cr_assert(m->blocks[0].attn_norm[0] == norm0);
+    cr_assert(m->blocks[0].p[LLAMA_ATTN_NORM][0] == norm0);
     free(b);
     model_free(m);
 }
@@ -61,16 +62,16 @@ static void assert_same_weights(const model *a, const model *b, const char *what
      * legacy RoPE tables in its allocation), so compare tensor by tensor. */
     size_t d = (size_t)a->cfg.dim;
     cr_assert(memcmp(a->tok_emb, b->tok_emb, (size_t)a->cfg.vocab_size * d * 4) == 0, "%s: embedding", what);
-    cr_assert(memcmp(a->final_norm, b->final_norm, d * 4) == 0, "%s: final norm", what);
+    cr_assert(memcmp(a->g[LLAMA_FINAL_NORM], b->g[LLAMA_FINAL_NORM], d * 4) == 0, "%s: final norm", what);
     for (int l = 0; l < a->cfg.n_layers; l++) {
-        cr_assert(memcmp(a->blocks[l].attn_norm, b->blocks[l].attn_norm, d * 4) == 0, "%s", what);
-        cr_assert(memcmp(a->blocks[l].ffn_norm, b->blocks[l].ffn_norm, d * 4) == 0, "%s", what);
-        for (int k = 0; k < LIN_COUNT; k++) {
+        cr_assert(memcmp(a->blocks[l].p[LLAMA_ATTN_NORM], b->blocks[l].p[LLAMA_ATTN_NORM], d * 4) == 0, "%s", what);
+        cr_assert(memcmp(a->blocks[l].p[LLAMA_FFN_NORM], b->blocks[l].p[LLAMA_FFN_NORM], d * 4) == 0, "%s", what);
+        for (int k = 0; k < model_n_linear(a); k++) {
             const linear *x = &a->blocks[l].lin[k], *y = &b->blocks[l].lin[k];
             cr_assert_eq(x->rows, y->rows);
             cr_assert_eq(x->cols, y->cols);
             cr_assert(memcmp(x->w, y->w, (size_t)x->rows * x->cols * 4) == 0, "%s: layer %d %s differs",
-                      what, l, linear_names[k]);
+                      what, l, model_linear_name(a, k));
         }
     }
 }

@@ -6,6 +6,7 @@
 
 #include "../core/forward.h"
 #include "../core/model.h"
+#include "../core/family.h"
 #include "util.h"
 
 Test(model, loads_stories260k_with_its_header_shapes) {
@@ -23,10 +24,10 @@ Test(model, loads_stories260k_with_its_header_shapes) {
     cr_assert_eq(m->wcls, m->tok_emb);
     /* data/README.md: 260032 weights besides the legacy RoPE tables. */
     cr_assert_eq(model_params(m), 260032);
-    cr_assert_eq(m->blocks[0].lin[LIN_K].rows, 32);
-    cr_assert_eq(m->blocks[0].lin[LIN_DOWN].rows, 64);
-    cr_assert_eq(m->blocks[0].lin[LIN_DOWN].cols, 172);
-    cr_assert_eq(m->blocks[4].lin[LIN_GATE].rows, 172);
+    cr_assert_eq(m->blocks[0].lin[LLAMA_K].rows, 32);
+    cr_assert_eq(m->blocks[0].lin[LLAMA_DOWN].rows, 64);
+    cr_assert_eq(m->blocks[0].lin[LLAMA_DOWN].cols, 172);
+    cr_assert_eq(m->blocks[4].lin[LLAMA_GATE].rows, 172);
     model_free(m);
 }
 

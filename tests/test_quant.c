@@ -15,6 +15,7 @@
 #include "../experiments/compress.h"
 #include "../solvers/quantizer.h"
 #include "../solvers/solver.h"
+#include "../core/family.h"
 #include "util.h"
 
 static unsigned long rs = 0x2545F4914F6CDD1Dul;
@@ -40,11 +41,11 @@ static float *layer_h(int l, bool down) {
     cr_assert_eq(calib_from_text(t, data_path("text/c4-en-train-first1000.jsonl"), 16, 128, 0, &cs, &e), 0);
     int n = 16 * 128, w = down ? 172 : 64;
     float *X = malloc((size_t)n * 64 * sizeof(float)), *cap = malloc((size_t)n * w * sizeof(float));
-    cr_assert_eq(forward_embed(m, cs.tokens, n, X, &e), 0);
     fwd_scratch *s = fwd_scratch_new();
     fwd_batch b = {.n_seq = cs.n, .lens = cs.lens, .n_tok = n};
+    cr_assert_eq(forward_embed(m, cs.tokens, &b, X, &e), 0);
     for (int k = 0; k < l; k++) cr_assert_eq(forward_block(m, k, X, &b, NULL, s, &e), 0);
-    block_inputs bi = {down ? NULL : cap, NULL, NULL, down ? cap : NULL};
+    block_inputs bi = {{down ? NULL : cap, NULL, NULL, down ? cap : NULL}};
     cr_assert_eq(forward_block(m, l, X, &b, &bi, s, &e), 0);
     hessian h;
     cr_assert_eq(hessian_init(&h, w, &e), 0);
@@ -243,7 +244,7 @@ Test(quant, gptq_loss_at_most_rtn_on_every_stories260k_layer_at_4_and_3_bits, .t
     model *m = load_stories();
     for (int bits = 4; bits >= 3; bits--) {
         for (int l = 0; l < 5; l++) {
-            for (int k = 0; k < LIN_COUNT; k++) {
+            for (int k = 0; k < model_n_linear(m); k++) {
                 const linear *lin = &m->blocks[l].lin[k];
                 const float *H = h->H[l][linear_input[k]];
                 size_t n = (size_t)lin->rows * lin->cols;
@@ -258,9 +259,9 @@ Test(quant, gptq_loss_at_most_rtn_on_every_stories260k_layer_at_4_and_3_bits, .t
                     layer_report_free(&r);
                     free(W);
                 }
-                cr_log_info("%d-bit %d.%s: gptq %.6g  rtn %.6g", bits, l, linear_names[k], loss[0], loss[1]);
+                cr_log_info("%d-bit %d.%s: gptq %.6g  rtn %.6g", bits, l, model_linear_name(m, k), loss[0], loss[1]);
                 cr_assert(loss[0] <= loss[1], "%d-bit layer %d.%s: gptq %g > rtn %g", bits, l,
-                          linear_names[k], loss[0], loss[1]);
+                          model_linear_name(m, k), loss[0], loss[1]);
             }
         }
     }

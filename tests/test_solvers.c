@@ -13,6 +13,7 @@
 #include "../solvers/mask.h"
 #include "../solvers/quantizer.h"
 #include "../solvers/solver.h"
+#include "../core/family.h"
 #include "util.h"
 
 /* ---- fixtures ---------------------------------------------------------------------------- */
@@ -249,10 +250,10 @@ Test(solvers, sparsegpt_loss_at_most_wanda_and_magnitude_on_every_stories260k_la
                     free(W);
                 }
                 cr_log_info("%s %d.%s: sparsegpt %.6g  wanda %.6g  magnitude %.6g", k ? "2:4" : "50%", l,
-                            linear_names[q], loss[0], loss[1], loss[2]);
+                            model_linear_name(m, q), loss[0], loss[1], loss[2]);
                 cr_assert(loss[0] <= loss[1] && loss[0] <= loss[2],
                           "%s layer %d.%s: sparsegpt %g, wanda %g, magnitude %g", k ? "2:4" : "50%", l,
-                          linear_names[q], loss[0], loss[1], loss[2]);
+                          model_linear_name(m, q), loss[0], loss[1], loss[2]);
             }
         }
     }

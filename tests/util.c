@@ -1,3 +1,4 @@
+#include "../core/family.h"
 #include "util.h"
 
 #include "../core/fileio.h"
@@ -141,12 +142,12 @@ real_h *real_hessians(int nsamples, int seqlen) {
     float *X = malloc((size_t)n * 64 * sizeof(float)), *xc = malloc((size_t)n * 64 * sizeof(float));
     float *cap[4];
     for (int k = 0; k < 4; k++) cap[k] = malloc((size_t)n * w[k] * sizeof(float));
-    cr_assert_eq(forward_embed(m, cs.tokens, n, X, &e), 0);
     fwd_scratch *s = fwd_scratch_new();
     fwd_batch b = {.n_seq = cs.n, .lens = cs.lens, .n_tok = n};
+    cr_assert_eq(forward_embed(m, cs.tokens, &b, X, &e), 0);
     for (int l = 0; l < 5; l++) {
         memcpy(xc, X, (size_t)n * 64 * sizeof(float));
-        block_inputs bi = {cap[0], cap[1], cap[2], cap[3]};
+        block_inputs bi = {{cap[0], cap[1], cap[2], cap[3]}};
         cr_assert_eq(forward_block(m, l, xc, &b, &bi, s, &e), 0);
         for (int k = 0; k < 4; k++) {
             hessian h;

@@ -1,0 +1,41 @@
+/* The kernels and scratch the families' forward passes share (family_*.c); not for other
+ * modules. Attention here is causal multi-head attention with grouped KV heads on q, k, v laid
+ * out [token][heads * head_size]; it knows nothing of positions (RoPE or learned). */
+#ifndef SPARQ_FORWARD_OPS_H
+#define SPARQ_FORWARD_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "forward.h"
+#include "vmath.h"
+
+/* Named scratch buffers of a fwd_scratch; each keeps the largest size asked for. */
+enum { FWD_XB, FWD_Q, FWD_K, FWD_V, FWD_ATT, FWD_HB, FWD_HB2, FWD_SCORES, FWD_X, FWD_BUFS };
+
+/* Scratch slot `slot` holding at least n floats, or NULL when out of memory. */
+float *fwd_buf(fwd_scratch *s, int slot, size_t n);
+
+/* Check the batch against the model's context and n_tok; *maxT = the longest sequence; offs
+ * (from fwd_offsets) the first token of each sequence. */
+int  fwd_check_batch(const model *m, const fwd_batch *b, int *maxT, err *e);
+int *fwd_offsets(fwd_scratch *s, const fwd_batch *b);
+
+/* Scratch floats attention needs (per thread, times the thread count). */
+size_t fwd_att_scratch_floats(int head_size, int maxT);
+/* att[n_tok][n_heads * hs] = causal softmax(q k^T / sqrt(hs)) v per sequence and head. */
+void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const float *q,
+                   const float *k, const float *v, float *att, float *scratch, int maxT);
+
+/* y[rows] = W x, a plain loop: the single-token reference path. */
+void fwd_matvec(float *y, const float *x, const float *W, int rows, int cols);
+
+/* The single-token path's state (fwd_cache_new sizes it for the model's family). */
+struct fwd_cache {
+    float *x, *xb, *xb2, *hb, *hb2, *q, *att, *key, *value;   /* a family's own token path */
+    int   *hist;            /* the generic path: tokens fed so far ...              */
+    float *all;             /* ... and their logits, [seq_len][vocab]               */
+    fwd_scratch *scr;
+};
+
+#endif
