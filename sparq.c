@@ -18,6 +18,7 @@
 #include "core/forward.h"
 #include "core/generate.h"
 #include "core/model.h"
+#include "core/text.h"
 #include "core/tokenizer.h"
 #include "eval/metrics.h"
 #include "eval/perplexity.h"
@@ -31,9 +32,11 @@
 static const char *usage_text =
     "usage: sparq <command> [options]\n"
     "\n"
-    "  eval      --model M [--tokenizer T] --text F [--protocol windows|documents] [--seqlen L]\n"
+    "  eval      --model M [--tokenizer T] --text F|--ids F [--protocol windows|documents] [--seqlen L]\n"
     "            [--limit N] [--threads N] [--json]\n"
-    "  generate  --model M [--tokenizer T] [--prompt S] [-n STEPS] [--json]     (greedy)\n"
+    "  generate  --model M [--tokenizer T] [--prompt S | --prompt-ids \"2 10 20\"] [-n STEPS] [--json]\n"
+    "            (greedy; STEPS positions, prompt included. eval --ids F: token ids, one document\n"
+    "            per line, used as given: for models without a tokenizer)\n"
     "  zeroshot  --model M [--tokenizer T] --task NAME=FILE ... [--limit N] [--seed S] [--threads N]\n"
     "            [--json]   tasks: piqa, arc_easy, arc_challenge, hellaswag, winogrande, boolq,\n"
     "            lambada (the original files; FILE,LABELS names a labels file), cloze, ending (any text)\n"
@@ -194,13 +197,16 @@ static void print_json(cJSON *j) {
 /* ---- eval --------------------------------------------------------------------------------- */
 
 static int cmd_eval(int argc, char **argv, err *e) {
-    flag f[] = {FV("--model"), FV("--tokenizer"), FV("--text"), FV("--protocol"),
+    flag f[] = {FV("--model"), FV("--tokenizer"), FV("--text"), FV("--ids"), FV("--protocol"),
                 FV("--seqlen"), FV("--limit"), FV("--threads"), FB("--json"),
                 {0}};
     int seqlen = 0, limit = 0, threads = 0;
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
-    if (!rc) rc = require(f, "--text", e);
+    const char *ids = flag_str(f, "--ids");
+    if (!rc && !ids) rc = require(f, "--text", e);
+    if (!rc && ids && flag_str(f, "--text"))
+        rc = err_set(e, SPARQ_EINPUT, "give --text or --ids, not both");
     if (!rc) rc = flag_int(f, "--seqlen", 2, 1 << 20, &seqlen, e);
     if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &limit, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
@@ -215,14 +221,16 @@ static int cmd_eval(int argc, char **argv, err *e) {
     model *m = NULL;
     tokenizer *t = NULL;
     token_seqs seqs = {0};
-    rc = open_model(f, &m, &t, e);
+    /* Pre-tokenized ids need no tokenizer: models shipped without one can be scored. */
+    rc = ids ? model_load(&m, flag_str(f, "--model"), e) : open_model(f, &m, &t, e);
     if (!rc) {
         if (seqlen == 0) seqlen = m->cfg.seq_len;
         if (seqlen > m->cfg.seq_len)
             rc = err_set(e, SPARQ_EINPUT, "--seqlen %d is larger than the model's context (%d)",
                          seqlen, m->cfg.seq_len);
     }
-    if (!rc) rc = ppl_prepare(t, flag_str(f, "--text"), p, seqlen, limit, &seqs, e);
+    if (!rc && ids) rc = ppl_prepare_ids(ids, p, seqlen, limit, m->cfg.vocab_size, &seqs, e);
+    else if (!rc) rc = ppl_prepare(t, flag_str(f, "--text"), p, seqlen, limit, &seqs, e);
     ppl_result r;
     if (!rc) {
         bar b;
@@ -348,26 +356,42 @@ static int cmd_zeroshot(int argc, char **argv, err *e) {
 /* ---- generate ----------------------------------------------------------------------------- */
 
 static int cmd_generate(int argc, char **argv, err *e) {
-    flag f[] = {FV("--model"), FV("--tokenizer"), FV("--prompt"), FV("-n"),
+    flag f[] = {FV("--model"), FV("--tokenizer"), FV("--prompt"), FV("--prompt-ids"), FV("-n"),
                 FB("--json"), {0}};
     int steps = 256;
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = flag_int(f, "-n", 1, 1 << 20, &steps, e);
+    const char *pids = flag_str(f, "--prompt-ids");
+    if (!rc && pids && flag_str(f, "--prompt"))
+        rc = err_set(e, SPARQ_EINPUT, "give --prompt or --prompt-ids, not both");
     if (rc) return rc;
     model *m = NULL;
     tokenizer *t = NULL;
     generation g = {0};
-    rc = open_model(f, &m, &t, e);
-    if (!rc) rc = generate_greedy(m, t, flag_str(f, "--prompt") ? flag_str(f, "--prompt") : "", steps, &g, e);
+    int *prompt = NULL, np = 0;
+    if (pids) {
+        /* Ids in, ids out: no tokenizer, no BOS added, no stop token. */
+        rc = text_parse_ids(pids, strlen(pids), "--prompt-ids", &prompt, &np, e);
+        if (!rc && np == 0) rc = err_set(e, SPARQ_EINPUT, "--prompt-ids: no ids");
+        if (!rc) rc = model_load(&m, flag_str(f, "--model"), e);
+        if (!rc) rc = generate_greedy_ids(m, prompt, np, steps, &g, e);
+    } else {
+        rc = open_model(f, &m, &t, e);
+        if (!rc) rc = generate_greedy(m, t, flag_str(f, "--prompt") ? flag_str(f, "--prompt") : "", steps, &g, e);
+    }
     if (!rc && flag_str(f, "--json")) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddItemToObject(j, "tokens", cJSON_CreateIntArray(g.tokens, g.n));
-        cJSON_AddStringToObject(j, "text", g.text);
+        if (g.text) cJSON_AddStringToObject(j, "text", g.text);
         print_json(j);
-    } else if (!rc) {
+    } else if (!rc && g.text) {
         printf("%s\n", g.text);
+    } else if (!rc) {
+        for (int i = 0; i < g.n; i++) printf("%s%d", i ? " " : "", g.tokens[i]);
+        printf("\n");
     }
+    free(prompt);
     generation_free(&g);
     tokenizer_free(t);
     model_free(m);

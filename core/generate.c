@@ -77,3 +77,33 @@ int generate_greedy(const model *m, const tokenizer *t, const char *prompt, int 
     if (rc) generation_free(out);
     return rc;
 }
+
+int generate_greedy_ids(const model *m, const int *prompt, int np, int steps, generation *out,
+                        err *e) {
+    memset(out, 0, sizeof *out);
+    if (steps > m->cfg.seq_len) steps = m->cfg.seq_len;
+    if (np > steps)
+        return err_set(e, SPARQ_EINPUT, "prompt has %d ids, more than the %d steps", np, steps);
+    fwd_cache *c = NULL;
+    int rc = fwd_cache_new(&c, m, e);
+    float *logits = malloc((size_t)m->cfg.vocab_size * sizeof(float));
+    out->tokens = malloc((size_t)steps * sizeof(int));
+    if (!rc && (!logits || !out->tokens)) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    if (!rc) {
+        memcpy(out->tokens, prompt, (size_t)np * sizeof(int));
+        out->n = np;
+    }
+    /* Position pos feeds tokens[pos]; from the prompt's last position on, each argmax is kept. */
+    for (int pos = 0; !rc && pos < steps - 1 && pos < out->n; pos++) {
+        rc = forward_token(m, c, out->tokens[pos], pos, logits, e);
+        if (rc || pos < np - 1) continue;
+        int next = 0;
+        for (int i = 1; i < m->cfg.vocab_size; i++)
+            if (logits[i] > logits[next]) next = i;
+        out->tokens[out->n++] = next;
+    }
+    free(logits);
+    fwd_cache_free(c);
+    if (rc) generation_free(out);
+    return rc;
+}

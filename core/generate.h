@@ -17,6 +17,10 @@ typedef struct {
 /* Up to `steps` positions (clipped to the model's context); a prompt longer than that fails. */
 int  generate_greedy(const model *m, const tokenizer *t, const char *prompt, int steps,
                      generation *out, err *e);
+/* The same from token ids: prompt[0 .. np) fed as given (no BOS added), then the argmax (ties
+ * to the lowest id) until `steps` positions; no token stops it. text is NULL. */
+int  generate_greedy_ids(const model *m, const int *prompt, int np, int steps, generation *out,
+                         err *e);
 void generation_free(generation *g);
 
 #endif

@@ -757,6 +757,10 @@ int model_save(const model *m, const char *path, err *e) {
 
 int model_save_opts(const model *m, const char *path, const model_save_options *o, err *e) {
     model_format f = o->format == MODEL_FORMAT_AUTO ? model_format_for_path(path) : o->format;
+    /* A family llama2.c cannot hold goes to a Hugging Face folder unless .bin was asked for. */
+    if (o->format == MODEL_FORMAT_AUTO && f == MODEL_FORMAT_LLAMA2C && !m->fam->llama2c &&
+        !path_has_suffix(path, ".bin"))
+        f = MODEL_FORMAT_SAFETENSORS;
     switch (f) {
     case MODEL_FORMAT_SAFETENSORS: return safetensors_save_model(m, path, o->dtype, e);
     case MODEL_FORMAT_GGUF: return gguf_save_model(m, o->tok, path, o->dtype, e);

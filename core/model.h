@@ -131,7 +131,8 @@ typedef struct {
 } model_save_options;
 
 /* Save in the format the extension names (.bin or other: llama2.c; .safetensors, with a
- * config.json beside it; .gguf), float32. Atomic per file. */
+ * config.json beside it; .gguf), float32. Atomic per file. A family llama2.c cannot hold (OPT)
+ * goes to a Hugging Face folder when the path has no extension. */
 int  model_save(const model *m, const char *path, err *e);
 /* The same with an explicit format, weight type and (for GGUF) tokenizer. Safetensors to a
  * path not ending in .safetensors writes model.safetensors + config.json into that folder. */

@@ -1,6 +1,7 @@
 #include "text.h"
 
 #include <cJSON.h>
+#include <limits.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -167,5 +168,41 @@ int text_read_joined(const char *path, char **out, err *e) {
     *d = '\0';
     free(buf);
     *out = s;
+    return SPARQ_OK;
+}
+
+int text_parse_ids(const char *s, size_t len, const char *what, int **ids, int *n, err *e) {
+    *ids = NULL;
+    *n = 0;
+    int cap = 0;
+    size_t i = 0;
+    while (i < len) {
+        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r') { i++; continue; }
+        size_t j = i;
+        long long v = 0;
+        while (j < len && s[j] >= '0' && s[j] <= '9' && v <= INT_MAX) v = v * 10 + (s[j++] - '0');
+        bool end = j == len || s[j] == ' ' || s[j] == '\t' || s[j] == '\r';
+        if (j == i || !end || v > INT_MAX) {
+            size_t k = i;
+            while (k < len && s[k] != ' ' && s[k] != '\t' && s[k] != '\r' && k - i < 24) k++;
+            free(*ids);
+            *ids = NULL;
+            *n = 0;
+            return err_set(e, SPARQ_EINPUT, "%s: \"%.*s\" is not a token id (a non-negative integer)",
+                           what, (int)(k - i), s + i);
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            int *q = realloc(*ids, (size_t)cap * sizeof(int));
+            if (!q) {
+                free(*ids);
+                *ids = NULL;
+                return err_set(e, SPARQ_ERUNTIME, "out of memory");
+            }
+            *ids = q;
+        }
+        (*ids)[(*n)++] = (int)v;
+        i = j;
+    }
     return SPARQ_OK;
 }

@@ -33,4 +33,9 @@ int text_read_documents(const char *path, text_list *out, err *e);
  * exactly `"\n\n".join(test["text"])` for wiki.test.raw. */
 int text_read_joined(const char *path, char **out, err *e);
 
+/* Token ids written as text: the non-negative decimal integers of s[0 .. len), separated by
+ * spaces or tabs, into *ids (owned, NULL when there are none). `what` names the source in the
+ * message ("ids.txt line 3", "--prompt-ids"). */
+int text_parse_ids(const char *s, size_t len, const char *what, int **ids, int *n, err *e);
+
 #endif

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,77 @@ int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int
     if (seqlen < 2) return err_set(e, SPARQ_EINPUT, "seqlen %d: need at least 2 tokens", seqlen);
     return protocol == PPL_WINDOWS ? prepare_windows(t, path, seqlen, limit, out, e)
                                    : prepare_documents(t, path, seqlen, limit, out, e);
+}
+
+int ppl_prepare_ids(const char *path, ppl_protocol protocol, int seqlen, int limit, int vocab,
+                    token_seqs *out, err *e) {
+    memset(out, 0, sizeof *out);
+    if (seqlen < 2) return err_set(e, SPARQ_EINPUT, "seqlen %d: need at least 2 tokens", seqlen);
+    char *buf;
+    size_t len;
+    int rc = text_read_file(path, &buf, &len, e);
+    if (rc) return rc;
+    /* Pass 1 counts lines and ids (an upper bound for the token buffer); pass 2 fills it. */
+    long total = 0;
+    int lines = 1;
+    for (size_t i = 0; i < len; i++) {
+        lines += buf[i] == '\n';
+        total += buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r' && buf[i] != '\n' &&
+                 (i == 0 || buf[i - 1] == ' ' || buf[i - 1] == '\t' || buf[i - 1] == '\r' || buf[i - 1] == '\n');
+    }
+    int *all = malloc(((size_t)total + 1) * sizeof(int)), *lens = malloc((size_t)lines * sizeof(int));
+    if (!all || !lens) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for %ld ids", total);
+    long n = 0;
+    int nd = 0, line = 0;
+    for (size_t i = 0; !rc && i <= len && (limit <= 0 || protocol == PPL_WINDOWS || nd < limit); line++) {
+        size_t j = i;
+        while (j < len && buf[j] != '\n') j++;
+        char what[4200];
+        snprintf(what, sizeof what, "%s line %d", path, line + 1);
+        int *ids, k;
+        rc = text_parse_ids(buf + i, j - i, what, &ids, &k, e);
+        for (int q = 0; !rc && q < k; q++)
+            if (ids[q] >= vocab)
+                rc = err_set(e, SPARQ_EINPUT, "%s: token id %d is outside the vocabulary (%d)", what,
+                             ids[q], vocab);
+        if (!rc && k > 0) {
+            if (protocol == PPL_DOCUMENTS && k > seqlen) k = seqlen;
+            if (k >= 2 || protocol == PPL_WINDOWS) {   /* a document needs a token to score */
+                memcpy(all + n, ids, (size_t)k * sizeof(int));
+                n += k;
+                lens[nd++] = k;
+            }
+        }
+        free(ids);
+        i = j + 1;
+    }
+    free(buf);
+    if (!rc && protocol == PPL_WINDOWS) {
+        int nw = (int)(n / seqlen);
+        if (limit > 0 && nw > limit) nw = limit;
+        if (nw == 0) rc = err_set(e, SPARQ_EINPUT, "%s: %ld ids, fewer than one window of %d", path, n, seqlen);
+        if (!rc) rc = token_seqs_alloc(out, nw, (long)nw * seqlen, e);
+        if (!rc) {
+            memcpy(out->tokens, all, (size_t)nw * seqlen * sizeof(int));
+            for (int i = 0; i < nw; i++) {
+                out->lens[i] = seqlen;
+                out->offs[i] = (long)i * seqlen;
+            }
+        }
+    } else if (!rc) {
+        if (nd == 0) rc = err_set(e, SPARQ_EINPUT, "%s: no line has two ids to score", path);
+        if (!rc) rc = token_seqs_alloc(out, nd, n, e);
+        if (!rc) {
+            memcpy(out->tokens, all, (size_t)n * sizeof(int));
+            for (int i = 0, at = 0; i < nd; at += lens[i], i++) {
+                out->lens[i] = lens[i];
+                out->offs[i] = at;
+            }
+        }
+    }
+    free(all);
+    free(lens);
+    return rc;
 }
 
 /* -log softmax(l)[target] for one row of logits. The max and the sum run in LANES fixed lanes

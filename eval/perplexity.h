@@ -17,6 +17,13 @@ typedef enum { PPL_WINDOWS, PPL_DOCUMENTS } ppl_protocol;
 int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int seqlen, int limit,
                 token_seqs *out, err *e);
 
+/* The same from pre-tokenized ids: path holds whitespace-separated token ids, one document per
+ * line (blank lines skipped), used as given (no BOS added). windows: all documents' ids one
+ * after another, cut into windows of seqlen; documents: each line truncated to seqlen. Ids are
+ * checked against vocab (> 0) here, naming the line. */
+int ppl_prepare_ids(const char *path, ppl_protocol protocol, int seqlen, int limit, int vocab,
+                    token_seqs *out, err *e);
+
 /* Standard errors treat the scored tokens' -log p as n independent samples (tokens of one
  * sequence are not, so they understate the spread between texts): nll_stderr = sample standard
  * deviation of the per-token -log p / sqrt(n), and ppl_stderr = ppl * nll_stderr by the delta
