@@ -594,6 +594,7 @@ static int cmd_convert(int argc, char **argv, err *e) {
     model *m = NULL;
     tokenizer *t = NULL;
     rc = model_load(&m, mpath, e);
+    if (!rc) fmt = model_save_format(m, out, o.format);
     /* A GGUF carries its vocabulary so that llama.cpp runs it as is: a --tokenizer must load; one
      * found beside the model is embedded; finding none is only a warning. */
     if (!rc && fmt == MODEL_FORMAT_GGUF) {

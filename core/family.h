@@ -77,6 +77,7 @@ struct family {
     int n_stage;
     const family_tensor *tensor;
     int n_tensor;
+    int  bos;                          /* the id sequences start from (self-calibration) */
     bool rope;                         /* rotary positions: RoPE tables, q/k row layouts */
     bool llama2c;                      /* storable as a llama2.c checkpoint               */
     const char *gguf_arch;             /* GGUF general.architecture; NULL: none           */

@@ -327,6 +327,7 @@ const family family_llama = {
     .n_stage = 4,
     .tensor = tensors,
     .n_tensor = sizeof tensors / sizeof tensors[0],
+    .bos = 1,
     .rope = true,
     .llama2c = true,
     .gguf_arch = "llama",

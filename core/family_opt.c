@@ -248,6 +248,7 @@ const family family_opt = {
     .n_stage = 4,
     .tensor = tensors,
     .n_tensor = sizeof tensors / sizeof tensors[0],
+    .bos = 2,
     .rope = false,
     .llama2c = false,
     .gguf_arch = NULL,

@@ -755,12 +755,17 @@ int model_save(const model *m, const char *path, err *e) {
     return model_save_opts(m, path, &o, e);
 }
 
-int model_save_opts(const model *m, const char *path, const model_save_options *o, err *e) {
-    model_format f = o->format == MODEL_FORMAT_AUTO ? model_format_for_path(path) : o->format;
+model_format model_save_format(const model *m, const char *path, model_format requested) {
+    if (requested != MODEL_FORMAT_AUTO) return requested;
+    model_format f = model_format_for_path(path);
     /* A family llama2.c cannot hold goes to a Hugging Face folder unless .bin was asked for. */
-    if (o->format == MODEL_FORMAT_AUTO && f == MODEL_FORMAT_LLAMA2C && !m->fam->llama2c &&
-        !path_has_suffix(path, ".bin"))
+    if (f == MODEL_FORMAT_LLAMA2C && !m->fam->llama2c && !path_has_suffix(path, ".bin"))
         f = MODEL_FORMAT_SAFETENSORS;
+    return f;
+}
+
+int model_save_opts(const model *m, const char *path, const model_save_options *o, err *e) {
+    model_format f = model_save_format(m, path, o->format);
     switch (f) {
     case MODEL_FORMAT_SAFETENSORS: return safetensors_save_model(m, path, o->dtype, e);
     case MODEL_FORMAT_GGUF: return gguf_save_model(m, o->tok, path, o->dtype, e);

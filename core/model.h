@@ -139,6 +139,8 @@ int  model_save(const model *m, const char *path, err *e);
 int  model_save_opts(const model *m, const char *path, const model_save_options *o, err *e);
 
 model_format model_format_for_path(const char *path);
+/* The format model_save_opts writes m to path in: `requested` unless AUTO, else the path's. */
+model_format model_save_format(const model *m, const char *path, model_format requested);
 int          model_format_parse(const char *name, model_format *f, err *e);
 const char  *model_format_name(model_format f);     /* "llama2c", "safetensors", "gguf" */
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/family.h"
 #include "../core/forward.h"
 #include "../core/text.h"
 
@@ -54,7 +55,7 @@ done:
     return rc;
 }
 
-/* One sequence: feed BOS, then sample each next token from softmax(logits) with one uniform
+/* One sequence: feed the family's BOS, then sample each next token from softmax(logits) with one uniform
  * draw and the cumulative distribution (temperature 1, no top-p). */
 static int sample_sequence(const model *m, unsigned long seed, int seqlen, int *toks, err *e) {
     fwd_cache *c;
@@ -67,7 +68,7 @@ static int sample_sequence(const model *m, unsigned long seed, int seqlen, int *
         rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
     } else {
         gsl_rng_set(r, seed);
-        toks[0] = TOKEN_BOS;
+        toks[0] = m->fam->bos;
         for (int p = 0; p + 1 < seqlen && !rc; p++) {
             rc = forward_token(m, c, toks[p], p, logits, e);
             if (rc) break;
