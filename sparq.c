@@ -30,7 +30,7 @@
 static const char *usage_text =
     "usage: sparq <command> [options]\n"
     "\n"
-    "  eval      --model M [--tokenizer T] --text F [--protocol windows|documents] [--seqlen L]\n"
+    "  eval      --model M [--tokenizer T] --text F [--protocol windows|documents|llamacpp] [--seqlen L]\n"
     "            [--limit N] [--threads N] [--json]\n"
     "  generate  --model M [--tokenizer T] [--prompt S] [-n STEPS] [--json]     (greedy)\n"
     "  zeroshot  --model M [--tokenizer T] --task NAME=FILE ... [--limit N] [--seed S] [--threads N]\n"
@@ -206,9 +206,7 @@ static int cmd_eval(int argc, char **argv, err *e) {
     if (rc) return rc;
     const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
     ppl_protocol p;
-    if (strcmp(proto, "windows") == 0) p = PPL_WINDOWS;
-    else if (strcmp(proto, "documents") == 0) p = PPL_DOCUMENTS;
-    else return err_set(e, SPARQ_EINPUT, "--protocol %s: expected windows or documents", proto);
+    if ((rc = ppl_protocol_parse(proto, "--protocol", &p, e))) return rc;
     blas_set_threads(threads);
 
     model *m = NULL;
@@ -244,8 +242,8 @@ static int cmd_eval(int argc, char **argv, err *e) {
         } else {
             printf("perplexity  %.4f\n", r.ppl);
             printf("mean nll    %.6f nats/token\n", r.nll);
-            printf("scored      %ld tokens in %d %s of <= %d\n", r.tokens, r.sequences,
-                   p == PPL_WINDOWS ? "windows" : "documents", seqlen);
+            printf("scored      %ld tokens in %d sequences of <= %d (%s)\n", r.tokens, r.sequences,
+                   seqlen, ppl_protocol_name(p));
             printf("speed       %.0f tokens/s (%ld tokens, %.2f s, %d threads)\n", tps,
                    r.tokens_forward, r.seconds, blas_threads());
         }
@@ -437,9 +435,7 @@ static int cmd_compress(int argc, char **argv, err *e) {
     if (!rc) rc = parse_tasks(f, &s, e);
     if (rc) return rc;
     const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
-    if (strcmp(proto, "documents") == 0) s.ppl[0].protocol = PPL_DOCUMENTS;
-    else if (strcmp(proto, "windows") != 0)
-        return err_set(e, SPARQ_EINPUT, "--protocol %s: expected windows or documents", proto);
+    if ((rc = ppl_protocol_parse(proto, "--protocol", &s.ppl[0].protocol, e))) return rc;
     snprintf(s.model, sizeof s.model, "%s", flag_str(f, "--model"));
     snprintf(s.calib, sizeof s.calib, "%s", flag_str(f, "--calib"));
     if (flag_str(f, "--tokenizer")) snprintf(s.tokenizer, sizeof s.tokenizer, "%s", flag_str(f, "--tokenizer"));

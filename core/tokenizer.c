@@ -419,6 +419,7 @@ int token_seqs_alloc(token_seqs *s, int n, long ntok, err *e) {
     s->lens = malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
     s->offs = malloc((size_t)(n > 0 ? n : 1) * sizeof(long));
     s->n = n;
+    s->unscored = 0;
     if (!s->tokens || !s->lens || !s->offs) {
         token_seqs_free(s);
         return err_set(e, SPARQ_ERUNTIME, "out of memory for %ld tokens", ntok);

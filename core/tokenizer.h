@@ -67,6 +67,8 @@ typedef struct {
     int  *lens;
     long *offs;
     int   n;
+    int   unscored;   /* perplexity: leading positions of every sequence whose prediction of
+                         the next token is context only, not scored (0: all are scored) */
 } token_seqs;
 
 /* Room for n sequences and ntok tokens (lens/offs left for the caller to fill). */

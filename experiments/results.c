@@ -213,7 +213,7 @@ void results_ppl_fields(cJSON *x, const ppl_result *p, ppl_protocol protocol, in
     cJSON_AddNumberToObject(x, "nll", p->nll);
     cJSON_AddNumberToObject(x, "nll_stderr", p->nll_stderr);
     cJSON_AddNumberToObject(x, "tokens", (double)p->tokens);
-    cJSON_AddStringToObject(x, "protocol", protocol == PPL_WINDOWS ? "windows" : "documents");
+    cJSON_AddStringToObject(x, "protocol", ppl_protocol_name(protocol));
     cJSON_AddNumberToObject(x, "seqlen", seqlen);
 }
 

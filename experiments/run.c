@@ -133,19 +133,21 @@ int run_key(run_context *c, run_spec *r, err *e) {
     return SPARQ_OK;
 }
 
-/* ---- token caches: "SPQT", n, ntok, lens[n], tokens[ntok] -------------------------------- */
+/* ---- token caches: "SPQU", n, ntok, unscored, lens[n], tokens[ntok] ---------------------- */
+/* (Version "SPQT" had no `unscored`: such a file is a cache miss and is rewritten.) */
 
 static int cache_read(const char *path, token_seqs *s) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
     char magic[4];
-    int32_t n;
+    int32_t n, unscored;
     int64_t ntok;
     int rc = -1;
     memset(s, 0, sizeof *s);
-    if (fread(magic, 4, 1, f) == 1 && memcmp(magic, "SPQT", 4) == 0 && fread(&n, 4, 1, f) == 1 &&
-        fread(&ntok, 8, 1, f) == 1 && n > 0 && ntok > 0 && ntok < (1ll << 40) &&
-        token_seqs_alloc(s, n, (long)ntok, NULL) == 0) {
+    if (fread(magic, 4, 1, f) == 1 && memcmp(magic, "SPQU", 4) == 0 && fread(&n, 4, 1, f) == 1 &&
+        fread(&ntok, 8, 1, f) == 1 && fread(&unscored, 4, 1, f) == 1 && n > 0 && ntok > 0 &&
+        ntok < (1ll << 40) && unscored >= 0 && token_seqs_alloc(s, n, (long)ntok, NULL) == 0) {
+        s->unscored = unscored;
         if (fread(s->lens, sizeof(int), (size_t)n, f) == (size_t)n &&
             fread(s->tokens, sizeof(int), (size_t)ntok, f) == (size_t)ntok) {
             long o = 0;
@@ -166,16 +168,17 @@ static int cache_read(const char *path, token_seqs *s) {
 static int cache_write(const char *path, const token_seqs *s, err *e) {
     long ntok = 0;
     for (int i = 0; i < s->n; i++) ntok += s->lens[i];
-    size_t size = 16 + (size_t)s->n * 4 + (size_t)ntok * 4;
+    size_t size = 20 + (size_t)s->n * 4 + (size_t)ntok * 4;
     char *buf = malloc(size);
     if (!buf) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    int32_t n = s->n;
+    int32_t n = s->n, unscored = s->unscored;
     int64_t nt = ntok;
-    memcpy(buf, "SPQT", 4);
+    memcpy(buf, "SPQU", 4);
     memcpy(buf + 4, &n, 4);
     memcpy(buf + 8, &nt, 8);
-    memcpy(buf + 16, s->lens, (size_t)s->n * 4);
-    memcpy(buf + 16 + (size_t)s->n * 4, s->tokens + s->offs[0], (size_t)ntok * 4);
+    memcpy(buf + 16, &unscored, 4);
+    memcpy(buf + 20, s->lens, (size_t)s->n * 4);
+    memcpy(buf + 20 + (size_t)s->n * 4, s->tokens + s->offs[0], (size_t)ntok * 4);
     int rc = results_write_atomic(path, buf, size, e);
     free(buf);
     return rc;
