@@ -435,13 +435,10 @@ static bool has_gguf_magic(const char *p) {
     return yes;
 }
 
-/* The first candidate file beside (or inside) the model that exists, into buf; false if none. */
-static bool find_beside(const char *model_path, int vocab_size, char *buf, size_t cap) {
-    char dir[4096], tok[32];
-    if (path_is_dir(model_path))
-        snprintf(dir, sizeof dir, "%s%s", model_path, path_has_suffix(model_path, "/") ? "" : "/");
-    else
-        path_dir(model_path, dir, sizeof dir);
+/* The first candidate file in folder dir (ending in '/', or "") that exists, into buf; false if
+ * none. */
+static bool find_in_dir(const char *dir, int vocab_size, char *buf, size_t cap) {
+    char tok[32];
     snprintf(tok, sizeof tok, "tok%d.bin", vocab_size);
     /* vocab.json / encoder.json: a Hugging Face OPT or GPT-2 folder's pair (bpe_find_pair). */
     const char *names[] = {"tokenizer.bin", tok, "tokenizer.model", "tokenizer.json", "vocab.json", "encoder.json"};
@@ -450,6 +447,22 @@ static bool find_beside(const char *model_path, int vocab_size, char *buf, size_
         if (path_exists(buf) && !path_is_dir(buf)) return true;
     }
     return false;
+}
+
+/* The folder tokenizers are looked for in: the model's folder, or the model itself when it is a
+ * folder (or is to be written as one: `inside`), with a trailing '/' ("" for the working one). */
+static void model_dir(const char *model_path, bool inside, char *dir, size_t cap) {
+    if (inside || path_is_dir(model_path))
+        snprintf(dir, cap, "%s%s", model_path, path_has_suffix(model_path, "/") ? "" : "/");
+    else
+        path_dir(model_path, dir, cap);
+}
+
+/* The first candidate file beside (or inside) the model that exists, into buf; false if none. */
+static bool find_beside(const char *model_path, int vocab_size, char *buf, size_t cap) {
+    char dir[4096];
+    model_dir(model_path, false, dir, sizeof dir);
+    return find_in_dir(dir, vocab_size, buf, cap);
 }
 
 int tokenizer_load_for_model(tokenizer **out, const char *model_path, int vocab_size,
@@ -483,4 +496,138 @@ int tokenizer_load_for_model(tokenizer **out, const char *model_path, int vocab_
     }
     if (used) snprintf(used, cap, "%s", path);
     return SPARQ_OK;
+}
+
+/* ---- a model's tokenizer written beside it -------------------------------------------------- */
+
+/* Whether two tokenizers are the same vocabulary: the same pieces (and scores and byte fallback
+ * for SentencePiece-BPE). */
+static bool tokenizer_same(const tokenizer *a, const tokenizer *b) {
+    if (tokenizer_is_byte_level(a) != tokenizer_is_byte_level(b) ||
+        tokenizer_vocab_size(a) != tokenizer_vocab_size(b))
+        return false;
+    for (int i = 0; i < tokenizer_vocab_size(a); i++)
+        if (strcmp(tokenizer_piece(a, i), tokenizer_piece(b, i)) != 0 ||
+            tokenizer_score(a, i) != tokenizer_score(b, i))
+            return false;
+    return a->bpe || memcmp(a->byte_id, b->byte_id, sizeof a->byte_id) == 0;
+}
+
+/* dst = a byte copy of src, written atomically. */
+static int copy_file(const char *src, const char *dst, err *e) {
+    mapped_file f;
+    int rc = mapped_open(&f, src, "tokenizer", e);
+    if (rc) return rc;
+    atomic_file a;
+    rc = atomic_open(&a, dst, e);
+    if (!rc) {
+        if (f.size) atomic_write(&a, f.data, (size_t)f.size);
+        rc = atomic_commit(&a, e);
+    }
+    mapped_close(&f);
+    return rc;
+}
+
+/* llama2.c's tokenizer.bin: max_token_length, then per token its score, length and bytes. Its
+ * reader takes byte pieces at ids 3 .. 258 (run.c's rule), so a vocabulary whose "<0xXX>" pieces
+ * sit elsewhere cannot be written as one without changing what it encodes. */
+static int save_llama2c(const tokenizer *t, const char *path, err *e) {
+    for (int b = 0; b < 256; b++) {
+        int legacy = b + 3 < t->vocab_size ? b + 3 : TOKEN_UNK;
+        if (t->byte_id[b] != legacy)
+            return err_set(e, SPARQ_EINPUT, "%s: the vocabulary's byte piece <0x%02X> is id %d, not %d: "
+                           "it cannot be written as a llama2.c tokenizer.bin", path, b, t->byte_id[b], legacy);
+    }
+    atomic_file a;
+    int rc = atomic_open(&a, path, e);
+    if (rc) return rc;
+    int32_t maxlen = t->max_token_length;
+    atomic_write(&a, &maxlen, 4);
+    for (int i = 0; i < t->vocab_size; i++) {
+        int32_t len = (int32_t)strlen(t->pieces[i]);
+        atomic_write(&a, &t->scores[i], 4);
+        atomic_write(&a, &len, 4);
+        atomic_write(&a, t->pieces[i], (size_t)len);
+    }
+    return atomic_commit(&a, e);
+}
+
+/* buf = dir + name; SPARQ_EINPUT when it does not fit. */
+static int join(char *buf, size_t cap, const char *dir, const char *name, err *e) {
+    int n = snprintf(buf, cap, "%s%s", dir, name);
+    return n >= 0 && (size_t)n < cap ? SPARQ_OK : err_set(e, SPARQ_EINPUT, "%s%s: path too long", dir, name);
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* Write t (read from src) into dir under a name find_in_dir looks for. Beside a model file, a
+ * SentencePiece-BPE vocabulary is written as tok<vocab>.bin (llama2.c's format, the name only
+ * models of this vocabulary size look for, so it never shadows another model's tokenizer.bin,
+ * tokenizer.model or tokenizer.json in a shared folder); inside a Hugging Face folder, the model's
+ * own, a .model or .json source keeps its kind (tokenizer.model, tokenizer.json). Byte-level
+ * vocabularies are copied: the pair under its own names, else tokenizer.json. */
+static int write_into(const tokenizer *t, const char *src, const char *dir, bool inside, char *written,
+                      size_t cap, err *e) {
+    char dst[4200], vocab[4200], merges[4200], tokv[32];
+    int rc;
+    snprintf(tokv, sizeof tokv, "tok%d.bin", tokenizer_vocab_size(t));
+    bool json = path_is_dir(src) || path_has_suffix(src, ".json"), spm_model = path_has_suffix(src, ".model");
+    if (t->bpe && bpe_find_pair(src, vocab, merges, sizeof vocab)) {
+        if ((rc = join(dst, sizeof dst, dir, base_name(merges), e)) || (rc = copy_file(merges, dst, e)) ||
+            (rc = join(written, cap, dir, base_name(vocab), e)))
+            return rc;
+        return copy_file(vocab, written, e);
+    }
+    if (json && (t->bpe || inside)) {
+        if (path_is_dir(src)) {                    /* a folder read through its tokenizer.json */
+            if ((rc = join(vocab, sizeof vocab, src, "/tokenizer.json", e))) return rc;
+            src = vocab;
+        }
+        if ((rc = join(written, cap, dir, "tokenizer.json", e))) return rc;
+        return copy_file(src, written, e);
+    }
+    if (t->bpe) return err_set(e, SPARQ_EINPUT, "%s: a byte-level vocabulary that is no tokenizer.json or "
+                               "vocabulary/merges pair cannot be written beside a model", src);
+    if (spm_model && inside) {
+        if ((rc = join(written, cap, dir, "tokenizer.model", e))) return rc;
+        return copy_file(src, written, e);
+    }
+    if ((rc = join(written, cap, dir, tokv, e))) return rc;
+    /* A llama2.c file is copied as it is; any other source is written from its pieces. */
+    if (!json && !spm_model && !has_gguf_magic(src)) return copy_file(src, written, e);
+    return save_llama2c(t, written, e);
+}
+
+int tokenizer_save_beside(const tokenizer *t, const char *src, const char *model_path, bool inside,
+                          bool check_only, char *written, size_t cap, err *e) {
+    char dir[4096], found[4200], buf[4200];
+    model_dir(model_path, inside, dir, sizeof dir);
+    if (!written) { written = buf; cap = sizeof buf; }
+    written[0] = '\0';
+    if (find_in_dir(dir, tokenizer_vocab_size(t), found, sizeof found)) {
+        /* Whatever is there is what a reader of the model will take: it must be this vocabulary. */
+        tokenizer *there = NULL;
+        err te = {0};
+        bool same = tokenizer_load(&there, found, &te) == SPARQ_OK && tokenizer_same(t, there);
+        tokenizer_free(there);
+        if (!same)
+            return err_set(e, SPARQ_EINPUT, "%s: %s is already there and is not the model's vocabulary "
+                           "(%s): write the model into another folder", model_path, found, src);
+        snprintf(written, cap, "%s", found);
+        return SPARQ_OK;
+    }
+    if (check_only) return SPARQ_OK;
+    int rc = write_into(t, src, dir, inside, written, cap, e);
+    if (rc) return rc;
+    /* What a reader finds now must be this vocabulary (the reader's rule, not ours, decides). */
+    tokenizer *back = NULL;
+    rc = tokenizer_load_for_model(&back, inside ? dir : model_path, tokenizer_vocab_size(t), NULL, NULL, 0, e);
+    if (!rc && !tokenizer_same(t, back))
+        rc = err_set(e, SPARQ_ERUNTIME, "%s: the tokenizer written beside it reads back as another vocabulary",
+                     written);
+    tokenizer_free(back);
+    return rc;
 }

@@ -152,7 +152,7 @@ int ppl_protocol_parse(const char *name, const char *what, ppl_protocol *p, err 
         snprintf(list + at, sizeof list - at, "%s%s", i == 0 ? "" : i + 1 < N_PROTOCOLS ? ", " : " or ",
                  protocols[i].name);
     }
-    return err_set(e, SPARQ_EINPUT, "%s %s: expected %s", what, name, list);
+    return err_set(e, SPARQ_EINPUT, "%s '%s': expected %s", what, name, list);
 }
 
 int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int seqlen, int limit,

@@ -15,7 +15,7 @@ typedef enum { PPL_WINDOWS, PPL_DOCUMENTS, PPL_LLAMACPP } ppl_protocol;
 
 /* The protocol's name ("windows", "documents", "llamacpp"); "?" for a value out of range. */
 const char *ppl_protocol_name(ppl_protocol p);
-/* The protocol named `name`; SPARQ_EINPUT naming the choices otherwise ("<what> NAME: expected
+/* The protocol named `name`; SPARQ_EINPUT naming the choices otherwise ("<what> 'NAME': expected
  * windows, documents or llamacpp"), `what` says where the name came from ("--protocol"). */
 int ppl_protocol_parse(const char *name, const char *what, ppl_protocol *p, err *e);
 

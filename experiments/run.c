@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../core/clock.h"
+#include "../core/fileio.h"
 #include "../core/hash.h"
 #include "../eval/perplexity.h"
 #include "../eval/zeroshot.h"
@@ -279,6 +280,12 @@ int run_execute(run_context *c, const run_spec *r, const char *out_path, run_pro
     if (c->dirty) memcpy(c->m->data, c->pristine, c->m->data_floats * sizeof(float));
     c->dirty = false;
     int rc = ensure_eval_data(c, e);
+    /* --out keeps the tokenizer (issue 20): a GGUF embeds it, other formats get it beside (or
+     * inside) them; a different tokenizer already there is refused before the long part. */
+    model_format fmt = out_path ? model_format_for_path(out_path) : MODEL_FORMAT_AUTO;
+    bool tok_beside = out_path && fmt != MODEL_FORMAT_GGUF;
+    bool inside = fmt == MODEL_FORMAT_SAFETENSORS && !path_has_suffix(out_path, ".safetensors");
+    if (!rc && tok_beside) rc = tokenizer_save_beside(c->tok, c->tok_path, out_path, inside, true, NULL, 0, e);
     compress_report rep = {0};
     if (!rc && !r->dense) {
         double a = clock_seconds();
@@ -295,6 +302,7 @@ int run_execute(run_context *c, const run_spec *r, const char *out_path, run_pro
         /* The format follows the extension; a .gguf carries the vocabulary for llama.cpp. */
         model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, c->tok, 0};
         rc = model_save_opts(c->m, out_path, &so, e);
+        if (!rc && tok_beside) rc = tokenizer_save_beside(c->tok, c->tok_path, out_path, inside, false, NULL, 0, e);
     }
     ppl_result pr[SPEC_MAX_EVALS];
     zeroshot_result zr[SPEC_MAX_TASKS];
