@@ -528,16 +528,21 @@ static int copy_file(const char *src, const char *dst, err *e) {
     return rc;
 }
 
-/* llama2.c's tokenizer.bin: max_token_length, then per token its score, length and bytes. Its
- * reader takes byte pieces at ids 3 .. 258 (run.c's rule), so a vocabulary whose "<0xXX>" pieces
- * sit elsewhere cannot be written as one without changing what it encodes. */
-static int save_llama2c(const tokenizer *t, const char *path, err *e) {
+/* llama2.c's tokenizer.bin reader takes byte pieces at ids 3 .. 258 (run.c's rule), so a
+ * vocabulary whose "<0xXX>" pieces sit elsewhere cannot be written as one without changing what
+ * it encodes. */
+static int check_llama2c(const tokenizer *t, const char *src, err *e) {
     for (int b = 0; b < 256; b++) {
         int legacy = b + 3 < t->vocab_size ? b + 3 : TOKEN_UNK;
         if (t->byte_id[b] != legacy)
             return err_set(e, SPARQ_EINPUT, "%s: the vocabulary's byte piece <0x%02X> is id %d, not %d: "
-                           "it cannot be written as a llama2.c tokenizer.bin", path, b, t->byte_id[b], legacy);
+                           "it cannot be written as a llama2.c tokenizer.bin", src, b, t->byte_id[b], legacy);
     }
+    return SPARQ_OK;
+}
+
+/* llama2.c's tokenizer.bin: max_token_length, then per token its score, length and bytes. */
+static int save_llama2c(const tokenizer *t, const char *path, err *e) {
     atomic_file a;
     int rc = atomic_open(&a, path, e);
     if (rc) return rc;
@@ -563,42 +568,61 @@ static const char *base_name(const char *p) {
     return s ? s + 1 : p;
 }
 
-/* Write t (read from src) into dir under a name find_in_dir looks for. Beside a model file, a
+/* How t (read from src) goes into dir, under a name find_in_dir looks for. Beside a model file, a
  * SentencePiece-BPE vocabulary is written as tok<vocab>.bin (llama2.c's format, the name only
  * models of this vocabulary size look for, so it never shadows another model's tokenizer.bin,
  * tokenizer.model or tokenizer.json in a shared folder); inside a Hugging Face folder, the model's
  * own, a .model or .json source keeps its kind (tokenizer.model, tokenizer.json). Byte-level
  * vocabularies are copied: the pair under its own names, else tokenizer.json. */
-static int write_into(const tokenizer *t, const char *src, const char *dir, bool inside, char *written,
-                      size_t cap, err *e) {
-    char dst[4200], vocab[4200], merges[4200], tokv[32];
-    int rc;
-    snprintf(tokv, sizeof tokv, "tok%d.bin", tokenizer_vocab_size(t));
+typedef enum { COPY_PAIR, COPY_AS, WRITE_LLAMA2C } write_kind;
+
+typedef struct {
+    write_kind kind;
+    char from[4200], from2[4200];    /* source file(s) of a copy; from2: a pair's merges file */
+    char name[32];                   /* the name in dir (COPY_AS, WRITE_LLAMA2C)              */
+} write_plan;
+
+static int plan_write(const tokenizer *t, const char *src, bool inside, write_plan *p, err *e) {
     bool json = path_is_dir(src) || path_has_suffix(src, ".json"), spm_model = path_has_suffix(src, ".model");
-    if (t->bpe && bpe_find_pair(src, vocab, merges, sizeof vocab)) {
-        if ((rc = join(dst, sizeof dst, dir, base_name(merges), e)) || (rc = copy_file(merges, dst, e)) ||
-            (rc = join(written, cap, dir, base_name(vocab), e)))
-            return rc;
-        return copy_file(vocab, written, e);
-    }
+    snprintf(p->from, sizeof p->from, "%s", src);
+    if (t->bpe && bpe_find_pair(src, p->from, p->from2, sizeof p->from)) return p->kind = COPY_PAIR, SPARQ_OK;
     if (json && (t->bpe || inside)) {
-        if (path_is_dir(src)) {                    /* a folder read through its tokenizer.json */
-            if ((rc = join(vocab, sizeof vocab, src, "/tokenizer.json", e))) return rc;
-            src = vocab;
-        }
-        if ((rc = join(written, cap, dir, "tokenizer.json", e))) return rc;
-        return copy_file(src, written, e);
+        /* a folder is read through its tokenizer.json */
+        int rc = path_is_dir(src) ? join(p->from, sizeof p->from, src, "/tokenizer.json", e) : SPARQ_OK;
+        if (rc) return rc;
+        snprintf(p->name, sizeof p->name, "tokenizer.json");
+        return p->kind = COPY_AS, SPARQ_OK;
     }
     if (t->bpe) return err_set(e, SPARQ_EINPUT, "%s: a byte-level vocabulary that is no tokenizer.json or "
                                "vocabulary/merges pair cannot be written beside a model", src);
     if (spm_model && inside) {
-        if ((rc = join(written, cap, dir, "tokenizer.model", e))) return rc;
-        return copy_file(src, written, e);
+        snprintf(p->name, sizeof p->name, "tokenizer.model");
+        return p->kind = COPY_AS, SPARQ_OK;
     }
-    if ((rc = join(written, cap, dir, tokv, e))) return rc;
+    snprintf(p->name, sizeof p->name, "tok%d.bin", tokenizer_vocab_size(t));
     /* A llama2.c file is copied as it is; any other source is written from its pieces. */
-    if (!json && !spm_model && !has_gguf_magic(src)) return copy_file(src, written, e);
-    return save_llama2c(t, written, e);
+    p->kind = !json && !spm_model && !has_gguf_magic(src) ? COPY_AS : WRITE_LLAMA2C;
+    return p->kind == WRITE_LLAMA2C ? check_llama2c(t, src, e) : SPARQ_OK;
+}
+
+static int do_write(const tokenizer *t, const write_plan *p, const char *dir, char *written, size_t cap,
+                    err *e) {
+    char dst[4200];
+    int rc;
+    switch (p->kind) {
+    case COPY_PAIR:
+        if ((rc = join(dst, sizeof dst, dir, base_name(p->from2), e)) || (rc = copy_file(p->from2, dst, e)) ||
+            (rc = join(written, cap, dir, base_name(p->from), e)))
+            return rc;
+        return copy_file(p->from, written, e);
+    case COPY_AS:
+        if ((rc = join(written, cap, dir, p->name, e))) return rc;
+        return copy_file(p->from, written, e);
+    case WRITE_LLAMA2C:
+        if ((rc = join(written, cap, dir, p->name, e))) return rc;
+        return save_llama2c(t, written, e);
+    }
+    return err_set(e, SPARQ_ERUNTIME, "unknown write plan %d", (int)p->kind);
 }
 
 int tokenizer_save_beside(const tokenizer *t, const char *src, const char *model_path, bool inside,
@@ -619,9 +643,13 @@ int tokenizer_save_beside(const tokenizer *t, const char *src, const char *model
         snprintf(written, cap, "%s", found);
         return SPARQ_OK;
     }
-    if (check_only) return SPARQ_OK;
-    int rc = write_into(t, src, dir, inside, written, cap, e);
-    if (rc) return rc;
+    /* Planned (and checked) before anything is written, so check_only catches every refusal. */
+    write_plan *plan = malloc(sizeof *plan);
+    if (!plan) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    int rc = plan_write(t, src, inside, plan, e);
+    if (!rc && !check_only) rc = do_write(t, plan, dir, written, cap, e);
+    free(plan);
+    if (rc || check_only) return rc;
     /* What a reader finds now must be this vocabulary (the reader's rule, not ours, decides). */
     tokenizer *back = NULL;
     rc = tokenizer_load_for_model(&back, inside ? dir : model_path, tokenizer_vocab_size(t), NULL, NULL, 0, e);
