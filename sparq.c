@@ -32,8 +32,8 @@
 static const char *usage_text =
     "usage: sparq <command> [options]\n"
     "\n"
-    "  eval      --model M [--tokenizer T] --text F|--ids F [--protocol windows|documents] [--seqlen L]\n"
-    "            [--limit N] [--threads N] [--json]\n"
+    "  eval      --model M [--tokenizer T] --text F|--ids F [--protocol windows|documents|llamacpp]\n"
+    "            [--seqlen L] [--limit N] [--threads N] [--json]\n"
     "  generate  --model M [--tokenizer T] [--prompt S | --prompt-ids \"2 10 20\"] [-n STEPS] [--json]\n"
     "            (greedy; STEPS positions, prompt included. eval --ids F: token ids, one document\n"
     "            per line, used as given: for models without a tokenizer)\n"
@@ -43,7 +43,7 @@ static const char *usage_text =
     "  inspect   --model M [--json]\n"
     "  tokenize  --tokenizer T --text S [--bos] [--json]   (ids; --json adds the vocabulary pieces)\n"
     "  convert   --model M --out OUT [--format llama2c|safetensors|gguf] [--dtype f32|f16|bf16]\n"
-    "            [--llama2c-version 0|1|2] [--tokenizer T] [--json]\n"
+    "            [--llama2c-version 0|1|2] [--tokenizer T | --no-vocab] [--json]\n"
     "            (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder; llama2.c version 0 =\n"
     "            legacy, the default, 1 = float32, 2 = Q8_0 int8)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
@@ -213,9 +213,7 @@ static int cmd_eval(int argc, char **argv, err *e) {
     if (rc) return rc;
     const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
     ppl_protocol p;
-    if (strcmp(proto, "windows") == 0) p = PPL_WINDOWS;
-    else if (strcmp(proto, "documents") == 0) p = PPL_DOCUMENTS;
-    else return err_set(e, SPARQ_EINPUT, "--protocol %s: expected windows or documents", proto);
+    if ((rc = ppl_protocol_parse(proto, "--protocol", &p, e))) return rc;
     blas_set_threads(threads);
 
     model *m = NULL;
@@ -253,8 +251,8 @@ static int cmd_eval(int argc, char **argv, err *e) {
         } else {
             printf("perplexity  %.4f\n", r.ppl);
             printf("mean nll    %.6f nats/token\n", r.nll);
-            printf("scored      %ld tokens in %d %s of <= %d\n", r.tokens, r.sequences,
-                   p == PPL_WINDOWS ? "windows" : "documents", seqlen);
+            printf("scored      %ld tokens in %d sequences of <= %d (%s)\n", r.tokens, r.sequences,
+                   seqlen, ppl_protocol_name(p));
             printf("speed       %.0f tokens/s (%ld tokens, %.2f s, %d threads)\n", tps,
                    r.tokens_forward, r.seconds, blas_threads());
         }
@@ -462,9 +460,7 @@ static int cmd_compress(int argc, char **argv, err *e) {
     if (!rc) rc = parse_tasks(f, &s, e);
     if (rc) return rc;
     const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
-    if (strcmp(proto, "documents") == 0) s.ppl[0].protocol = PPL_DOCUMENTS;
-    else if (strcmp(proto, "windows") != 0)
-        return err_set(e, SPARQ_EINPUT, "--protocol %s: expected windows or documents", proto);
+    if ((rc = ppl_protocol_parse(proto, "--protocol", &s.ppl[0].protocol, e))) return rc;
     snprintf(s.model, sizeof s.model, "%s", flag_str(f, "--model"));
     snprintf(s.calib, sizeof s.calib, "%s", flag_str(f, "--calib"));
     if (flag_str(f, "--tokenizer")) snprintf(s.tokenizer, sizeof s.tokenizer, "%s", flag_str(f, "--tokenizer"));
@@ -576,7 +572,7 @@ static int cmd_report(int argc, char **argv, err *e) {
 
 static int cmd_convert(int argc, char **argv, err *e) {
     flag f[] = {FV("--model"), FV("--out"), FV("--format"), FV("--dtype"),
-                FV("--tokenizer"), FV("--llama2c-version"), FB("--json"), {0}};
+                FV("--tokenizer"), FB("--no-vocab"), FV("--llama2c-version"), FB("--json"), {0}};
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = require(f, "--out", e);
@@ -591,20 +587,32 @@ static int cmd_convert(int argc, char **argv, err *e) {
     if (flag_str(f, "--llama2c-version") && fmt != MODEL_FORMAT_LLAMA2C)
         return err_set(e, SPARQ_EINPUT, "--llama2c-version: %s is written as %s, not llama2c", out,
                        model_format_name(fmt));
+    bool no_vocab = flag_str(f, "--no-vocab") != NULL;
+    if (no_vocab && flag_str(f, "--tokenizer"))
+        return err_set(e, SPARQ_EINPUT, "--no-vocab and --tokenizer: give one or the other");
     model *m = NULL;
     tokenizer *t = NULL;
+    char used[4200] = "", written[4200] = "";
     rc = model_load(&m, mpath, e);
     if (!rc) fmt = model_save_format(m, out, o.format);
-    /* A GGUF carries its vocabulary so that llama.cpp runs it as is: a --tokenizer must load; one
-     * found beside the model is embedded; finding none is only a warning. */
-    if (!rc && fmt == MODEL_FORMAT_GGUF) {
+    /* The converted model keeps its tokenizer (issue 20): a GGUF embeds it so that llama.cpp runs
+     * it as is, other formats get it beside (or inside) them. Without one, only --no-vocab writes
+     * the model. */
+    if (!rc && !no_vocab) {
         err te = {0};
-        int trc = tokenizer_load_for_model(&t, mpath, m->cfg.vocab_size, flag_str(f, "--tokenizer"), NULL, 0, &te);
+        int trc = tokenizer_load_for_model(&t, mpath, m->cfg.vocab_size, flag_str(f, "--tokenizer"), used,
+                                           sizeof used, &te);
         if (trc && flag_str(f, "--tokenizer")) rc = err_set(e, trc, "%s", te.msg);
-        else if (trc) fprintf(stderr, "sparq convert: warning: %s; the GGUF gets no vocabulary\n", te.msg);
-        o.tok = t;
+        else if (trc) rc = err_set(e, trc, "%s; give --tokenizer T, or --no-vocab to write the model "
+                                   "without a vocabulary", te.msg);
+        o.tok = fmt == MODEL_FORMAT_GGUF ? t : NULL;
     }
+    bool inside = fmt == MODEL_FORMAT_SAFETENSORS && !path_has_suffix(out, ".safetensors");
+    if (!rc && t && fmt != MODEL_FORMAT_GGUF)   /* refuse a clash before writing anything */
+        rc = tokenizer_save_beside(t, used, out, inside, true, NULL, 0, e);
     if (!rc) rc = model_save_opts(m, out, &o, e);
+    if (!rc && t && fmt != MODEL_FORMAT_GGUF)
+        rc = tokenizer_save_beside(t, used, out, inside, false, written, sizeof written, e);
     if (!rc) {
         const char *dt = fmt == MODEL_FORMAT_LLAMA2C && o.llama2c_version == 2
                              ? "q8_0" : dtype_name(fmt == MODEL_FORMAT_LLAMA2C ? DTYPE_F32 : o.dtype);
@@ -615,10 +623,13 @@ static int cmd_convert(int argc, char **argv, err *e) {
             cJSON_AddStringToObject(j, "dtype", dt);
             cJSON_AddNumberToObject(j, "params", (double)model_params(m));
             cJSON_AddBoolToObject(j, "tokenizer", t != NULL);
+            if (written[0]) cJSON_AddStringToObject(j, "tokenizer_file", written);
             print_json(j);
         } else {
-            printf("wrote %s: %s, %s, %llu parameters%s\n", out, model_format_name(fmt), dt,
-                   (unsigned long long)model_params(m), t ? ", with its vocabulary" : "");
+            printf("wrote %s: %s, %s, %llu parameters%s%s\n", out, model_format_name(fmt), dt,
+                   (unsigned long long)model_params(m),
+                   !t ? ", without a vocabulary (--no-vocab)" : written[0] ? ", its tokenizer in " : ", with its vocabulary",
+                   written);
         }
     }
     tokenizer_free(t);

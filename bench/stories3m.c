@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
             }
             double gf = flops / best.seconds / 1e9;
             printf("%-38s %-9s %6d %7d %9ld %10.0f %8.4f %8.1f %6.1f%%\n", runs[r].text,
-                   runs[r].p == PPL_WINDOWS ? "windows" : "documents", runs[r].seqlen, th, best.tokens_forward,
+                   ppl_protocol_name(runs[r].p), runs[r].seqlen, th, best.tokens_forward,
                    best.tokens_forward / best.seconds, best.ppl, gf, 100 * gf / peak[th]);
         }
         token_seqs_free(&s);

@@ -419,6 +419,7 @@ int token_seqs_alloc(token_seqs *s, int n, long ntok, err *e) {
     s->lens = malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
     s->offs = malloc((size_t)(n > 0 ? n : 1) * sizeof(long));
     s->n = n;
+    s->unscored = 0;
     if (!s->tokens || !s->lens || !s->offs) {
         token_seqs_free(s);
         return err_set(e, SPARQ_ERUNTIME, "out of memory for %ld tokens", ntok);
@@ -434,13 +435,10 @@ static bool has_gguf_magic(const char *p) {
     return yes;
 }
 
-/* The first candidate file beside (or inside) the model that exists, into buf; false if none. */
-static bool find_beside(const char *model_path, int vocab_size, char *buf, size_t cap) {
-    char dir[4096], tok[32];
-    if (path_is_dir(model_path))
-        snprintf(dir, sizeof dir, "%s%s", model_path, path_has_suffix(model_path, "/") ? "" : "/");
-    else
-        path_dir(model_path, dir, sizeof dir);
+/* The first candidate file in folder dir (ending in '/', or "") that exists, into buf; false if
+ * none. */
+static bool find_in_dir(const char *dir, int vocab_size, char *buf, size_t cap) {
+    char tok[32];
     snprintf(tok, sizeof tok, "tok%d.bin", vocab_size);
     /* vocab.json / encoder.json: a Hugging Face OPT or GPT-2 folder's pair (bpe_find_pair). */
     const char *names[] = {"tokenizer.bin", tok, "tokenizer.model", "tokenizer.json", "vocab.json", "encoder.json"};
@@ -449,6 +447,22 @@ static bool find_beside(const char *model_path, int vocab_size, char *buf, size_
         if (path_exists(buf) && !path_is_dir(buf)) return true;
     }
     return false;
+}
+
+/* The folder tokenizers are looked for in: the model's folder, or the model itself when it is a
+ * folder (or is to be written as one: `inside`), with a trailing '/' ("" for the working one). */
+static void model_dir(const char *model_path, bool inside, char *dir, size_t cap) {
+    if (inside || path_is_dir(model_path))
+        snprintf(dir, cap, "%s%s", model_path, path_has_suffix(model_path, "/") ? "" : "/");
+    else
+        path_dir(model_path, dir, cap);
+}
+
+/* The first candidate file beside (or inside) the model that exists, into buf; false if none. */
+static bool find_beside(const char *model_path, int vocab_size, char *buf, size_t cap) {
+    char dir[4096];
+    model_dir(model_path, false, dir, sizeof dir);
+    return find_in_dir(dir, vocab_size, buf, cap);
 }
 
 int tokenizer_load_for_model(tokenizer **out, const char *model_path, int vocab_size,
@@ -482,4 +496,166 @@ int tokenizer_load_for_model(tokenizer **out, const char *model_path, int vocab_
     }
     if (used) snprintf(used, cap, "%s", path);
     return SPARQ_OK;
+}
+
+/* ---- a model's tokenizer written beside it -------------------------------------------------- */
+
+/* Whether two tokenizers are the same vocabulary: the same pieces (and scores and byte fallback
+ * for SentencePiece-BPE). */
+static bool tokenizer_same(const tokenizer *a, const tokenizer *b) {
+    if (tokenizer_is_byte_level(a) != tokenizer_is_byte_level(b) ||
+        tokenizer_vocab_size(a) != tokenizer_vocab_size(b))
+        return false;
+    for (int i = 0; i < tokenizer_vocab_size(a); i++)
+        if (strcmp(tokenizer_piece(a, i), tokenizer_piece(b, i)) != 0 ||
+            tokenizer_score(a, i) != tokenizer_score(b, i))
+            return false;
+    return a->bpe || memcmp(a->byte_id, b->byte_id, sizeof a->byte_id) == 0;
+}
+
+/* dst = a byte copy of src, written atomically. */
+static int copy_file(const char *src, const char *dst, err *e) {
+    mapped_file f;
+    int rc = mapped_open(&f, src, "tokenizer", e);
+    if (rc) return rc;
+    atomic_file a;
+    rc = atomic_open(&a, dst, e);
+    if (!rc) {
+        if (f.size) atomic_write(&a, f.data, (size_t)f.size);
+        rc = atomic_commit(&a, e);
+    }
+    mapped_close(&f);
+    return rc;
+}
+
+/* llama2.c's tokenizer.bin reader takes byte pieces at ids 3 .. 258 (run.c's rule), so a
+ * vocabulary whose "<0xXX>" pieces sit elsewhere cannot be written as one without changing what
+ * it encodes. */
+static int check_llama2c(const tokenizer *t, const char *src, err *e) {
+    for (int b = 0; b < 256; b++) {
+        int legacy = b + 3 < t->vocab_size ? b + 3 : TOKEN_UNK;
+        if (t->byte_id[b] != legacy)
+            return err_set(e, SPARQ_EINPUT, "%s: the vocabulary's byte piece <0x%02X> is id %d, not %d: "
+                           "it cannot be written as a llama2.c tokenizer.bin", src, b, t->byte_id[b], legacy);
+    }
+    return SPARQ_OK;
+}
+
+/* llama2.c's tokenizer.bin: max_token_length, then per token its score, length and bytes. */
+static int save_llama2c(const tokenizer *t, const char *path, err *e) {
+    atomic_file a;
+    int rc = atomic_open(&a, path, e);
+    if (rc) return rc;
+    int32_t maxlen = t->max_token_length;
+    atomic_write(&a, &maxlen, 4);
+    for (int i = 0; i < t->vocab_size; i++) {
+        int32_t len = (int32_t)strlen(t->pieces[i]);
+        atomic_write(&a, &t->scores[i], 4);
+        atomic_write(&a, &len, 4);
+        atomic_write(&a, t->pieces[i], (size_t)len);
+    }
+    return atomic_commit(&a, e);
+}
+
+/* buf = dir + name; SPARQ_EINPUT when it does not fit. */
+static int join(char *buf, size_t cap, const char *dir, const char *name, err *e) {
+    int n = snprintf(buf, cap, "%s%s", dir, name);
+    return n >= 0 && (size_t)n < cap ? SPARQ_OK : err_set(e, SPARQ_EINPUT, "%s%s: path too long", dir, name);
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* How t (read from src) goes into dir, under a name find_in_dir looks for. Beside a model file, a
+ * SentencePiece-BPE vocabulary is written as tok<vocab>.bin (llama2.c's format, the name only
+ * models of this vocabulary size look for, so it never shadows another model's tokenizer.bin,
+ * tokenizer.model or tokenizer.json in a shared folder); inside a Hugging Face folder, the model's
+ * own, a .model or .json source keeps its kind (tokenizer.model, tokenizer.json). Byte-level
+ * vocabularies are copied: the pair under its own names, else tokenizer.json. */
+typedef enum { COPY_PAIR, COPY_AS, WRITE_LLAMA2C } write_kind;
+
+typedef struct {
+    write_kind kind;
+    char from[4200], from2[4200];    /* source file(s) of a copy; from2: a pair's merges file */
+    char name[32];                   /* the name in dir (COPY_AS, WRITE_LLAMA2C)              */
+} write_plan;
+
+static int plan_write(const tokenizer *t, const char *src, bool inside, write_plan *p, err *e) {
+    bool json = path_is_dir(src) || path_has_suffix(src, ".json"), spm_model = path_has_suffix(src, ".model");
+    snprintf(p->from, sizeof p->from, "%s", src);
+    if (t->bpe && bpe_find_pair(src, p->from, p->from2, sizeof p->from)) return p->kind = COPY_PAIR, SPARQ_OK;
+    if (json && (t->bpe || inside)) {
+        /* a folder is read through its tokenizer.json */
+        int rc = path_is_dir(src) ? join(p->from, sizeof p->from, src, "/tokenizer.json", e) : SPARQ_OK;
+        if (rc) return rc;
+        snprintf(p->name, sizeof p->name, "tokenizer.json");
+        return p->kind = COPY_AS, SPARQ_OK;
+    }
+    if (t->bpe) return err_set(e, SPARQ_EINPUT, "%s: a byte-level vocabulary that is no tokenizer.json or "
+                               "vocabulary/merges pair cannot be written beside a model", src);
+    if (spm_model && inside) {
+        snprintf(p->name, sizeof p->name, "tokenizer.model");
+        return p->kind = COPY_AS, SPARQ_OK;
+    }
+    snprintf(p->name, sizeof p->name, "tok%d.bin", tokenizer_vocab_size(t));
+    /* A llama2.c file is copied as it is; any other source is written from its pieces. */
+    p->kind = !json && !spm_model && !has_gguf_magic(src) ? COPY_AS : WRITE_LLAMA2C;
+    return p->kind == WRITE_LLAMA2C ? check_llama2c(t, src, e) : SPARQ_OK;
+}
+
+static int do_write(const tokenizer *t, const write_plan *p, const char *dir, char *written, size_t cap,
+                    err *e) {
+    char dst[4200];
+    int rc;
+    switch (p->kind) {
+    case COPY_PAIR:
+        if ((rc = join(dst, sizeof dst, dir, base_name(p->from2), e)) || (rc = copy_file(p->from2, dst, e)) ||
+            (rc = join(written, cap, dir, base_name(p->from), e)))
+            return rc;
+        return copy_file(p->from, written, e);
+    case COPY_AS:
+        if ((rc = join(written, cap, dir, p->name, e))) return rc;
+        return copy_file(p->from, written, e);
+    case WRITE_LLAMA2C:
+        if ((rc = join(written, cap, dir, p->name, e))) return rc;
+        return save_llama2c(t, written, e);
+    }
+    return err_set(e, SPARQ_ERUNTIME, "unknown write plan %d", (int)p->kind);
+}
+
+int tokenizer_save_beside(const tokenizer *t, const char *src, const char *model_path, bool inside,
+                          bool check_only, char *written, size_t cap, err *e) {
+    char dir[4096], found[4200], buf[4200];
+    model_dir(model_path, inside, dir, sizeof dir);
+    if (!written) { written = buf; cap = sizeof buf; }
+    written[0] = '\0';
+    if (find_in_dir(dir, tokenizer_vocab_size(t), found, sizeof found)) {
+        /* Whatever is there is what a reader of the model will take: it must be this vocabulary. */
+        tokenizer *there = NULL;
+        err te = {0};
+        bool same = tokenizer_load(&there, found, &te) == SPARQ_OK && tokenizer_same(t, there);
+        tokenizer_free(there);
+        if (!same)
+            return err_set(e, SPARQ_EINPUT, "%s: %s is already there and is not the model's vocabulary "
+                           "(%s): write the model into another folder", model_path, found, src);
+        snprintf(written, cap, "%s", found);
+        return SPARQ_OK;
+    }
+    /* Planned (and checked) before anything is written, so check_only catches every refusal. */
+    write_plan *plan = malloc(sizeof *plan);
+    if (!plan) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    int rc = plan_write(t, src, inside, plan, e);
+    if (!rc && !check_only) rc = do_write(t, plan, dir, written, cap, e);
+    free(plan);
+    if (rc || check_only) return rc;
+    /* What a reader finds now must be this vocabulary (the reader's rule, not ours, decides). */
+    tokenizer *back = NULL;
+    rc = tokenizer_load_for_model(&back, inside ? dir : model_path, tokenizer_vocab_size(t), NULL, NULL, 0, e);
+    if (!rc && !tokenizer_same(t, back))
+        rc = err_set(e, SPARQ_ERUNTIME, "%s: the tokenizer written beside it reads back as another vocabulary",
+                     written);
+    tokenizer_free(back);
+    return rc;
 }

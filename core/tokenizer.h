@@ -41,6 +41,19 @@ int  tokenizer_from_pieces(tokenizer **out, int n, const char *const *pieces, co
  * NULL) receives the file it was read from, for content hashes. */
 int  tokenizer_load_for_model(tokenizer **out, const char *model_path, int vocab_size,
                               const char *path, char *used, size_t cap, err *e);
+/* Give a model written at model_path the tokenizer t, read from src (tokenizer_load_for_model's
+ * `used`: a tokenizer file, a byte-level pair or folder, or a GGUF with its vocabulary), where
+ * tokenizer_load_for_model will find it: in the model's folder, or inside model_path when it is
+ * (or, `inside`, is to be written as) a Hugging Face folder. Beside a model file a SentencePiece-BPE
+ * vocabulary becomes tok<vocab>.bin (llama2.c's format; a name no model of another vocabulary
+ * size reads); inside a folder a tokenizer.model or .json source is copied as such; a byte-level
+ * vocabulary is copied (its pair, or tokenizer.json). When the
+ * folder already holds the file that rule would take, it must be this vocabulary: then nothing is
+ * written; another vocabulary is SPARQ_EINPUT (never overwritten). check_only: only that check,
+ * for a caller about to do long work. `written` (cap bytes, may be NULL) receives the file a
+ * reader will take. */
+int  tokenizer_save_beside(const tokenizer *t, const char *src, const char *model_path, bool inside,
+                           bool check_only, char *written, size_t cap, err *e);
 float tokenizer_score(const tokenizer *t, int token);
 void tokenizer_free(tokenizer *t);
 int  tokenizer_vocab_size(const tokenizer *t);
@@ -67,6 +80,8 @@ typedef struct {
     int  *lens;
     long *offs;
     int   n;
+    int   unscored;   /* perplexity: leading positions of every sequence whose prediction of
+                         the next token is context only, not scored (0: all are scored) */
 } token_seqs;
 
 /* Room for n sequences and ntok tokens (lens/offs left for the caller to fill). */

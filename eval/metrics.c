@@ -4,9 +4,13 @@
 #include <stddef.h>
 #include <string.h>
 
-double metrics_bpw_packed(double sparsity, int bits, int n, int m, int group, int cols) {
-    double b = bits, grid = 0.0;
-    if (bits < 16) grid = 32.0 / (group > 0 ? group : cols);
+double metrics_grid_bits(int bits, bool sym) {
+    if (bits >= 16) return 0.0;
+    return sym ? 16.0 : 32.0;
+}
+
+double metrics_bpw_packed(double sparsity, int bits, bool sym, int n, int m, int group, int cols) {
+    double b = bits, grid = metrics_grid_bits(bits, sym) / (group > 0 ? group : cols);
     if (m > 0) {
         double keep = (double)(m - n) / m;
         return keep * (b + ceil(log2((double)m))) + grid;
@@ -21,7 +25,8 @@ metrics_storage metrics_model_storage(const metrics_layer *l, int n, int nm_n, i
     /* No layer reports: the uncompressed model, every linear weight in fp16. */
     double bits = n ? 0.0 : 16.0 * linear_params, pruned = 0.0;
     for (int i = 0; i < n; i++) {
-        bits += l[i].weights * metrics_bpw_packed(l[i].sparsity, l[i].bits, nm_n, nm_m, l[i].group, l[i].cols);
+        bits += l[i].weights * metrics_bpw_packed(l[i].sparsity, l[i].bits, l[i].sym, nm_n, nm_m,
+                                                         l[i].group, l[i].cols);
         pruned += l[i].weights * l[i].sparsity;
     }
     s.sparsity = linear_params > 0 ? pruned / linear_params : 0.0;

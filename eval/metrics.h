@@ -4,19 +4,27 @@
 #ifndef SPARQ_METRICS_H
 #define SPARQ_METRICS_H
 
+#include <stdbool.h>
+
 #include "../core/err.h"
+
+/* Bits of one group's quantization grid: an fp16 scale, plus an fp16 zero point for an
+ * asymmetric grid (32); a symmetric grid's zero is the fixed midpoint (2^bits)/2 and is not
+ * stored (16). 0 when unquantized (bits >= 16). */
+double metrics_grid_bits(int bits, bool sym);
 
 /* Bits per weight as packed: values (bits, 16 = unquantized fp16), the pruning metadata
  * (bitmask for unstructured sparsity, ceil(log2 M) bits per kept weight for N:M) and the
- * per-group grid (fp16 scale + fp16 zero = 32 bits per group of `group` columns; group <= 0
- * means one per row of `cols`). */
-double metrics_bpw_packed(double sparsity, int bits, int n, int m, int group, int cols);
+ * per-group grid (metrics_grid_bits per group of `group` columns; group <= 0 means one per row
+ * of `cols`). */
+double metrics_bpw_packed(double sparsity, int bits, bool sym, int n, int m, int group, int cols);
 
 /* One compressed linear layer as storage sees it. */
 typedef struct {
     double weights;          /* rows * cols                                      */
     double sparsity;         /* pruned fraction                                  */
     int    bits, group, cols;
+    bool   sym;              /* symmetric grid: no zero point stored             */
 } metrics_layer;
 
 /* The storage of a compressed model (algorithms.md §9): its linear layers as packed (N:M

@@ -86,18 +86,91 @@ static int prepare_documents(const tokenizer *t, const char *path, int L, int li
     return SPARQ_OK;
 }
 
+/* llama.cpp's llama-perplexity (examples/perplexity/perplexity.cpp, perplexity(), at c392e509):
+ * the file as `-f` reads it (raw bytes, one trailing newline dropped; no "\n\n" join), tokenized
+ * once with BOS (common_tokenize(..., add_special = true)); n_chunk = tokens / L chunks of
+ * tokens[i L, (i + 1) L) with the chunk's first token replaced by BOS; the logits of positions
+ * first = L/2 .. L-2 predict the next token (L - L/2 - 1 scored per chunk); ppl = exp of the mean
+ * NLL over every scored token. It refuses a text of fewer than 2 L tokens, and so do we. */
+static int prepare_llamacpp(const tokenizer *t, const char *path, int L, int limit, token_seqs *out,
+                            err *e) {
+    if (L < 3) return err_set(e, SPARQ_EINPUT, "seqlen %d: the llamacpp protocol scores positions "
+                              "L/2 .. L-2 and needs L >= 3", L);
+    char *text;
+    size_t len;
+    int rc = text_read_file(path, &text, &len, e);
+    if (rc) return rc;
+    if (len > 0 && text[len - 1] == '\n') text[--len] = '\0';
+    int *ids, n, *bos, nbos;
+    rc = tokenizer_encode(t, text, true, false, &ids, &n, e);
+    free(text);
+    if (rc) return rc;
+    /* The family's BOS, if it has one (a byte-level BPE may not: then chunks keep their token). */
+    if ((rc = tokenizer_encode(t, "", true, false, &bos, &nbos, e))) { free(ids); return rc; }
+    int bos_id = nbos == 1 ? bos[0] : -1;
+    free(bos);
+    if (n < 2 * L) {
+        free(ids);
+        return err_set(e, SPARQ_EINPUT, "%s: %d tokens; the llamacpp protocol needs at least 2 chunks "
+                       "of %d (llama-perplexity refuses fewer than 2 x its context)", path, n, L);
+    }
+    int nc = n / L;
+    if (limit > 0 && nc > limit) nc = limit;
+    rc = token_seqs_alloc(out, nc, (long)nc * L, e);
+    if (rc) { free(ids); return rc; }
+    memcpy(out->tokens, ids, (size_t)nc * L * sizeof(int));
+    for (int i = 0; i < nc; i++) {
+        out->lens[i] = L;
+        out->offs[i] = (long)i * L;
+        if (bos_id >= 0) out->tokens[(size_t)i * L] = bos_id;
+    }
+    out->unscored = L / 2;
+    free(ids);
+    return SPARQ_OK;
+}
+
+/* The protocols, in ppl_protocol order: a new protocol is an enum value and a row here. */
+static const struct {
+    const char *name;
+    int (*prepare)(const tokenizer *t, const char *path, int L, int limit, token_seqs *out, err *e);
+} protocols[] = {
+    [PPL_WINDOWS] = {"windows", prepare_windows},
+    [PPL_DOCUMENTS] = {"documents", prepare_documents},
+    [PPL_LLAMACPP] = {"llamacpp", prepare_llamacpp},
+};
+enum { N_PROTOCOLS = sizeof protocols / sizeof protocols[0] };
+
+const char *ppl_protocol_name(ppl_protocol p) {
+    return (int)p >= 0 && (int)p < N_PROTOCOLS ? protocols[p].name : "?";
+}
+
+int ppl_protocol_parse(const char *name, const char *what, ppl_protocol *p, err *e) {
+    char list[256] = "";
+    for (int i = 0; i < N_PROTOCOLS; i++) {
+        if (strcmp(name, protocols[i].name) == 0) return *p = (ppl_protocol)i, SPARQ_OK;
+        size_t at = strlen(list);
+        snprintf(list + at, sizeof list - at, "%s%s", i == 0 ? "" : i + 1 < N_PROTOCOLS ? ", " : " or ",
+                 protocols[i].name);
+    }
+    return err_set(e, SPARQ_EINPUT, "%s '%s': expected %s", what, name, list);
+}
+
 int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int seqlen, int limit,
                 token_seqs *out, err *e) {
     memset(out, 0, sizeof *out);
     if (seqlen < 2) return err_set(e, SPARQ_EINPUT, "seqlen %d: need at least 2 tokens", seqlen);
-    return protocol == PPL_WINDOWS ? prepare_windows(t, path, seqlen, limit, out, e)
-                                   : prepare_documents(t, path, seqlen, limit, out, e);
+    if ((int)protocol < 0 || (int)protocol >= N_PROTOCOLS)
+        return err_set(e, SPARQ_EINPUT, "perplexity protocol %d is unknown", (int)protocol);
+    return protocols[protocol].prepare(t, path, seqlen, limit, out, e);
 }
 
 int ppl_prepare_ids(const char *path, ppl_protocol protocol, int seqlen, int limit, int vocab,
                     token_seqs *out, err *e) {
     memset(out, 0, sizeof *out);
     if (seqlen < 2) return err_set(e, SPARQ_EINPUT, "seqlen %d: need at least 2 tokens", seqlen);
+    if (protocol != PPL_WINDOWS && protocol != PPL_DOCUMENTS)
+        return err_set(e, SPARQ_EINPUT, "%s: token ids take the windows or documents protocol, not %s "
+                       "(llamacpp tokenizes the raw text as llama.cpp does)", path, ppl_protocol_name(protocol));
     char *buf;
     size_t len;
     int rc = text_read_file(path, &buf, &len, e);
@@ -231,7 +304,7 @@ static int score_task(const model *m, const token_seqs *s, int i, int j, int n_t
         int nr = n_tok - r0 < HEAD_ROWS ? n_tok - r0 : HEAD_ROWS;
         rc = forward_head(m, w->x + (size_t)r0 * dim, nr, w->logits, e);
         for (int r = 0; rc == SPARQ_OK && r < nr; r++) {
-            if (p + 1 < s->lens[k])
+            if (p >= s->unscored && p + 1 < s->lens[k])
                 nll_stats_add(&nll[k], row_nll(w->logits + (size_t)r * vocab, toks[r0 + r + 1],
                                                vocab));
             if (++p == s->lens[k]) { k++; p = 0; }

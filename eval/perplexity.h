@@ -1,7 +1,8 @@
-/* Perplexity of a model on a text, in the two protocols of ARCHITECTURE.md: `windows`
+/* Perplexity of a model on a text, in the protocols of the table in perplexity.c: `windows`
  * (algorithms.md §8, WikiText-2/C4: the joined text tokenized once, non-overlapping windows of
- * L tokens, tail dropped) and `documents` (each document from BOS, truncated to L tokens).
- * Owns token sequences and results; never sees a solver. */
+ * L tokens, tail dropped), `documents` (each document from BOS, truncated to L tokens) and
+ * `llamacpp` (llama-perplexity's chunks: the raw file, BOS first in each chunk, second half
+ * scored). Owns token sequences and results; never sees a solver. */
 #ifndef SPARQ_PERPLEXITY_H
 #define SPARQ_PERPLEXITY_H
 
@@ -10,10 +11,17 @@
 #include "../core/progress.h"
 #include "../core/tokenizer.h"
 
-typedef enum { PPL_WINDOWS, PPL_DOCUMENTS } ppl_protocol;
+typedef enum { PPL_WINDOWS, PPL_DOCUMENTS, PPL_LLAMACPP } ppl_protocol;
+
+/* The protocol's name ("windows", "documents", "llamacpp"); "?" for a value out of range. */
+const char *ppl_protocol_name(ppl_protocol p);
+/* The protocol named `name`; SPARQ_EINPUT naming the choices otherwise ("<what> 'NAME': expected
+ * windows, documents or llamacpp"), `what` says where the name came from ("--protocol"). */
+int ppl_protocol_parse(const char *name, const char *what, ppl_protocol *p, err *e);
 
 /* Tokenize the text at path into the protocol's sequences of at most seqlen tokens; limit > 0
- * keeps only the first `limit` windows or documents. */
+ * keeps only the first `limit` windows, chunks or documents. out->unscored says how many
+ * leading positions of each sequence are context only (llamacpp: seqlen / 2). */
 int ppl_prepare(const tokenizer *t, const char *path, ppl_protocol protocol, int seqlen, int limit,
                 token_seqs *out, err *e);
 
@@ -33,13 +41,15 @@ typedef struct {
     double nll;            /* mean negative log-likelihood, nats per scored token   */
     double nll_stderr;     /* standard error of nll                                 */
     double ppl_stderr;     /* standard error of ppl, delta method                   */
-    long   tokens;         /* scored tokens (every position but each sequence's first) */
+    long   tokens;         /* scored tokens (each position from s->unscored on but the last
+                              predicts the next token)                              */
     long   tokens_forward; /* tokens through the model                              */
     int    sequences;
     double seconds;        /* time in the forward pass and scoring                  */
 } ppl_result;
 
-/* Score every sequence: the mean over all scored tokens of -log p(token | its prefix). */
+/* Score every sequence: the mean over all scored tokens of -log p(token | its prefix); the
+ * tokens at positions 1 .. s->unscored of each sequence are context, not scored. */
 int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn progress,
               void *progress_ctx, err *e);
 

@@ -219,10 +219,10 @@ static int parse_evals(parse_state *ps, const char *path, err *e) {
                 if (!parse_int(sl, 2, 1 << 20, &p->seqlen))
                     return err_set(e, SPARQ_EINPUT, "%s: eval.ppl seqlen '%s' is not an integer >= 2", path, sl);
             }
-            if (strcmp(proto, "documents") == 0) p->protocol = PPL_DOCUMENTS;
-            else if (strcmp(proto, "windows") != 0)
-                return err_set(e, SPARQ_EINPUT, "%s: eval.ppl protocol '%s': expected windows or documents",
-                               path, proto);
+            char what[SPEC_PATH + 32];
+            snprintf(what, sizeof what, "%s: eval.ppl protocol", path);
+            int prc = ppl_protocol_parse(proto, what, &p->protocol, e);
+            if (prc) return prc;
         }
         resolve(ps, x, p->path);
         const char *base = strrchr(x, '/');

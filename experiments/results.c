@@ -171,12 +171,12 @@ static int add_storage(cJSON *j, const run_outcome *o) {
     int n = rep ? rep->n : 0;
     metrics_layer *l = n ? calloc((size_t)n, sizeof *l) : NULL;
     if (n && !l) return -1;
+    const target *t = &o->spec->opts.target;
     for (int i = 0; i < n; i++) {
         const compress_layer *x = &rep->layers[i];
         l[i] = (metrics_layer){(double)x->rows * x->cols, x->report.sparsity, x->report.bits,
-                               x->report.group, x->cols};
+                               x->report.group, x->cols, t->sym};
     }
-    const target *t = &o->spec->opts.target;
     metrics_storage st = metrics_model_storage(l, n, t->n, t->m, o->linear_params, o->other_params);
     free(l);
     int q = rep ? t->bits : 16;
@@ -213,7 +213,7 @@ void results_ppl_fields(cJSON *x, const ppl_result *p, ppl_protocol protocol, in
     cJSON_AddNumberToObject(x, "nll", p->nll);
     cJSON_AddNumberToObject(x, "nll_stderr", p->nll_stderr);
     cJSON_AddNumberToObject(x, "tokens", (double)p->tokens);
-    cJSON_AddStringToObject(x, "protocol", protocol == PPL_WINDOWS ? "windows" : "documents");
+    cJSON_AddStringToObject(x, "protocol", ppl_protocol_name(protocol));
     cJSON_AddNumberToObject(x, "seqlen", seqlen);
 }
 

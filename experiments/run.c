@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../core/clock.h"
+#include "../core/fileio.h"
 #include "../core/hash.h"
 #include "../eval/perplexity.h"
 #include "../eval/zeroshot.h"
@@ -133,19 +134,21 @@ int run_key(run_context *c, run_spec *r, err *e) {
     return SPARQ_OK;
 }
 
-/* ---- token caches: "SPQT", n, ntok, lens[n], tokens[ntok] -------------------------------- */
+/* ---- token caches: "SPQU", n, ntok, unscored, lens[n], tokens[ntok] ---------------------- */
+/* (Version "SPQT" had no `unscored`: such a file is a cache miss and is rewritten.) */
 
 static int cache_read(const char *path, token_seqs *s) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
     char magic[4];
-    int32_t n;
+    int32_t n, unscored;
     int64_t ntok;
     int rc = -1;
     memset(s, 0, sizeof *s);
-    if (fread(magic, 4, 1, f) == 1 && memcmp(magic, "SPQT", 4) == 0 && fread(&n, 4, 1, f) == 1 &&
-        fread(&ntok, 8, 1, f) == 1 && n > 0 && ntok > 0 && ntok < (1ll << 40) &&
-        token_seqs_alloc(s, n, (long)ntok, NULL) == 0) {
+    if (fread(magic, 4, 1, f) == 1 && memcmp(magic, "SPQU", 4) == 0 && fread(&n, 4, 1, f) == 1 &&
+        fread(&ntok, 8, 1, f) == 1 && fread(&unscored, 4, 1, f) == 1 && n > 0 && ntok > 0 &&
+        ntok < (1ll << 40) && unscored >= 0 && token_seqs_alloc(s, n, (long)ntok, NULL) == 0) {
+        s->unscored = unscored;
         if (fread(s->lens, sizeof(int), (size_t)n, f) == (size_t)n &&
             fread(s->tokens, sizeof(int), (size_t)ntok, f) == (size_t)ntok) {
             long o = 0;
@@ -166,16 +169,17 @@ static int cache_read(const char *path, token_seqs *s) {
 static int cache_write(const char *path, const token_seqs *s, err *e) {
     long ntok = 0;
     for (int i = 0; i < s->n; i++) ntok += s->lens[i];
-    size_t size = 16 + (size_t)s->n * 4 + (size_t)ntok * 4;
+    size_t size = 20 + (size_t)s->n * 4 + (size_t)ntok * 4;
     char *buf = malloc(size);
     if (!buf) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    int32_t n = s->n;
+    int32_t n = s->n, unscored = s->unscored;
     int64_t nt = ntok;
-    memcpy(buf, "SPQT", 4);
+    memcpy(buf, "SPQU", 4);
     memcpy(buf + 4, &n, 4);
     memcpy(buf + 8, &nt, 8);
-    memcpy(buf + 16, s->lens, (size_t)s->n * 4);
-    memcpy(buf + 16 + (size_t)s->n * 4, s->tokens + s->offs[0], (size_t)ntok * 4);
+    memcpy(buf + 16, &unscored, 4);
+    memcpy(buf + 20, s->lens, (size_t)s->n * 4);
+    memcpy(buf + 20 + (size_t)s->n * 4, s->tokens + s->offs[0], (size_t)ntok * 4);
     int rc = results_write_atomic(path, buf, size, e);
     free(buf);
     return rc;
@@ -276,6 +280,12 @@ int run_execute(run_context *c, const run_spec *r, const char *out_path, run_pro
     if (c->dirty) memcpy(c->m->data, c->pristine, c->m->data_floats * sizeof(float));
     c->dirty = false;
     int rc = ensure_eval_data(c, e);
+    /* --out keeps the tokenizer (issue 20): a GGUF embeds it, other formats get it beside (or
+     * inside) them; a different tokenizer already there is refused before the long part. */
+    model_format fmt = out_path ? model_format_for_path(out_path) : MODEL_FORMAT_AUTO;
+    bool tok_beside = out_path && fmt != MODEL_FORMAT_GGUF;
+    bool inside = fmt == MODEL_FORMAT_SAFETENSORS && !path_has_suffix(out_path, ".safetensors");
+    if (!rc && tok_beside) rc = tokenizer_save_beside(c->tok, c->tok_path, out_path, inside, true, NULL, 0, e);
     compress_report rep = {0};
     if (!rc && !r->dense) {
         double a = clock_seconds();
@@ -292,6 +302,7 @@ int run_execute(run_context *c, const run_spec *r, const char *out_path, run_pro
         /* The format follows the extension; a .gguf carries the vocabulary for llama.cpp. */
         model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, c->tok, 0};
         rc = model_save_opts(c->m, out_path, &so, e);
+        if (!rc && tok_beside) rc = tokenizer_save_beside(c->tok, c->tok_path, out_path, inside, false, NULL, 0, e);
     }
     ppl_result pr[SPEC_MAX_EVALS];
     zeroshot_result zr[SPEC_MAX_TASKS];

@@ -120,7 +120,7 @@ Test(cli, bad_inputs_exit_2_with_one_clear_line) {
     expect_input_error(fmt("eval --model '%s' --tokenizer '%s' --text '%s' --seqlen 1024", MODEL, TOK,
                            text), "larger than the model's context (512)");
     expect_input_error(fmt("eval --model '%s' --text '%s' --protocol sliding%s", MODEL, text, ""),
-                       "expected windows or documents");
+                       "expected windows, documents or llamacpp");
     expect_input_error(fmt("eval --model '%s' --text '%s' --seqlen abc", MODEL, text, ""), "--seqlen");
     expect_input_error(fmt("eval --model '%s' --text '%s' --bogus 1", MODEL, text, ""), "unknown option");
     expect_input_error(fmt("eval --model '%s'%s%s", MODEL, "", ""), "missing required option --text");

@@ -192,3 +192,28 @@ Test(compress, impossible_requests_fail_before_any_work) {
     expect_refused("--solver sparsegpt --sparsity 0.5 --calib-seqlen 1000", "larger than the model's context");
     expect_refused("--solver magnitude --sparsity 0.5 --scope column", "expected layer or row");
 }
+
+/* Issue 20, part 2, end to end: `compress --json` counts a symmetric grid with its fp16 scale only
+ * (its zero is the fixed midpoint). RTN at g32: 8 + 16/32 = 8.5, 5.5, 4.5 (asymmetric: 9, 6, 5).
+ * SparseGPT 50% + 4-bit sym per row on stories260K: bitmask 1 + kept values (1 - s) 4 + one fp16
+ * scale per row: per block 34304 weights in rows of 64 (q k v o gate up) and 11008 in rows of
+ * 172 (down), so 5 x (34304/64 + 11008/172) x 16 = 48000 bits over 226560 weights. */
+Test(compress, symmetric_grids_are_counted_without_a_zero_point, .timeout = 120) {
+    static const struct { const char *flags; double bpw; } runs[] = {
+        {"--solver rtn --bits 8 --group 32 --sym", 8.5},
+        {"--solver rtn --bits 5 --group 32 --sym", 5.5},
+        {"--solver rtn --bits 4 --group 32 --sym", 4.5},
+        {"--solver rtn --bits 4 --group 32", 5.0},
+        {"--solver sparsegpt --sparsity 0.5 --bits 4 --sym", -1},   /* by the formula above */
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        char args[4096], *out, *er;
+        snprintf(args, sizeof args, "compress --model '%s' --tokenizer '%s' --calib '%s' --nsamples 4 "
+                 "--calib-seqlen 32 %s --json", MODEL, data_path("stories260K/tok512.bin"), C4, runs[i].flags);
+        cr_assert_eq(run_sparq(args, &out, &er), 0, "%s: %s", runs[i].flags, er);
+        double bpw = json_num(out, "bits_per_weight"), want = runs[i].bpw;
+        if (want < 0) want = 1.0 + (1.0 - json_num(out, "sparsity")) * 4 + 48000.0 / 226560;
+        cr_assert(fabs(bpw - want) < 1e-9, "%s: bits_per_weight %.12g, hand count %.12g", runs[i].flags, bpw, want);
+        free(out); free(er);
+    }
+}

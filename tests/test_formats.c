@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/dtype.h"
 #include "../core/forward.h"
@@ -1317,4 +1318,135 @@ Test(formats, cli_convert_compress_out_and_inspect_work_across_formats, .timeout
     cr_assert(strstr(er, "expected llama2c, safetensors or gguf"), "stderr: %s", er);
     free(out);
     free(er);
+}
+
+/* ---- a compressed model keeps its tokenizer (issue 20, part 1) ------------------------------- */
+
+static bool file_has(const char *path, const char *needle) {
+    size_t n, k = strlen(needle);
+    char *b = read_all(path, &n);
+    bool found = false;
+    for (size_t i = 0; b && !found && i + k <= n; i++) found = memcmp(b + i, needle, k) == 0;
+    free(b);
+    return found;
+}
+
+/* compress --out X.bin writes the tokenizer beside X.bin; convert X.bin -> X.gguf then embeds it
+ * (tokenizer.ggml.model, what llama.cpp refuses a GGUF without), with the very pieces of tok512.
+ * A model with no tokenizer anywhere converts only with --no-vocab; without it, exit 2 naming the
+ * files looked for, and nothing written. */
+Test(formats, compressed_model_keeps_its_tokenizer_through_compress_and_convert, .timeout = 120) {
+    const char *model = data_path("stories260K/stories260K.bin"), *tok = data_path("stories260K/tok512.bin");
+    TMP(dir, "keep-tok");
+    char args[4096], x[700], xg[700], lone[700], lg[700], *out, *er;
+    snprintf(args, sizeof args, "mkdir -p '%s/alone'", dir);
+    cr_assert_eq(system(args), 0);
+    snprintf(x, sizeof x, "%s/X.bin", dir);
+    snprintf(xg, sizeof xg, "%s/X.gguf", dir);
+    snprintf(args, sizeof args, "compress --model '%s' --tokenizer '%s' --solver sparsegpt --sparsity 0.5 "
+             "--calib '%s' --nsamples 4 --calib-seqlen 32 --out '%s'", model, tok,
+             data_path("text/c4-en-train-first1000.jsonl"), x);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out); free(er);
+    char beside[700];
+    snprintf(beside, sizeof beside, "%s/tok512.bin", dir);
+    size_t na, nb;
+    char *a = read_all(beside, &na), *b = read_all(tok, &nb);
+    cr_assert(a && na == nb && memcmp(a, b, na) == 0, "compress --out wrote tok512.bin beside X.bin");
+    free(a); free(b);
+    snprintf(args, sizeof args, "convert --model '%s' --out '%s' --json", x, xg);
+    cJSON *j = run_json(args);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "tokenizer")));
+    cJSON_Delete(j);
+    cr_assert(file_has(xg, "tokenizer.ggml.model"), "the GGUF has tokenizer.ggml.model");
+    tokenizer *tg, *t0;
+    err e = {0};
+    cr_assert_eq(tokenizer_load(&tg, xg, &e), 0, "%s", e.msg);
+    cr_assert_eq(tokenizer_load(&t0, tok, &e), 0, "%s", e.msg);
+    cr_assert_eq(tokenizer_vocab_size(tg), 512);
+    for (int i = 0; i < 512; i++) {
+        cr_assert_str_eq(tokenizer_piece(tg, i), tokenizer_piece(t0, i), "piece %d", i);
+        cr_assert_eq(tokenizer_score(tg, i), tokenizer_score(t0, i), "score %d", i);
+    }
+    tokenizer_free(tg); tokenizer_free(t0);
+
+    /* The same model alone in a folder: no tokenizer, so no GGUF unless asked for without one. */
+    snprintf(lone, sizeof lone, "%s/alone/X.bin", dir);
+    snprintf(lg, sizeof lg, "%s/alone/X.gguf", dir);
+    snprintf(args, sizeof args, "cp '%s' '%s'", x, lone);
+    cr_assert_eq(system(args), 0);
+    snprintf(args, sizeof args, "convert --model '%s' --out '%s'", lone, lg);
+    cr_assert_eq(run_sparq(args, &out, &er), 2, "stderr: %s", er);
+    cr_assert(strstr(er, "tok512.bin") && strstr(er, "--no-vocab") && strstr(er, "alone/X.bin"), "stderr: %s", er);
+    cr_assert_eq(strchr(er, '\n'), er + strlen(er) - 1, "one line: %s", er);
+    cr_assert(access(lg, F_OK) != 0, "no GGUF written");
+    free(out); free(er);
+    snprintf(args, sizeof args, "convert --model '%s' --out '%s' --no-vocab --json", lone, lg);
+    j = run_json(args);
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(j, "tokenizer")));
+    cJSON_Delete(j);
+    cr_assert(!file_has(lg, "tokenizer.ggml"), "--no-vocab: a GGUF without a vocabulary");
+    snprintf(args, sizeof args, "convert --model '%s' --out '%s' --no-vocab --tokenizer '%s'", lone, lg, tok);
+    cr_assert_eq(run_sparq(args, &out, &er), 2, "stderr: %s", er);
+    cr_assert(strstr(er, "--no-vocab and --tokenizer"), "stderr: %s", er);
+    free(out); free(er);
+}
+
+/* Every other path: compress --out Y.safetensors from a SentencePiece .model puts tok512.bin
+ * beside it (the bytes of llama2.c's tok512.bin); convert to a Hugging Face folder copies the
+ * .model in as tokenizer.model; a GGUF converted back to llama2.c gets tok512.bin from its
+ * embedded vocabulary. A folder already holding another vocabulary under the name the reader
+ * takes is refused before the compression runs, and nothing is written. */
+Test(formats, every_output_format_carries_the_tokenizer_and_a_clash_is_refused, .timeout = 120) {
+    const char *model = data_path("stories260K/stories260K.bin"), *tok = data_path("stories260K/tok512.bin");
+    const char *spm = data_path("stories260K/tok512.model"), *c4 = data_path("text/c4-en-train-first1000.jsonl");
+    TMP(dir, "every-path");
+    char args[4096], p[800], q[800], *out, *er;
+    snprintf(args, sizeof args, "mkdir -p '%s/st' '%s/hf' '%s/back' '%s/clash'", dir, dir, dir, dir);
+    cr_assert_eq(system(args), 0);
+    snprintf(p, sizeof p, "%s/st/Y.safetensors", dir);
+    snprintf(args, sizeof args, "compress --model '%s' --tokenizer '%s' --solver rtn --bits 4 --calib '%s' "
+             "--nsamples 2 --calib-seqlen 16 --out '%s'", model, spm, c4, p);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out); free(er);
+    snprintf(q, sizeof q, "%s/st/tok512.bin", dir);
+    size_t na, nb;
+    char *a = read_all(q, &na), *b = read_all(tok, &nb);
+    cr_assert(a && na == nb && memcmp(a, b, na) == 0, "tok512.bin beside Y.safetensors");
+    free(a);
+    snprintf(p, sizeof p, "%s/hf/m", dir);
+    snprintf(args, sizeof args, "convert --model '%s' --tokenizer '%s' --format safetensors --out '%s'", model, spm, p);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out); free(er);
+    snprintf(q, sizeof q, "%s/hf/m/tokenizer.model", dir);
+    size_t n1, n2;
+    char *s1 = read_all(q, &n1), *s2 = read_all(spm, &n2);
+    cr_assert(s1 && n1 == n2 && memcmp(s1, s2, n1) == 0, "tokenizer.model inside the folder");
+    free(s1); free(s2);
+    snprintf(p, sizeof p, "%s/back/g.gguf", dir);
+    snprintf(args, sizeof args, "convert --model '%s' --out '%s'", model, p);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out); free(er);
+    snprintf(q, sizeof q, "%s/back/again.bin", dir);
+    snprintf(args, sizeof args, "convert --model '%s' --out '%s'", p, q);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out); free(er);
+    snprintf(q, sizeof q, "%s/back/tok512.bin", dir);
+    a = read_all(q, &na);
+    cr_assert(a && na == nb && memcmp(a, b, na) == 0, "tok512.bin from the GGUF's vocabulary");
+    free(a);
+    /* Another tok512.bin (one score changed) where the compressed model would go. */
+    b[4] ^= 0x40;
+    snprintf(q, sizeof q, "%s/clash/tok512.bin", dir);
+    cr_assert_eq(write_file(q, b, nb), 0);
+    snprintf(p, sizeof p, "%s/clash/Z.bin", dir);
+    snprintf(args, sizeof args, "compress --model '%s' --tokenizer '%s' --solver rtn --bits 4 --calib '%s' "
+             "--nsamples 2 --calib-seqlen 16 --out '%s'", model, tok, c4, p);
+    cr_assert_eq(run_sparq(args, &out, &er), 2, "stderr: %s", er);
+    cr_assert(strstr(er, "is not the model's vocabulary"), "stderr: %s", er);
+    cr_assert(access(p, F_OK) != 0, "no model written");
+    a = read_all(q, &na);
+    cr_assert(a && na == nb && memcmp(a, b, na) == 0, "the tokenizer there is left alone");
+    free(a); free(b);
+    free(out); free(er);
 }

@@ -160,3 +160,55 @@ Test(run, compress_json_and_the_sweep_record_agree_on_every_shared_field, .timeo
     cJSON_Delete(cli);
     results_free(recs, n);
 }
+
+/* The number of tokens the dense record (or, !dense, the first other record) scored on `text`. */
+static double record_ppl_field(cJSON **recs, int n, bool dense, const char *text, const char *field) {
+    for (int i = 0; i < n; i++)
+        if (cJSON_IsTrue(cJSON_GetObjectItem(recs[i], "dense")) == dense)
+            return cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(recs[i], "ppl"), text),
+                                       field)->valuedouble;
+    cr_assert_fail("no %s record", dense ? "dense" : "compressed");
+    return NAN;
+}
+
+/* Issue 20, part 4, in a sweep: `eval.ppl = FILE:llamacpp:L` scores what `sparq eval --protocol
+ * llamacpp` scores, and the chunks' unscored first half survives the token cache: a second sweep
+ * over the same folder reads the cached chunks and still scores 31 tokens per chunk of 64, not 63. */
+Test(run, llamacpp_protocol_in_a_sweep_survives_the_token_cache, .timeout = 120) {
+    const char *model = abs_data("stories260K/stories260K.bin"), *tok = abs_data("stories260K/tok512.bin");
+    const char *wiki = abs_data("text/wiki.test.raw");
+    char out_dir[1024], cfg[1100], text[8192], args[4096], *o, *er;
+    snprintf(out_dir, sizeof out_dir, "%s", tmp_path("sw-llamacpp"));
+    snprintf(cfg, sizeof cfg, "%s.ini", out_dir);
+    cJSON **recs;
+    int n = 0;
+    err e = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        snprintf(text, sizeof text,
+                 "[sweep]\nmodel = %s\ntokenizer = %s\ncalib = %s\nnsamples = 4\nseqlen = 64\n"
+                 "eval.ppl = %s:llamacpp:64\neval.limit = 5\nout = %s\n\n[grid.p]\nsolver = magnitude\n"
+                 "sparsity = %s\n", model, tok, abs_data(C4), wiki, out_dir, pass ? "0.5, 0.6" : "0.5");
+        cr_assert_eq(write_file(cfg, text, strlen(text)), 0);
+        snprintf(args, sizeof args, "sweep '%s'", cfg);
+        cr_assert_eq(run_sparq(args, &o, &er), 0, "pass %d: %s", pass, er);
+        free(o); free(er);
+    }
+    cr_assert_eq(results_load(out_dir, &recs, &n, &e), 0, "%s", e.msg);
+    cr_assert_eq(n, 3, "dense, s=0.5, then s=0.6 from the cache");
+    for (int i = 0; i < n; i++) {
+        const cJSON *p = cJSON_GetObjectItem(cJSON_GetObjectItem(recs[i], "ppl"), "wiki.test.raw");
+        cr_assert_eq(cJSON_GetObjectItem(p, "tokens")->valuedouble, 5 * 31, "record %d: %s", i,
+                     cJSON_GetObjectItem(recs[i], "label")->valuestring);
+        cr_assert_str_eq(cJSON_GetObjectItem(p, "protocol")->valuestring, "llamacpp");
+    }
+    snprintf(args, sizeof args, "eval --model '%s' --tokenizer '%s' --text '%s' --protocol llamacpp "
+             "--seqlen 64 --limit 5 --json", model, tok, wiki);
+    cr_assert_eq(run_sparq(args, &o, &er), 0, "%s", er);
+    cJSON *j = cJSON_Parse(o);
+    double want = cJSON_GetObjectItem(j, "ppl")->valuedouble;
+    double got = record_ppl_field(recs, n, true, "wiki.test.raw", "ppl");
+    cr_assert(fabs(got - want) < 1e-12 * want, "sweep %.12g, eval %.12g", got, want);
+    cJSON_Delete(j);
+    free(o); free(er);
+    results_free(recs, n);
+}

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/text.h"
 #include "../core/tokenizer.h"
@@ -225,4 +226,114 @@ Test(tokenizer, truncated_or_garbage_file_is_a_clear_error) {
     cr_assert(strstr(e.msg, "length"), "message: %s", e.msg);
     cr_assert_eq(tokenizer_load(&t, tmp_path("does-not-exist.bin"), &e), SPARQ_EINPUT);
     free(b);
+}
+
+/* ---- tokenizer_save_beside (issue 20, part 1) ----------------------------------------------- */
+
+/* The ids of a sample text under t (with BOS), for comparing two tokenizers by what they do. */
+static int *sample_ids(const tokenizer *t, int *n) {
+    int *ids;
+    err e = {0};
+    cr_assert_eq(tokenizer_encode(t, "Once upon a time, Lily saw a café.\nThe end!", true, false, &ids, n, &e), 0,
+                 "%s", e.msg);
+    return ids;
+}
+
+static bool same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_all(a, &na), *y = read_all(b, &nb);
+    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Save `src`'s tokenizer beside model path `model` (a file name in a fresh folder, or the folder
+ * itself with inside), expect the file `want` there, byte-equal to `copy_of` when given, and the
+ * reader's rule to find a tokenizer that encodes as the source does. */
+static void save_and_check(const char *src, const char *folder, const char *model, bool inside,
+                           const char *want, const char *copy_of) {
+    tokenizer *t;
+    err e = {0};
+    cr_assert_eq(tokenizer_load(&t, src, &e), 0, "%s", e.msg);
+    char cmd[1200], mp[1200], w[1200], got[4200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", folder);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(mp, sizeof mp, "%s/%s", folder, model);
+    snprintf(w, sizeof w, "%s/%s", folder, want);
+    cr_assert_eq(tokenizer_save_beside(t, src, mp, inside, false, got, sizeof got, &e), 0, "%s: %s", src, e.msg);
+    cr_assert_str_eq(got, w, "%s: written as %s", src, got);
+    if (copy_of) cr_assert(same_bytes(w, copy_of), "%s is not a copy of %s", w, copy_of);
+    tokenizer *back;
+    cr_assert_eq(tokenizer_load_for_model(&back, mp, tokenizer_vocab_size(t), NULL, NULL, 0, &e), 0, "%s", e.msg);
+    int n1, n2, *a = sample_ids(t, &n1), *b = sample_ids(back, &n2);
+    cr_assert_eq(n1, n2);
+    cr_assert(memcmp(a, b, (size_t)n1 * sizeof(int)) == 0, "%s encodes differently once beside %s", src, mp);
+    /* A second save finds it and writes nothing new. */
+    cr_assert_eq(tokenizer_save_beside(t, src, mp, inside, false, got, sizeof got, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(got, w);
+    free(a); free(b);
+    tokenizer_free(back);
+    tokenizer_free(t);
+}
+
+Test(tokenizer, save_beside_writes_what_the_readers_rule_finds_for_every_kind) {
+    const char *tok512 = data_path("stories260K/tok512.bin"), *spm = data_path("stories260K/tok512.model");
+    char d[600];
+    /* llama2.c tokenizer.bin: copied byte for byte, under the name only 512-token models read. */
+    snprintf(d, sizeof d, "%s", tmp_path("beside-bin"));
+    save_and_check(tok512, d, "m.bin", false, "tok512.bin", tok512);
+    /* A SentencePiece .model beside a file: written as tok512.bin, the same bytes as llama2.c's
+     * own export of that vocabulary. Inside a Hugging Face folder: tokenizer.model, copied. */
+    snprintf(d, sizeof d, "%s", tmp_path("beside-spm"));
+    save_and_check(spm, d, "m.bin", false, "tok512.bin", tok512);
+    snprintf(d, sizeof d, "%s", tmp_path("inside-spm"));
+    save_and_check(spm, d, "", true, "tokenizer.model", spm);
+    /* Byte-level: the GPT-2 pair keeps its two files; a byte-level tokenizer.json is copied. */
+    snprintf(d, sizeof d, "%s", tmp_path("beside-pair"));
+    save_and_check(data_path("tokenizers/gpt2/encoder.json"), d, "m.safetensors", false, "encoder.json",
+                   data_path("tokenizers/gpt2/encoder.json"));
+    char vb[700];
+    snprintf(vb, sizeof vb, "%s/vocab.bpe", d);
+    cr_assert(same_bytes(vb, data_path("tokenizers/gpt2/vocab.bpe")), "vocab.bpe copied beside");
+    snprintf(d, sizeof d, "%s", tmp_path("beside-json"));
+    save_and_check(data_path("tokenizers/gpt2/tokenizer.json"), d, "m.bin", false, "tokenizer.json",
+                   data_path("tokenizers/gpt2/tokenizer.json"));
+}
+
+Test(tokenizer, save_beside_refuses_another_vocabulary_already_there) {
+    tokenizer *t;
+    err e = {0};
+    cr_assert_eq(tokenizer_load(&t, data_path("stories260K/tok512.bin"), &e), 0);
+    char d[600], p[700], m[700];
+    snprintf(d, sizeof d, "%s", tmp_path("clash"));
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", d);
+    cr_assert_eq(system(cmd), 0);
+    /* tok512.bin with one score changed: the reader would take it, so nothing may be written. */
+    size_t n;
+    char *b = read_all(data_path("stories260K/tok512.bin"), &n);
+    b[4] ^= 0x40;
+    snprintf(p, sizeof p, "%s/tok512.bin", d);
+    cr_assert_eq(write_file(p, b, n), 0);
+    snprintf(m, sizeof m, "%s/m.bin", d);
+    cr_assert_eq(tokenizer_save_beside(t, "src.bin", m, false, true, NULL, 0, &e), SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, "tok512.bin is already there and is not the model's vocabulary"), "%s", e.msg);
+    cr_assert_eq(tokenizer_save_beside(t, data_path("stories260K/tok512.bin"), m, false, false, NULL, 0, &e), SPARQ_EINPUT);
+    char *after = read_all(p, &n);
+    cr_assert(memcmp(after, b, n) == 0, "the file there is left as it was");
+    /* A tokenizer.bin, which every model's lookup takes first, of LLaMA's 32000 pieces: refused
+     * too (writing tok512.bin would not help, the reader would still take tokenizer.bin). */
+    snprintf(d, sizeof d, "%s", tmp_path("clash2"));
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/tokenizer.bin'", d,
+             data_path("llama2-tokenizer/tokenizer.bin"), d);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(m, sizeof m, "%s/m.bin", d);
+    cr_assert_eq(tokenizer_save_beside(t, data_path("stories260K/tok512.bin"), m, false, false, NULL, 0, &e),
+                 SPARQ_EINPUT);
+    cr_assert(strstr(e.msg, "tokenizer.bin is already there"), "%s", e.msg);
+    snprintf(p, sizeof p, "%s/tok512.bin", d);
+    cr_assert(access(p, F_OK) != 0, "nothing written beside it");
+    free(b); free(after);
+    tokenizer_free(t);
 }
