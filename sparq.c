@@ -33,7 +33,8 @@ static const char *usage_text =
     "usage: sparq <command> [options]\n"
     "\n"
     "  eval      --model M [--tokenizer T] --text F|--ids F [--protocol windows|documents|llamacpp]\n"
-    "            [--seqlen L] [--limit N] [--threads N] [--json]\n"
+    "            [--seqlen L] [--limit N] [--threads N] [--shard I/N --out PART.json] [--json]\n"
+    "  eval      --merge PART.json ... [--json]   (the perplexity of all shards: exactly unsharded)\n"
     "  generate  --model M [--tokenizer T] [--prompt S | --prompt-ids \"2 10 20\"] [-n STEPS] [--json]\n"
     "            (greedy; STEPS positions, prompt included. eval --ids F: token ids, one document\n"
     "            per line, used as given: for models without a tokenizer)\n"
@@ -134,6 +135,17 @@ static int parse_tasks(flag *f, run_setup *s, err *e) {
     return SPARQ_OK;
 }
 
+/* "I/N" with 0 <= I < N. */
+static int parse_shard(const char *v, int *shard, int *shards, err *e) {
+    char *end;
+    long i = strtol(v, &end, 10), n = *end == '/' ? strtol(end + 1, &end, 10) : -1;
+    if (*v == '\0' || *end != '\0' || n < 1 || n > 1 << 20 || i < 0 || i >= n)
+        return err_set(e, SPARQ_EINPUT, "--shard %s: expected I/N with 0 <= I < N", v);
+    *shard = (int)i;
+    *shards = (int)n;
+    return SPARQ_OK;
+}
+
 /* ---- shared loading and printing ----------------------------------------------------------- */
 
 /* --model and its tokenizer (--tokenizer, else the model's own: tokenizer_load_for_model). */
@@ -196,10 +208,55 @@ static void print_json(cJSON *j) {
 
 /* ---- eval --------------------------------------------------------------------------------- */
 
+/* The human and --json forms of one perplexity result. */
+static void print_ppl(const ppl_result *r, ppl_protocol p, int seqlen, bool json) {
+    double tps = r->seconds > 0 ? r->tokens_forward / r->seconds : 0.0;
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        results_ppl_fields(j, r, p, seqlen);
+        cJSON_AddNumberToObject(j, "tokens_per_s", tps);
+        cJSON_AddNumberToObject(j, "sequences", r->sequences);
+        cJSON_AddNumberToObject(j, "tokens_forward", (double)r->tokens_forward);
+        cJSON_AddNumberToObject(j, "seconds", r->seconds);
+        cJSON_AddNumberToObject(j, "threads", blas_threads());
+        cJSON_AddNumberToObject(j, "peak_rss_mb", clock_peak_rss_mb());
+        print_json(j);
+    } else {
+        printf("perplexity  %.4f\n", r->ppl);
+        printf("mean nll    %.6f nats/token\n", r->nll);
+        printf("scored      %ld tokens in %d sequences of <= %d (%s)\n", r->tokens, r->sequences,
+               seqlen, ppl_protocol_name(p));
+        printf("speed       %.0f tokens/s (%ld tokens, %.2f s, %d threads)\n", tps,
+               r->tokens_forward, r->seconds, blas_threads());
+    }
+}
+
+/* eval --merge FILE...: the perplexity of the shards' part files together. */
+static int eval_merge(int argc, char **argv, err *e) {
+    bool json = false;
+    int n = 0;
+    char **paths = malloc((size_t)(argc > 0 ? argc : 1) * sizeof *paths);
+    if (!paths) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) json = true;
+        else paths[n++] = argv[i];
+    }
+    ppl_shard_meta meta;
+    ppl_result r;
+    ppl_protocol p = PPL_WINDOWS;
+    int rc = results_ppl_parts_merge(paths, n, &meta, &r, e);
+    if (!rc) rc = ppl_protocol_parse(meta.protocol, paths[0], &p, e);
+    if (!rc) print_ppl(&r, p, meta.seqlen, json);
+    free(paths);
+    return rc;
+}
+
 static int cmd_eval(int argc, char **argv, err *e) {
+    if (argc > 0 && strcmp(argv[0], "--merge") == 0) return eval_merge(argc - 1, argv + 1, e);
     flag f[] = {FV("--model"), FV("--tokenizer"), FV("--text"), FV("--ids"), FV("--protocol"),
-                FV("--seqlen"), FV("--limit"), FV("--threads"), FB("--json"),
-                {0}};
+                FV("--seqlen"), FV("--limit"), FV("--threads"), FV("--shard"), FV("--out"),
+                FB("--json"), {0}};
+    int shard = 0, shards = 0;
     int seqlen = 0, limit = 0, threads = 0;
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
@@ -210,6 +267,11 @@ static int cmd_eval(int argc, char **argv, err *e) {
     if (!rc) rc = flag_int(f, "--seqlen", 2, 1 << 20, &seqlen, e);
     if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &limit, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
+    if (!rc && flag_str(f, "--shard")) rc = parse_shard(flag_str(f, "--shard"), &shard, &shards, e);
+    if (!rc && flag_str(f, "--shard") && !flag_str(f, "--out"))
+        rc = err_set(e, SPARQ_EINPUT, "--shard needs --out PART.json (merged by eval --merge)");
+    if (!rc && !flag_str(f, "--shard") && flag_str(f, "--out"))
+        rc = err_set(e, SPARQ_EINPUT, "--out is where a --shard run writes its part");
     if (rc) return rc;
     const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
     ppl_protocol p;
@@ -230,33 +292,35 @@ static int cmd_eval(int argc, char **argv, err *e) {
     if (!rc && ids) rc = ppl_prepare_ids(ids, p, seqlen, limit, m->cfg.vocab_size, &seqs, e);
     else if (!rc) rc = ppl_prepare(t, flag_str(f, "--text"), p, seqlen, limit, &seqs, e);
     ppl_result r;
+    ppl_part *parts = NULL;
+    int *index = NULL, total = seqs.n;
+    if (!rc && shards) {
+        /* Sequences shard, shard + shards, ...: each sequence's part keeps its index, so the
+         * merged parts combine in the unsharded order. */
+        parts = malloc((size_t)(total > 0 ? total : 1) * sizeof *parts);
+        index = malloc((size_t)(total > 0 ? total : 1) * sizeof *index);
+        if (!parts || !index) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        if (!rc) ppl_shard(&seqs, shard, shards, index);
+        if (!rc && seqs.n == 0)
+            rc = err_set(e, SPARQ_EINPUT, "--shard %d/%d: no sequence (%d in all)", shard, shards, total);
+    }
     if (!rc) {
         bar b;
         bar_start(&b, "eval");
-        rc = ppl_score(m, &seqs, &r, bar_update, &b, e);
+        rc = ppl_score_parts(m, &seqs, parts, &r, bar_update, &b, e);
         bar_end(&b);
     }
-    if (!rc) {
-        double tps = r.seconds > 0 ? r.tokens_forward / r.seconds : 0.0;
-        if (flag_str(f, "--json")) {
-            cJSON *j = cJSON_CreateObject();
-            results_ppl_fields(j, &r, p, seqlen);
-            cJSON_AddNumberToObject(j, "tokens_per_s", tps);
-            cJSON_AddNumberToObject(j, "sequences", r.sequences);
-            cJSON_AddNumberToObject(j, "tokens_forward", (double)r.tokens_forward);
-            cJSON_AddNumberToObject(j, "seconds", r.seconds);
-            cJSON_AddNumberToObject(j, "threads", blas_threads());
-            cJSON_AddNumberToObject(j, "peak_rss_mb", clock_peak_rss_mb());
-            print_json(j);
-        } else {
-            printf("perplexity  %.4f\n", r.ppl);
-            printf("mean nll    %.6f nats/token\n", r.nll);
-            printf("scored      %ld tokens in %d sequences of <= %d (%s)\n", r.tokens, r.sequences,
-                   seqlen, ppl_protocol_name(p));
-            printf("speed       %.0f tokens/s (%ld tokens, %.2f s, %d threads)\n", tps,
-                   r.tokens_forward, r.seconds, blas_threads());
-        }
+    if (!rc && shards) {
+        ppl_shard_meta meta = {.seqlen = seqlen, .limit = limit, .shard = shard, .shards = shards,
+                               .sequences = total};
+        snprintf(meta.model, sizeof meta.model, "%s", flag_str(f, "--model"));
+        snprintf(meta.text, sizeof meta.text, "%s", ids ? ids : flag_str(f, "--text"));
+        snprintf(meta.protocol, sizeof meta.protocol, "%s", ppl_protocol_name(p));
+        rc = results_ppl_part_save(flag_str(f, "--out"), &meta, parts, index, seqs.n, &r, e);
     }
+    if (!rc) print_ppl(&r, p, seqlen, flag_str(f, "--json") != NULL);
+    free(parts);
+    free(index);
     token_seqs_free(&seqs);
     tokenizer_free(t);
     model_free(m);

@@ -238,6 +238,21 @@ int ppl_prepare_ids(const char *path, ppl_protocol protocol, int seqlen, int lim
     return rc;
 }
 
+void ppl_shard(token_seqs *s, int shard, int shards, int *index) {
+    int k = 0;
+    long at = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (i % shards != shard) continue;
+        memmove(s->tokens + at, s->tokens + s->offs[i], (size_t)s->lens[i] * sizeof(int));
+        s->lens[k] = s->lens[i];
+        s->offs[k] = at;
+        if (index) index[k] = i;
+        at += s->lens[i];
+        k++;
+    }
+    s->n = k;
+}
+
 /* -log softmax(l)[target] for one row of logits. The max and the sum run in LANES fixed lanes
  * combined in a fixed order, so the AVX2 and AVX-512 clones give the same bits as baseline
  * x86-64; the log is taken in double. */
@@ -253,12 +268,7 @@ static double row_nll(const float *l, int target, int vocab) {
     return (double)m + log((double)vmath_lanes_sum(acc)) - (double)l[target];
 }
 
-/* One sequence's scored tokens: their count and sum of -log p in position order (the mean nll),
- * and Welford's running mean and sum of squared deviations (the standard error). */
-typedef struct {
-    long   n;
-    double sum, mean, m2;
-} nll_stats;
+typedef ppl_part nll_stats;
 
 static void nll_stats_add(nll_stats *s, double x) {
     s->n++;
@@ -315,6 +325,27 @@ static int score_task(const model *m, const token_seqs *s, int i, int j, int n_t
 
 int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn progress,
               void *progress_ctx, err *e) {
+    return ppl_score_parts(m, s, NULL, r, progress, progress_ctx, e);
+}
+
+int ppl_combine(const ppl_part *parts, int n, ppl_result *r, err *e) {
+    nll_stats all = {0};
+    for (int k = 0; k < n; k++)       /* fixed order: same result for any thread count or shards */
+        nll_stats_merge(&all, &parts[k]);
+    r->nll = all.sum / (double)all.n;
+    r->ppl = exp(r->nll);
+    r->nll_stderr = all.n > 1 ? sqrt(all.m2 / (double)(all.n - 1) / (double)all.n) : NAN;
+    r->ppl_stderr = r->ppl * r->nll_stderr;
+    r->tokens = all.n;
+    r->sequences = n;
+    if (!isfinite(r->nll))
+        return err_set(e, SPARQ_ERUNTIME, "perplexity is not finite (nll %g): the model produces "
+                       "NaN or infinite logits", r->nll);
+    return SPARQ_OK;
+}
+
+int ppl_score_parts(const model *m, const token_seqs *s, ppl_part *parts, ppl_result *r,
+                    progress_fn progress, void *progress_ctx, err *e) {
     memset(r, 0, sizeof *r);
     int vocab = m->cfg.vocab_size, n = s->n;
     long total = 0;
@@ -388,20 +419,10 @@ int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn pr
     }
     if (rc == SPARQ_OK) {
         if (progress) progress(progress_ctx, total, total);
-        nll_stats all = {0};
-        for (int k = 0; k < n; k++)       /* fixed order: same result for any thread count */
-            nll_stats_merge(&all, &nll[k]);
-        r->nll = all.sum / (double)all.n;
-        r->ppl = exp(r->nll);
-        r->nll_stderr = all.n > 1 ? sqrt(all.m2 / (double)(all.n - 1) / (double)all.n) : NAN;
-        r->ppl_stderr = r->ppl * r->nll_stderr;
-        r->tokens = all.n;
+        if (parts) memcpy(parts, nll, (size_t)n * sizeof *parts);
+        rc = ppl_combine(nll, n, r, e);
         r->tokens_forward = total;
-        r->sequences = n;
         r->seconds = secs;
-        if (!isfinite(r->nll))
-            rc = err_set(e, SPARQ_ERUNTIME, "perplexity is not finite (nll %g): the model produces "
-                         "NaN or infinite logits", r->nll);
     }
     for (int t = 0; w && t < nth; t++) {
         fwd_scratch_free(w[t].scr);

@@ -53,4 +53,21 @@ typedef struct {
 int ppl_score(const model *m, const token_seqs *s, ppl_result *r, progress_fn progress,
               void *progress_ctx, err *e);
 
+/* One sequence's scored tokens: their count and sum of -log p in position order, and Welford's
+ * running mean and sum of squared deviations (the standard error). */
+typedef struct {
+    long   n;
+    double sum, mean, m2;
+} ppl_part;
+
+/* The same, also giving each sequence's part (parts[s->n]; NULL: not wanted). */
+int ppl_score_parts(const model *m, const token_seqs *s, ppl_part *parts, ppl_result *r,
+                    progress_fn progress, void *progress_ctx, err *e);
+/* The result of n sequences' parts, combined in index order (the order ppl_score uses, so the
+ * parts of a sharded run give exactly the unsharded figures). seconds/tokens_forward stay 0. */
+int ppl_combine(const ppl_part *parts, int n, ppl_result *r, err *e);
+/* Keep sequences shard, shard + shards, ... of s (in place); index[k] = the original index of
+ * the k-th kept one (index may be NULL; it needs room for s->n). */
+void ppl_shard(token_seqs *s, int shard, int shards, int *index);
+
 #endif

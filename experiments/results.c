@@ -1,5 +1,7 @@
 #include "results.h"
 
+#include "../core/text.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -265,4 +267,133 @@ cJSON *results_record(const run_outcome *o) {
     cJSON_AddNumberToObject(sec, "total", o->seconds_total);
     cJSON_AddNumberToObject(j, "peak_rss_mb", clock_peak_rss_mb());
     return j;
+}
+
+/* ---- sharded evaluations ------------------------------------------------------------------ */
+
+int results_ppl_part_save(const char *path, const ppl_shard_meta *m, const ppl_part *parts,
+                          const int *index, int n, const ppl_result *r, err *e) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "sparq_eval_part", 1);
+    cJSON_AddStringToObject(j, "model", m->model);
+    cJSON_AddStringToObject(j, "text", m->text);
+    cJSON_AddStringToObject(j, "protocol", m->protocol);
+    cJSON_AddNumberToObject(j, "seqlen", m->seqlen);
+    cJSON_AddNumberToObject(j, "limit", m->limit);
+    cJSON_AddNumberToObject(j, "shard", m->shard);
+    cJSON_AddNumberToObject(j, "shards", m->shards);
+    cJSON_AddNumberToObject(j, "sequences", m->sequences);
+    cJSON_AddNumberToObject(j, "tokens_forward", (double)r->tokens_forward);
+    cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    /* [index, n, sum, mean, m2]: cJSON prints doubles so that they read back exactly. */
+    cJSON *a = cJSON_AddArrayToObject(j, "parts");
+    for (int i = 0; i < n; i++) {
+        double v[5] = {index[i], (double)parts[i].n, parts[i].sum, parts[i].mean, parts[i].m2};
+        cJSON_AddItemToArray(a, cJSON_CreateDoubleArray(v, 5));
+    }
+    char *txt = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!txt) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    int rc = results_write_atomic(path, txt, strlen(txt), e);
+    free(txt);
+    return rc;
+}
+
+static int part_str(const cJSON *j, const char *key, char *out, size_t cap, const char *path, err *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsString(v)) return err_set(e, SPARQ_EINPUT, "%s: %s is missing or not a string", path, key);
+    snprintf(out, cap, "%s", v->valuestring);
+    return SPARQ_OK;
+}
+
+static int part_int(const cJSON *j, const char *key, int lo, int *out, const char *path, err *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > 1e9 || v->valuedouble != (int)v->valuedouble)
+        return err_set(e, SPARQ_EINPUT, "%s: %s is missing or not an integer >= %d", path, key, lo);
+    *out = (int)v->valuedouble;
+    return SPARQ_OK;
+}
+
+int results_ppl_parts_merge(char *const *paths, int n_paths, ppl_shard_meta *meta, ppl_result *r,
+                            err *e) {
+    memset(r, 0, sizeof *r);
+    ppl_part *all = NULL;
+    bool *seen = NULL, *shard_seen = NULL;
+    int rc = n_paths > 0 ? SPARQ_OK : err_set(e, SPARQ_EINPUT, "--merge: no part files");
+    for (int f = 0; f < n_paths && !rc; f++) {
+        const char *path = paths[f];
+        char *txt = NULL;
+        rc = text_read_file(path, &txt, NULL, e);
+        cJSON *j = rc ? NULL : cJSON_Parse(txt);
+        free(txt);
+        if (!rc && (!j || !cJSON_IsObject(j) || !cJSON_GetObjectItem(j, "sparq_eval_part")))
+            rc = err_set(e, SPARQ_EINPUT, "%s: not a part file of `sparq eval --shard`", path);
+        ppl_shard_meta m = {0};
+        if (!rc) rc = part_str(j, "model", m.model, sizeof m.model, path, e);
+        if (!rc) rc = part_str(j, "text", m.text, sizeof m.text, path, e);
+        if (!rc) rc = part_str(j, "protocol", m.protocol, sizeof m.protocol, path, e);
+        if (!rc) rc = part_int(j, "seqlen", 2, &m.seqlen, path, e);
+        if (!rc) rc = part_int(j, "limit", 0, &m.limit, path, e);
+        if (!rc) rc = part_int(j, "shards", 1, &m.shards, path, e);
+        if (!rc) rc = part_int(j, "shard", 0, &m.shard, path, e);
+        if (!rc) rc = part_int(j, "sequences", 1, &m.sequences, path, e);
+        if (!rc && m.shard >= m.shards)
+            rc = err_set(e, SPARQ_EINPUT, "%s: shard %d of %d", path, m.shard, m.shards);
+        if (!rc && f == 0) {
+            *meta = m;
+            all = calloc((size_t)m.sequences, sizeof *all);
+            seen = calloc((size_t)m.sequences, sizeof *seen);
+            shard_seen = calloc((size_t)m.shards, sizeof *shard_seen);
+            if (!all || !seen || !shard_seen) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        } else if (!rc && (strcmp(m.model, meta->model) || strcmp(m.text, meta->text) ||
+                           strcmp(m.protocol, meta->protocol) || m.seqlen != meta->seqlen ||
+                           m.limit != meta->limit || m.shards != meta->shards ||
+                           m.sequences != meta->sequences)) {
+            rc = err_set(e, SPARQ_EINPUT, "%s: another evaluation (model, text, protocol, seqlen, limit "
+                         "or shard count differ from %s)", path, paths[0]);
+        }
+        if (!rc && shard_seen[m.shard])
+            rc = err_set(e, SPARQ_EINPUT, "%s: shard %d/%d is given twice", path, m.shard, m.shards);
+        if (!rc) shard_seen[m.shard] = true;
+        const cJSON *p, *parts = rc ? NULL : cJSON_GetObjectItem(j, "parts");
+        if (!rc && !cJSON_IsArray(parts)) rc = err_set(e, SPARQ_EINPUT, "%s: parts is missing", path);
+        cJSON_ArrayForEach(p, parts) {
+            if (rc) break;
+            double v[5];
+            int k = 0;
+            const cJSON *x;
+            cJSON_ArrayForEach(x, p) if (k < 5 && cJSON_IsNumber(x)) v[k++] = x->valuedouble;
+            int idx = k == 5 ? (int)v[0] : -1;
+            if (k != 5 || cJSON_GetArraySize(p) != 5 || idx < 0 || idx >= m.sequences || idx != v[0] ||
+                idx % m.shards != m.shard || v[1] < 0)
+                rc = err_set(e, SPARQ_EINPUT, "%s: a part is not [index, n, sum, mean, m2] of this shard", path);
+            else if (seen[idx])
+                rc = err_set(e, SPARQ_EINPUT, "%s: sequence %d appears twice", path, idx);
+            else {
+                seen[idx] = true;
+                all[idx] = (ppl_part){(long)v[1], v[2], v[3], v[4]};
+            }
+        }
+        if (!rc) {
+            const cJSON *t = cJSON_GetObjectItem(j, "tokens_forward"), *s = cJSON_GetObjectItem(j, "seconds");
+            r->tokens_forward += cJSON_IsNumber(t) ? (long)t->valuedouble : 0;
+            r->seconds += cJSON_IsNumber(s) ? s->valuedouble : 0;
+        }
+        cJSON_Delete(j);
+    }
+    for (int i = 0; !rc && i < meta->shards; i++)
+        if (!shard_seen[i]) rc = err_set(e, SPARQ_EINPUT, "--merge: shard %d/%d is missing", i, meta->shards);
+    for (int i = 0; !rc && i < meta->sequences; i++)
+        if (!seen[i]) rc = err_set(e, SPARQ_EINPUT, "--merge: sequence %d is in no part file", i);
+    if (!rc) {
+        long fwd = r->tokens_forward;
+        double secs = r->seconds;
+        rc = ppl_combine(all, meta->sequences, r, e);
+        r->tokens_forward = fwd;
+        r->seconds = secs;
+    }
+    free(all);
+    free(seen);
+    free(shard_seen);
+    return rc;
 }

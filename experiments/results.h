@@ -53,6 +53,23 @@ const cJSON *results_find(cJSON *const *recs, int n, const char *key);
 /* Append the record unless a record with its key is already there (*added tells). */
 int results_append(const char *dir, const cJSON *rec, bool *added, err *e);
 
+/* A sharded evaluation (`eval --shard I/N`): what was scored (model, text, protocol, seqlen,
+ * limit, the number of sequences before sharding) and each scored sequence's part with its
+ * original index. Saved atomically as one JSON object; merging checks that the files describe
+ * one evaluation and cover every sequence exactly once, then combines the parts in index order,
+ * which gives exactly the unsharded result. */
+typedef struct {
+    char model[4096], text[4096], protocol[32];
+    int  seqlen, limit, shard, shards, sequences;
+} ppl_shard_meta;
+
+int results_ppl_part_save(const char *path, const ppl_shard_meta *m, const ppl_part *parts,
+                          const int *index, int n, const ppl_result *r, err *e);
+/* Merge the part files; *r gets the combined result (tokens_forward and seconds summed over the
+ * shards), *meta the evaluation they describe. */
+int results_ppl_parts_merge(char *const *paths, int n_paths, ppl_shard_meta *meta, ppl_result *r,
+                            err *e);
+
 /* Write `text` to path atomically (temporary file in the same folder, fsync, rename). */
 int results_write_atomic(const char *path, const void *text, size_t n, err *e);
 

@@ -1,0 +1,96 @@
+/* Sharded perplexity (issue 17, past one machine): `eval --shard I/N --out PART` on every shard,
+ * then `eval --merge PART...`, gives exactly the unsharded figures; bad sets of part files are
+ * one clear error. */
+#include <criterion/criterion.h>
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define EVAL_ARGS "eval --model '%s' --text '%s' --seqlen 128 --limit 45 --threads 2"
+
+static cJSON *run_json(const char *args) {
+    char *out, *er;
+    int st = run_sparq(args, &out, &er);
+    cr_assert_eq(st, 0, "%s: %s", args, er);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert(j, "%s", out);
+    free(out);
+    free(er);
+    return j;
+}
+
+static const char *part(int i) {
+    char name[32];
+    snprintf(name, sizeof name, "part%d.json", i);
+    return tmp_path(name);
+}
+
+Test(shard, merged_parts_equal_the_unsharded_run_exactly) {
+    const char *m = data_path("stories260K/stories260K.bin"), *w = data_path("text/wiki.test.raw");
+    char args[4096];
+    snprintf(args, sizeof args, EVAL_ARGS " --json", m, w);
+    cJSON *full = run_json(args);
+    char merge[8192] = "eval --merge";
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, EVAL_ARGS " --shard %d/4 --out '%s' --json", m, w, i, part(i));
+        cJSON *p = run_json(args);
+        /* windows i, i + 4, ...: 12, 11, 11, 11 of 45 */
+        cr_assert_eq(cJSON_GetObjectItem(p, "sequences")->valueint, i == 0 ? 12 : 11);
+        cJSON_Delete(p);
+        snprintf(merge + strlen(merge), sizeof merge - strlen(merge), " '%s'", part(3 - i));
+    }
+    strcat(merge, " --json");
+    cJSON *all = run_json(merge);
+    const char *keys[] = {"ppl", "nll", "nll_stderr", "ppl_stderr", "tokens", "sequences"};
+    for (int k = 0; k < 6; k++) {
+        double a = cJSON_GetObjectItem(full, keys[k])->valuedouble, b = cJSON_GetObjectItem(all, keys[k])->valuedouble;
+        cr_assert(a == b, "%s: unsharded %.17g, merged %.17g", keys[k], a, b);
+    }
+    cr_assert_eq(cJSON_GetObjectItem(all, "sequences")->valueint, 45);
+    cJSON_Delete(full);
+    cJSON_Delete(all);
+}
+
+Test(shard, bad_part_sets_are_one_clear_error) {
+    const char *m = data_path("stories260K/stories260K.bin"), *w = data_path("text/wiki.test.raw");
+    char args[8192], *out, *er;
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, EVAL_ARGS " --shard %d/2 --out '%s'", m, w, i, part(i));
+        cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+        free(out);
+        free(er);
+    }
+    /* the same evaluation at another seqlen: a different evaluation */
+    snprintf(args, sizeof args, "eval --model '%s' --text '%s' --seqlen 64 --limit 45 --shard 1/2 --out '%s'", m, w, part(7));
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out);
+    free(er);
+    const char *junk = tmp_path("junk.json");
+    cr_assert_eq(write_file(junk, "{\"a\": 1}", 8), 0);
+    struct { const char *files, *says; } cases[4];
+    char f0[4200], f1[4200], f2[4200], f3[4200];
+    snprintf(f0, sizeof f0, "'%s'", part(0));
+    snprintf(f1, sizeof f1, "'%s' '%s'", part(0), part(0));
+    snprintf(f2, sizeof f2, "'%s' '%s'", part(0), part(7));
+    snprintf(f3, sizeof f3, "'%s'", junk);
+    cases[0].files = f0; cases[0].says = "shard 1/2 is missing";
+    cases[1].files = f1; cases[1].says = "is given twice";
+    cases[2].files = f2; cases[2].says = "another evaluation";
+    cases[3].files = f3; cases[3].says = "not a part file";
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, "eval --merge %s", cases[i].files);
+        int st = run_sparq(args, &out, &er);
+        cr_assert_eq(st, 2, "%s: exit %d", cases[i].says, st);
+        cr_assert(strstr(er, cases[i].says), "\"%s\" lacks \"%s\"", er, cases[i].says);
+        free(out);
+        free(er);
+    }
+    snprintf(args, sizeof args, EVAL_ARGS " --shard 2/2 --out x.json", m, w);
+    cr_assert_eq(run_sparq(args, &out, &er), 2);
+    cr_assert(strstr(er, "expected I/N"), "%s", er);
+    free(out);
+    free(er);
+}
