@@ -4,6 +4,7 @@
 #include <cJSON.h>
 #include <ctype.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -810,6 +811,9 @@ int main(int argc, char **argv) {
         fprintf(argc < 2 ? stderr : stdout, usage_text, opts);
         return argc < 2 ? 2 : 0;
     }
+    /* A file-size limit (RLIMIT_FSIZE, a full quota) must fail the write, not kill the process
+     * before the atomic writer can remove its temporary and say so. */
+    signal(SIGXFSZ, SIG_IGN);
     err e = {0};
     int rc;
     const char *cmd = argv[1];

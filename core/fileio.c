@@ -62,6 +62,7 @@ void mapped_release(const mapped_file *f, uint64_t off, uint64_t len) {
 int atomic_open(atomic_file *a, const char *path, err *e) {
     a->f = NULL;
     a->tmp = a->path = NULL;
+    a->errno_first = 0;
     size_t n = strlen(path);
     a->tmp = malloc(n + 32);
     a->path = strdup(path);
@@ -83,22 +84,28 @@ int atomic_open(atomic_file *a, const char *path, err *e) {
 }
 
 void atomic_write(atomic_file *a, const void *p, size_t n) {
-    if (n) fwrite(p, 1, n, a->f);
+    if (n && fwrite(p, 1, n, a->f) != n && !a->errno_first) a->errno_first = errno ? errno : EIO;
 }
 
 void atomic_pad(atomic_file *a, size_t n, unsigned char byte) {
-    for (size_t i = 0; i < n; i++) fputc(byte, a->f);
+    for (size_t i = 0; i < n; i++)
+        if (fputc(byte, a->f) == EOF && !a->errno_first) a->errno_first = errno ? errno : EIO;
 }
 
 int atomic_commit(atomic_file *a, err *e) {
-    bool ok = !ferror(a->f);
-    ok = (fflush(a->f) == 0) && ok;
-    ok = (fsync(fileno(a->f)) == 0) && ok;
-    ok = (fclose(a->f) == 0) && ok;
+    /* The first failure's errno (a full disk, a file-size limit) names the cause. */
+    int why = a->errno_first;
+    bool ok = !ferror(a->f) && !why;
+    if (fflush(a->f) != 0 && !why) why = errno;
+    if (fsync(fileno(a->f)) != 0 && !why) why = errno;
+    if (fclose(a->f) != 0 && !why) why = errno;
+    ok = ok && !why;
     a->f = NULL;
     int rc = SPARQ_OK;
     if (!ok || rename(a->tmp, a->path) != 0) {
-        rc = err_set(e, SPARQ_ERUNTIME, "%s: write failed: %s", a->path, strerror(errno));
+        if (ok) why = errno;
+        rc = err_set(e, SPARQ_ERUNTIME, "%s: write failed: %s (nothing written under this name)", a->path,
+                     strerror(why ? why : EIO));
         remove(a->tmp);
     }
     free(a->tmp);

@@ -29,6 +29,7 @@ void mapped_release(const mapped_file *f, uint64_t off, uint64_t len);
 typedef struct {
     FILE *f;
     char *tmp, *path;
+    int   errno_first;     /* the first failed write's errno, 0 while all went well */
 } atomic_file;
 
 int  atomic_open(atomic_file *a, const char *path, err *e);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "util.h"
 
@@ -93,4 +94,33 @@ Test(shard, bad_part_sets_are_one_clear_error) {
     cr_assert(strstr(er, "expected I/N"), "%s", er);
     free(out);
     free(er);
+}
+
+/* A disk that fills while writing (a file-size limit here): exit 1, one line, and neither the
+ * file nor its temporary left behind, for every writer. */
+Test(shard, a_full_disk_leaves_no_half_written_file) {
+    static const char *const outs[] = {"x.bin", "x.safetensors", "x.gguf"};
+    const char *dir = tmp_path("fsz");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    struct rlimit old, lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    for (int i = 0; i < 3; i++) {
+        char args[4096], *out = NULL, *er = NULL;
+        snprintf(args, sizeof args, "convert --model '%s' --tokenizer '%s' --out '%s/%s'",
+                 data_path("stories260K/stories260K.bin"), data_path("stories260K/tok512.bin"), dir, outs[i]);
+        lim = old;
+        lim.rlim_cur = 200 * 1024;          /* the model is 1 MB in every format */
+        cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        int st = run_sparq(args, &out, &er);
+        cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+        cr_assert_eq(st, 1, "%s: exit %d (%s)", outs[i], st, er);
+        cr_assert(strstr(er, "write failed: File too large"), "%s: %s", outs[i], er);
+        cr_assert(strchr(er, '\n') == er + strlen(er) - 1, "%s: not one line: %s", outs[i], er);
+        free(out);
+        free(er);
+    }
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", dir);
+    cr_assert_eq(system(cmd), 0, "files were left in %s", dir);
 }
