@@ -51,6 +51,7 @@ static const char *usage_text =
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
     "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR] [--srcr-formula recon|ratio]\n"
     "  compress  --model M [--tokenizer T] --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S]\n"
+    "            [--max-memory SIZE]\n"
     "            [--out FILE] [--eval F [--protocol P] [--seqlen L] [--limit N]] [--task NAME=FILE ...]\n"
     "            [--threads N] [--json], and the compression options (the keys of [grid.*] too):\n"
     "%s"
@@ -495,7 +496,8 @@ static void print_record(const cJSON *r) {
 
 /* The compress flags: the run's own, then one per row of the options table. */
 static const char *const compress_flags[] = {"--model", "--tokenizer", "--calib", "--nsamples",
-    "--calib-seqlen", "--seed", "--out", "--eval", "--protocol", "--seqlen", "--limit", "--threads", NULL};
+    "--calib-seqlen", "--seed", "--out", "--eval", "--protocol", "--seqlen", "--limit", "--threads",
+    "--max-memory", NULL};
 
 static int cmd_compress(int argc, char **argv, err *e) {
     flag f[64];
@@ -523,6 +525,9 @@ static int cmd_compress(int argc, char **argv, err *e) {
     if (!rc) rc = flag_int(f, "--limit", 1, 1 << 30, &s.limit, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &threads, e);
     if (!rc) rc = parse_tasks(f, &s, e);
+    if (!rc && flag_str(f, "--max-memory") && !run_parse_memory(flag_str(f, "--max-memory"), &s.max_memory))
+        rc = err_set(e, SPARQ_EINPUT, "--max-memory %s: expected a size such as 20G or 512M",
+                     flag_str(f, "--max-memory"));
     if (rc) return rc;
     const char *proto = flag_str(f, "--protocol") ? flag_str(f, "--protocol") : "windows";
     if ((rc = ppl_protocol_parse(proto, "--protocol", &s.ppl[0].protocol, e))) return rc;

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include "clock.h"
 #include "family.h"
 #include "fileio.h"
 #include "gguf.h"
@@ -56,17 +57,10 @@ int model_init_rope(model *m, err *e) {
  * RoPE tables it implies are compared with this machine's memory (or a lower address-space or
  * data limit) before anything is allocated, rather than failing, or swapping, half-way. */
 static int check_memory(const char *path, uint64_t floats, int seq_len, int head_size, err *e) {
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    uint64_t have = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : UINT64_MAX;
-    const int lims[2] = {RLIMIT_AS, RLIMIT_DATA};
-    for (int i = 0; i < 2; i++) {
-        struct rlimit rl;
-        if (getrlimit(lims[i], &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (uint64_t)rl.rlim_cur < have)
-            have = (uint64_t)rl.rlim_cur;
-    }
+    double have = clock_memory_bytes();
     uint64_t rope = (uint64_t)seq_len * (uint64_t)head_size;   /* cos and sin of seq_len x head_size/2 */
     double need = 4.0 * ((double)floats + (double)rope);
-    if (need > (double)have)
+    if (need > have)
         return err_set(e, SPARQ_EINPUT, "%s: the model needs %.1f GB of memory (%llu weights as float32 "
                        "and RoPE tables for a context of %d), more than the %.1f GB this machine has",
                        path, need / 1e9, (unsigned long long)floats, seq_len, have / 1e9);

@@ -24,6 +24,32 @@ void compress_report_free(compress_report *r) {
     memset(r, 0, sizeof *r);
 }
 
+void compress_estimate(const model *m, long ntok, int maxlen, bool pristine_copy,
+                       compress_memory *out) {
+    const model_config *c = &m->cfg;
+    const family *f = m->fam;
+    double chunk = maxlen > CHUNK_TOKENS ? maxlen : CHUNK_TOKENS, widths = 0, h = 0, solver = 0;
+    if (chunk > ntok && ntok > 0) chunk = (double)ntok;
+    for (int k = 0; k < f->n_input; k++) {
+        double w = (double)family_size(c, f->input[k]);
+        widths += w;
+        h += w * w;
+    }
+    for (int k = 0; k < f->n_linear; k++) {
+        double R = (double)m->blocks[0].lin[k].rows, C = (double)m->blocks[0].lin[k].cols;
+        double ws = 4.0 * (2.0 * R * C + 3.0 * C * C);
+        solver = ws > solver ? ws : solver;
+    }
+    out->weights = 4.0 * (double)m->data_floats * (pristine_copy ? 2.0 : 1.0);
+    /* X for every token, the chunk being re-run, its captures and the block's scratch (q, k, v,
+     * attention, the MLP's hidden width twice) */
+    out->activations = 4.0 * ((double)ntok * c->dim + chunk * (c->dim + widths) +
+                              chunk * (4.0 * c->dim + 2.0 * c->hidden_dim));
+    out->hessians = 4.0 * h;
+    out->solver = solver;
+    out->total = out->weights + out->activations + out->hessians + out->solver;
+}
+
 int compress_check(const model *m, const compress_options *o, err *e) {
     if (o->schedule != SCHEDULE_UNIFORM && (o->target.m > 0 || o->target.sparsity <= 0.0))
         return err_set(e, SPARQ_EINPUT, "schedule %s allocates unstructured sparsity: give "

@@ -39,6 +39,19 @@ typedef struct {
 
 void compress_report_free(compress_report *r);
 
+/* What compress_model and its run hold at their peak, in bytes, from the shapes alone: the
+ * float32 weights (and the run's pristine copy when a sweep reuses the model), the calibration
+ * activations (the current block's inputs for every calibration token, plus one chunk of
+ * captures), one block's Hessians, and the largest layer's solver workspace (its weights
+ * transposed, the inverse-Hessian factor and its scratch). An estimate within tens of percent:
+ * the point is to refuse a run that cannot fit before hours of work, not to budget bytes. */
+typedef struct {
+    double weights, activations, hessians, solver, total;
+} compress_memory;
+
+void compress_estimate(const model *m, long ntok, int maxlen, bool pristine_copy,
+                       compress_memory *out);
+
 /* Check that every linear layer of m accepts the target before any work. */
 int compress_check(const model *m, const compress_options *o, err *e);
 

@@ -86,6 +86,12 @@ static int on_sweep_key(parse_state *ps, const char *name, const char *value) {
     else if (strcmp(name, "calib") == 0) resolve(ps, t, c->calib);
     else if (strcmp(name, "out") == 0) snprintf(cfg->out, sizeof cfg->out, "%s", t);
     else if (strcmp(name, "srcr_formula") == 0) snprintf(c->srcr_formula, sizeof c->srcr_formula, "%s", t);
+    else if (strcmp(name, "max_memory") == 0) {
+        if (!run_parse_memory(t, &c->max_memory)) {
+            snprintf(ps->bad, sizeof ps->bad, "[sweep] max_memory = %s: expected a size such as 20G or 512M", t);
+            return 0;
+        }
+    }
     else if (strcmp(name, "eval.ppl") == 0 || strcmp(name, "eval.tasks") == 0) {
         /* Lists: an indented continuation line (inih hands it over under the same key) adds to
          * the list, so long task lists fit the 200-byte lines. */

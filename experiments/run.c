@@ -105,10 +105,35 @@ static int ensure_hashes(run_context *c, err *e) {
     return rc;
 }
 
+bool run_parse_memory(const char *v, double *bytes) {
+    char *end;
+    double x = strtod(v, &end);
+    double unit = 1e9;
+    if (strcmp(end, "M") == 0 || strcmp(end, "MB") == 0) unit = 1e6;
+    else if (*end && strcmp(end, "G") != 0 && strcmp(end, "GB") != 0) return false;
+    if (end == v || !(x > 0) || x > 1e9) return false;
+    *bytes = x * unit;
+    return true;
+}
+
 int run_check(const run_context *c, const run_spec *r, err *e) {
     if (r->dense) return SPARQ_OK;
     int rc = options_check(&r->opts, e);
-    return rc ? rc : compress_check(c->m, &r->opts, e);
+    if (!rc) rc = compress_check(c->m, &r->opts, e);
+    if (rc) return rc;
+    /* Refuse before calibrating what cannot fit, rather than fail or swap hours later. */
+    const run_setup *s = c->setup;
+    long L = s->calib_seqlen > 0 ? s->calib_seqlen : c->m->cfg.seq_len;
+    compress_memory est;
+    compress_estimate(c->m, (long)s->nsamples * L, (int)L, c->pristine != NULL, &est);
+    double have = s->max_memory > 0 ? s->max_memory : clock_memory_bytes();
+    if (est.total > have)
+        return err_set(e, SPARQ_EINPUT, "compressing %s needs about %.3g GB (weights %.3g, calibration "
+                       "activations %.3g, Hessians %.3g, solver %.3g) but %s %.3g GB: use fewer --nsamples, "
+                       "a shorter --calib-seqlen, or --max-memory", s->model, est.total / 1e9,
+                       est.weights / 1e9, est.activations / 1e9, est.hessians / 1e9, est.solver / 1e9,
+                       s->max_memory > 0 ? "--max-memory allows" : "this machine has", have / 1e9);
+    return SPARQ_OK;
 }
 
 int run_key(run_context *c, run_spec *r, err *e) {

@@ -36,6 +36,7 @@ typedef struct {
     int       n_tasks;
     int       limit;                 /* first N windows/documents/items, 0 = all          */
     char      srcr_formula[32];      /* how reports combine retention and compression     */
+    double    max_memory;            /* bytes a run may use, 0 = this machine's memory     */
 } run_setup;
 
 typedef struct {
@@ -46,6 +47,9 @@ typedef struct {
     char             invalid[256];   /* why the point cannot run, or ""                        */
     char             key[17];        /* 16 hex digits, set once the inputs are hashed          */
 } run_spec;
+
+/* "20", "20G", "20GB", "512M", "512MB" (no suffix: GB) into bytes; false when not such a size. */
+bool run_parse_memory(const char *v, double *bytes);
 
 /* The defaults of a setup: 128 calibration samples, SrCr formula "recon". */
 void run_setup_default(run_setup *s);

@@ -124,3 +124,24 @@ Test(shard, a_full_disk_leaves_no_half_written_file) {
     snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", dir);
     cr_assert_eq(system(cmd), 0, "files were left in %s", dir);
 }
+
+/* compress estimates its peak from the shapes and refuses what cannot fit before calibrating. */
+Test(shard, compress_refuses_what_would_not_fit) {
+    const char *m = data_path("stories260K/stories260K.bin"), *c = data_path("text/c4-en-train-first1000.jsonl");
+    struct { const char *extra, *says; int st; } cases[] = {
+        {"--max-memory 20M", "but --max-memory allows 0.02 GB", 2},
+        {"--nsamples 1000000 --calib-seqlen 256", "calibration activations 65.6", 2},
+        {"--max-memory 12x", "--max-memory 12x: expected a size such as 20G or 512M", 2},
+        {"--max-memory 100M --nsamples 4 --calib-seqlen 64", NULL, 0},
+    };
+    for (int i = 0; i < 4; i++) {
+        char args[4096], *out, *er;
+        snprintf(args, sizeof args, "compress --model '%s' --calib '%s' --solver sparsegpt --sparsity 0.5 %s",
+                 m, c, cases[i].extra);
+        int st = run_sparq(args, &out, &er);
+        cr_assert_eq(st, cases[i].st, "%s: exit %d: %s", cases[i].extra, st, er);
+        if (cases[i].says) cr_assert(strstr(er, cases[i].says), "%s: %s", cases[i].extra, er);
+        free(out);
+        free(er);
+    }
+}
