@@ -191,8 +191,9 @@ static void bar_stage(void *ctx, const char *stage, long done, long total) {
     char cells[31];
     for (int i = 0; i < 30; i++) cells[i] = i < pm * 30 / 1000 ? '#' : '.';
     cells[30] = '\0';
-    fprintf(stderr, "\r%s [%s] %5.1f%% %ld/%ld %.1fs", p->label, cells, pm / 10.0, done, total,
-            clock_seconds() - p->t0);
+    double el = clock_seconds() - p->t0, eta = done > 0 ? el * (double)(total - done) / (double)done : 0.0;
+    fprintf(stderr, "\r%s [%s] %5.1f%% %ld/%ld %.1fs, eta %.0fs ", p->label, cells, pm / 10.0, done, total,
+            el, eta);
     fflush(stderr);
 }
 

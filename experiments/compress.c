@@ -21,6 +21,7 @@ void compress_report_free(compress_report *r) {
     if (!r) return;
     for (int i = 0; i < r->n; i++) layer_report_free(&r->layers[i].report);
     free(r->layers);
+    free(r->blocks);
     memset(r, 0, sizeof *r);
 }
 
@@ -71,6 +72,7 @@ typedef struct {
     int    width[IN_MAX];
     int    n_in;
     int    chunk;                /* tokens per chunk, >= the longest sequence     */
+    double t_forward, t_hessian; /* seconds so far in forward_block and in Hessians */
 } driver;
 
 /* Run block l over all calibration sequences (hidden states X, not modified) and accumulate
@@ -86,10 +88,14 @@ static int accumulate(driver *d, int l, const float *X, const bool want[IN_MAX],
         block_inputs cap = {{NULL}};
         for (int k = 0; k < d->n_in; k++) cap.in[k] = want[k] ? d->cap[k] : NULL;
         fwd_batch b = {.n_seq = j - i, .lens = c->lens + i, .n_tok = ntok};
+        double t0 = clock_seconds();
         int rc = forward_block(d->m, l, d->xc, &b, &cap, d->scr, e);
         if (rc) return rc;
+        double t1 = clock_seconds();
         for (int k = 0; k < d->n_in; k++)
             if (want[k]) hessian_accumulate(&H[k], d->cap[k], ntok);
+        d->t_forward += t1 - t0;
+        d->t_hessian += clock_seconds() - t1;
         i = j;
     }
     for (int k = 0; k < d->n_in; k++)
@@ -105,7 +111,9 @@ static int propagate(driver *d, int l, float *X, err *e) {
         int j = i, ntok = 0;
         while (j < c->n && ntok + c->lens[j] <= d->chunk) ntok += c->lens[j++];
         fwd_batch b = {.n_seq = j - i, .lens = c->lens + i, .n_tok = ntok};
+        double t0 = clock_seconds();
         int rc = forward_block(d->m, l, X + c->offs[i] * dim, &b, NULL, d->scr, e);
+        d->t_forward += clock_seconds() - t0;
         if (rc) return rc;
         i = j;
     }
@@ -200,7 +208,9 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
     d.scr = fwd_scratch_new();
     out->n = c->n_layers * nl;
     out->layers = calloc((size_t)out->n, sizeof(compress_layer));
-    bool ok = X && d.xc && d.scr && out->layers;
+    out->n_blocks = c->n_layers;
+    out->blocks = calloc((size_t)c->n_layers, sizeof(compress_block));
+    bool ok = X && d.xc && d.scr && out->layers && out->blocks;
     for (int k = 0; k < d.n_in; k++) {
         d.cap[k] = malloc((size_t)d.chunk * d.width[k] * sizeof(float));
         ok = ok && d.cap[k];
@@ -213,6 +223,7 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
     int done = 0;
     for (int l = 0; l < c->n_layers && !rc; l++) {
         hessian H[IN_MAX] = {{0}};
+        double tb = clock_seconds(), f0 = d.t_forward, h0 = d.t_hessian;
         for (int k = 0; k < d.n_in && !rc; k++) rc = hessian_init(&H[k], d.width[k], e);
         /* One stage holding every layer, all inputs from the dense block; or the family's
          * true-sequential stages, the block re-run before each with earlier stages compressed.
@@ -231,6 +242,11 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
         }
         for (int k = 0; k < d.n_in; k++) hessian_free(&H[k]);
         if (!rc) rc = propagate(&d, l, X, e);
+        compress_block *cb = &out->blocks[l];
+        cb->total = clock_seconds() - tb;
+        cb->forward = d.t_forward - f0;
+        cb->hessians = d.t_hessian - h0;
+        for (int k = 0; k < nl; k++) cb->solve += out->layers[l * nl + k].report.seconds;
     }
     out->seconds = clock_seconds() - t0;
     if (!rc) {

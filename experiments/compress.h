@@ -30,9 +30,17 @@ typedef struct {
     layer_report report;
 } compress_layer;
 
+/* Where one block's time went: the calibration forward passes (capture and propagation), the
+ * Hessian accumulation, and the solvers on its layers. */
+typedef struct {
+    double forward, hessians, solve, total;
+} compress_block;
+
 typedef struct {
     compress_layer *layers;          /* n_layers * the family's linear count, in block order */
     int             n;
+    compress_block *blocks;          /* [n_blocks]                                            */
+    int             n_blocks;
     double          sparsity;        /* pruned fraction of all linear weights */
     double          seconds;
 } compress_report;

@@ -207,6 +207,18 @@ static void add_layers(cJSON *j, const compress_report *rep) {
         cJSON_AddNumberToObject(x, "seconds", l->report.seconds);
         cJSON_AddItemToArray(layers, x);
     }
+    /* Per block: where the time went (calibration forward, Hessians, solvers). */
+    cJSON *blocks = cJSON_AddArrayToObject(j, "blocks");
+    for (int i = 0; rep && i < rep->n_blocks; i++) {
+        const compress_block *b = &rep->blocks[i];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "block", i);
+        cJSON_AddNumberToObject(x, "forward", b->forward);
+        cJSON_AddNumberToObject(x, "hessians", b->hessians);
+        cJSON_AddNumberToObject(x, "solve", b->solve);
+        cJSON_AddNumberToObject(x, "seconds", b->total);
+        cJSON_AddItemToArray(blocks, x);
+    }
 }
 
 void results_ppl_fields(cJSON *x, const ppl_result *p, ppl_protocol protocol, int seqlen) {
