@@ -45,7 +45,7 @@ static const char *usage_text =
     "  inspect   --model M [--json]\n"
     "  tokenize  --tokenizer T --text S [--bos] [--json]   (ids; --json adds the vocabulary pieces)\n"
     "  convert   --model M --out OUT [--format llama2c|safetensors|gguf] [--dtype f32|f16|bf16]\n"
-    "            [--llama2c-version 0|1|2] [--tokenizer T | --no-vocab] [--json]\n"
+    "            [--llama2c-version 0|1|2] [--tokenizer T | --no-vocab] [--max-shard-size SIZE] [--json]\n"
     "            (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder; llama2.c version 0 =\n"
     "            legacy, the default, 1 = float32, 2 = Q8_0 int8)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
@@ -643,15 +643,21 @@ static int cmd_report(int argc, char **argv, err *e) {
 
 static int cmd_convert(int argc, char **argv, err *e) {
     flag f[] = {FV("--model"), FV("--out"), FV("--format"), FV("--dtype"),
-                FV("--tokenizer"), FB("--no-vocab"), FV("--llama2c-version"), FB("--json"), {0}};
+                FV("--tokenizer"), FB("--no-vocab"), FV("--llama2c-version"), FV("--max-shard-size"),
+                FB("--json"), {0}};
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = require(f, "--out", e);
-    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0};
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, 0};
     if (!rc && flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &o.format, e);
     if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &o.dtype))
         rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16 or bf16", flag_str(f, "--dtype"));
     if (!rc) rc = flag_int(f, "--llama2c-version", 0, 2, &o.llama2c_version, e);
+    double shard = 0;
+    if (!rc && flag_str(f, "--max-shard-size") && !run_parse_memory(flag_str(f, "--max-shard-size"), &shard))
+        rc = err_set(e, SPARQ_EINPUT, "--max-shard-size %s: expected a size such as 5G or 200M",
+                     flag_str(f, "--max-shard-size"));
+    o.shard_bytes = (uint64_t)shard;
     if (rc) return rc;
     const char *mpath = flag_str(f, "--model"), *out = flag_str(f, "--out");
     model_format fmt = o.format == MODEL_FORMAT_AUTO ? model_format_for_path(out) : o.format;

@@ -745,7 +745,7 @@ int model_load(model **out, const char *path, err *e) {
 }
 
 int model_save(const model *m, const char *path, err *e) {
-    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0};
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, 0};
     return model_save_opts(m, path, &o, e);
 }
 
@@ -761,7 +761,7 @@ model_format model_save_format(const model *m, const char *path, model_format re
 int model_save_opts(const model *m, const char *path, const model_save_options *o, err *e) {
     model_format f = model_save_format(m, path, o->format);
     switch (f) {
-    case MODEL_FORMAT_SAFETENSORS: return safetensors_save_model(m, path, o->dtype, e);
+    case MODEL_FORMAT_SAFETENSORS: return safetensors_save_model(m, path, o->dtype, o->shard_bytes, e);
     case MODEL_FORMAT_GGUF: return gguf_save_model(m, o->tok, path, o->dtype, e);
     default:
         if (o->dtype != DTYPE_F32)

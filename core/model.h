@@ -128,6 +128,7 @@ typedef struct {
     dtype        dtype;         /* DTYPE_F32 (default), F16 or BF16; llama2.c is always f32  */
     const struct tokenizer *tok;   /* GGUF: vocabulary to embed (NULL = none)                */
     int          llama2c_version;   /* llama2.c: 0 legacy (default), 1 float32, 2 Q8_0     */
+    uint64_t     shard_bytes;       /* safetensors folder: bytes per shard, 0 = 5 GB        */
 } model_save_options;
 
 /* Save in the format the extension names (.bin or other: llama2.c; .safetensors, with a

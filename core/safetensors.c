@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "family.h"
 #include "fileio.h"
@@ -532,26 +533,8 @@ static int list_tensors(const model *m, out_tensor **out, int *n) {
     return 0;
 }
 
-int safetensors_save_model(const model *m, const char *path, dtype dt, err *e) {
-    if (dt != DTYPE_F32 && dt != DTYPE_F16 && dt != DTYPE_BF16)
-        return err_set(e, SPARQ_EINPUT, "%s: safetensors output is f32, f16 or bf16, not %s", path,
-                       dtype_name(dt));
-    char file[4200], cfg[4200];
-    if (path_has_suffix(path, ".safetensors")) {
-        char dir[4096];
-        path_dir(path, dir, sizeof dir);
-        snprintf(file, sizeof file, "%s", path);
-        snprintf(cfg, sizeof cfg, "%sconfig.json", dir);
-    } else {
-        if (mkdir(path, 0777) != 0 && errno != EEXIST)
-            return err_set(e, SPARQ_EINPUT, "%s: cannot create folder: %s", path, strerror(errno));
-        const char *sep = path_has_suffix(path, "/") ? "" : "/";
-        snprintf(file, sizeof file, "%s%smodel.safetensors", path, sep);
-        snprintf(cfg, sizeof cfg, "%s%sconfig.json", path, sep);
-    }
-    out_tensor *t;
-    int n;
-    if (list_tensors(m, &t, &n)) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+/* One safetensors file holding tensors t[0 .. n), converted to dt chunk by chunk. */
+static int write_file_of(const model *m, const char *file, const out_tensor *t, int n, dtype dt, err *e) {
     const char *dname = dt == DTYPE_F32 ? "F32" : dt == DTYPE_F16 ? "F16" : "BF16";
     size_t esz = dt == DTYPE_F32 ? 4 : 2;
     cJSON *h = cJSON_CreateObject();
@@ -611,6 +594,83 @@ int safetensors_save_model(const model *m, const char *path, dtype dt, err *e) {
     free(hs);
     free(perm);
     free(buf);
+    return rc;
+}
+
+int safetensors_save_model(const model *m, const char *path, dtype dt, uint64_t shard_bytes, err *e) {
+    if (dt != DTYPE_F32 && dt != DTYPE_F16 && dt != DTYPE_BF16)
+        return err_set(e, SPARQ_EINPUT, "%s: safetensors output is f32, f16 or bf16, not %s", path,
+                       dtype_name(dt));
+    if (shard_bytes == 0) shard_bytes = SAFETENSORS_SHARD_BYTES;
+    char file[4200], cfg[4200], dir[4200] = "";
+    bool folder = !path_has_suffix(path, ".safetensors");
+    if (!folder) {
+        char d[4096];
+        path_dir(path, d, sizeof d);
+        snprintf(file, sizeof file, "%s", path);
+        snprintf(cfg, sizeof cfg, "%sconfig.json", d);
+    } else {
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return err_set(e, SPARQ_EINPUT, "%s: cannot create folder: %s", path, strerror(errno));
+        snprintf(dir, sizeof dir, "%s%s", path, path_has_suffix(path, "/") ? "" : "/");
+        snprintf(file, sizeof file, "%smodel.safetensors", dir);
+        snprintf(cfg, sizeof cfg, "%sconfig.json", dir);
+    }
+    out_tensor *t;
+    int n;
+    if (list_tensors(m, &t, &n)) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    size_t esz = dt == DTYPE_F32 ? 4 : 2;
+    /* Shards as Hugging Face's save_pretrained cuts them: tensors in order, a new file when the
+     * next tensor would pass shard_bytes (a tensor larger than that gets a file of its own). */
+    int *first = malloc((size_t)(n + 1) * sizeof *first), ns = 0;
+    uint64_t total = 0, in = 0;
+    for (int i = 0; first && i < n; i++) {
+        uint64_t b = t[i].rows * (t[i].cols ? t[i].cols : 1) * esz;
+        if (i == 0 || (in > 0 && in + b > shard_bytes)) {
+            first[ns++] = i;
+            in = 0;
+        }
+        in += b;
+        total += b;
+    }
+    int rc = first ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory");
+    if (first) first[ns] = n;
+    if (!rc && (ns == 1 || !folder)) {
+        rc = write_file_of(m, file, t, n, dt, e);
+    } else if (!rc) {
+        /* Every shard, then the index naming them: a reader never sees an index without its files. */
+        cJSON *ix = cJSON_CreateObject(), *wm;
+        char num[32];
+        snprintf(num, sizeof num, "%llu", (unsigned long long)total);
+        cJSON_AddItemToObject(cJSON_AddObjectToObject(ix, "metadata"), "total_size", cJSON_CreateRaw(num));
+        wm = cJSON_AddObjectToObject(ix, "weight_map");
+        for (int k = 0; k < ns && !rc; k++) {
+            char name[64], shard[4300];
+            snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", k + 1, ns);
+            snprintf(shard, sizeof shard, "%s%s", dir, name);
+            rc = write_file_of(m, shard, t + first[k], first[k + 1] - first[k], dt, e);
+            for (int i = first[k]; i < first[k + 1]; i++) cJSON_AddStringToObject(wm, t[i].name, name);
+        }
+        char *txt = rc ? NULL : cJSON_Print(ix);
+        cJSON_Delete(ix);
+        if (!rc && !txt) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        if (!rc) {
+            char index[4300];
+            snprintf(index, sizeof index, "%smodel.safetensors.index.json", dir);
+            atomic_file a;
+            rc = atomic_open(&a, index, e);
+            if (!rc) {
+                atomic_write(&a, txt, strlen(txt));
+                atomic_write(&a, "\n", 1);
+                rc = atomic_commit(&a, e);
+            }
+            /* An older single file would shadow nothing (the index is read first), but it is
+             * another copy of the model: remove it. */
+            if (!rc) unlink(file);
+        }
+        free(txt);
+    }
+    free(first);
     free(t);
     if (!rc) rc = write_config(m, cfg, dt, e);
     return rc;

@@ -17,9 +17,13 @@
 int safetensors_load_model(model **out, const char *path, err *e);
 
 /* path ending in .safetensors: that file and config.json beside it; otherwise a folder
- * (created if needed) with model.safetensors and config.json. dt: F32, F16 or BF16. q/k rows are
+ * (created if needed) with model.safetensors (or shards and their index) and config.json. dt: F32, F16 or BF16. q/k rows are
  * written in Hugging Face's rotate-half order whatever the model's layout. */
-int safetensors_save_model(const model *m, const char *path, dtype dt, err *e);
+int safetensors_save_model(const model *m, const char *path, dtype dt, uint64_t shard_bytes, err *e);
+
+/* A folder's model is cut into shards of at most this many bytes (Hugging Face's default
+ * max_shard_size, 5 GB) with model.safetensors.index.json naming them; shard_bytes 0 = this. */
+#define SAFETENSORS_SHARD_BYTES 5000000000ull
 
 /* config.json helpers for the families' readers and writers: an integer in [1, 2^24] (def < 0:
  * required; missing: def), a positive finite float (missing: def), and a float written as its

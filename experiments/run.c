@@ -325,7 +325,7 @@ int run_execute(run_context *c, const run_spec *r, const char *out_path, run_pro
     }
     if (!rc && out_path) {
         /* The format follows the extension; a .gguf carries the vocabulary for llama.cpp. */
-        model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, c->tok, 0};
+        model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, c->tok, 0, 0};
         rc = model_save_opts(c->m, out_path, &so, e);
         if (!rc && tok_beside) rc = tokenizer_save_beside(c->tok, c->tok_path, out_path, inside, false, NULL, 0, e);
     }

@@ -169,3 +169,35 @@ Test(shard, compress_json_reports_per_block_seconds) {
     free(out);
     free(er);
 }
+
+/* A Hugging Face folder is cut into shards with their index (as save_pretrained's
+ * max_shard_size), and the shards reload to the same weights. */
+Test(shard, safetensors_folders_are_sharded_and_reload) {
+    const char *dir = tmp_path("sharded");
+    char args[4096], *out, *er;
+    snprintf(args, sizeof args, "convert --model '%s' --out '%s' --format safetensors --max-shard-size 0.3M",
+             data_path("stories260K/stories260K.bin"), dir);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    free(out);
+    free(er);
+    char p[4200];
+    for (int k = 1; k <= 4; k++) {
+        snprintf(p, sizeof p, "%s/model-%05d-of-00004.safetensors", dir, k);
+        size_t n = 0;
+        char *b = read_all(p, &n);
+        cr_assert(b && n <= 300000 + 16 * 172 * 4, "%s: %zu bytes", p, n);
+        free(b);
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    cr_assert_null(read_all(p, NULL), "a single file beside the shards");
+    model *a = load_stories(), *b = NULL;
+    err e = {0};
+    cr_assert_eq(model_load(&b, dir, &e), 0, "%s", e.msg);
+    cr_assert_eq(model_params(a), model_params(b));
+    for (int l = 0; l < 5; l++)
+        for (int k = 0; k < model_n_linear(a); k++)
+            cr_assert(memcmp(a->blocks[l].lin[k].w, b->blocks[l].lin[k].w,
+                             (size_t)a->blocks[l].lin[k].rows * a->blocks[l].lin[k].cols * 4) == 0);
+    model_free(a);
+    model_free(b);
+}

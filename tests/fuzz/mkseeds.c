@@ -89,7 +89,7 @@ static int make_tiny(const char *out, const char *tokpath) {
     for (int i = 0; !rc && i < 3; i++) {
         for (int k = 0; !rc && k < 2; k++) {
             snprintf(p, sizeof p, "%s/tmp/st-%s-%d", out, dn[i], k);
-            rc = safetensors_save_model(k ? u : m, p, dts[i], &e);
+            rc = safetensors_save_model(k ? u : m, p, dts[i], 0, &e);
             snprintf(q, sizeof q, "%s/config.json", p);
             snprintf(r, sizeof r, "%s/model.safetensors", p);
             char o[4200];
