@@ -29,6 +29,11 @@ if have "$D/stories260K/stories260K.bin"; then
         --format safetensors --dtype f16 >/dev/null
     "$MK" pack "$TMP/st/config.json" "$TMP/st/model.safetensors" "$C/safetensors/stories260K-f16"
 fi
+# OPT (the family tables, biases, LayerNorm, project_in/out) and its f16 form.
+for f in opt-tiny opt-tiny-proj opt-tiny-f16; do
+    have "$D/families/$f/model.safetensors" &&
+        "$MK" pack "$D/families/$f/config.json" "$D/families/$f/model.safetensors" "$C/safetensors/$f"
+done
 have "$D/gguf/llama-2-tiny-random.gguf" &&
     head -c 65536 "$D/gguf/llama-2-tiny-random.gguf" > "$C/gguf/llama-2-tiny-random-head"
 
