@@ -31,8 +31,9 @@ if have "$D/stories260K/stories260K.bin"; then
 fi
 # OPT (the family tables, biases, LayerNorm, project_in/out) and its f16 form.
 for f in opt-tiny opt-tiny-proj opt-tiny-f16; do
-    have "$D/families/$f/model.safetensors" &&
+    if have "$D/families/$f/model.safetensors"; then
         "$MK" pack "$D/families/$f/config.json" "$D/families/$f/model.safetensors" "$C/safetensors/$f"
+    fi
 done
 have "$D/gguf/llama-2-tiny-random.gguf" &&
     head -c 65536 "$D/gguf/llama-2-tiny-random.gguf" > "$C/gguf/llama-2-tiny-random-head"
