@@ -207,18 +207,6 @@ static void add_layers(cJSON *j, const compress_report *rep) {
         cJSON_AddNumberToObject(x, "seconds", l->report.seconds);
         cJSON_AddItemToArray(layers, x);
     }
-    /* Per block: where the time went (calibration forward, Hessians, solvers). */
-    cJSON *blocks = cJSON_AddArrayToObject(j, "blocks");
-    for (int i = 0; rep && i < rep->n_blocks; i++) {
-        const compress_block *b = &rep->blocks[i];
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "block", i);
-        cJSON_AddNumberToObject(x, "forward", b->forward);
-        cJSON_AddNumberToObject(x, "hessians", b->hessians);
-        cJSON_AddNumberToObject(x, "solve", b->solve);
-        cJSON_AddNumberToObject(x, "seconds", b->total);
-        cJSON_AddItemToArray(blocks, x);
-    }
 }
 
 void results_ppl_fields(cJSON *x, const ppl_result *p, ppl_protocol protocol, int seqlen) {
@@ -277,6 +265,18 @@ cJSON *results_record(const run_outcome *o) {
     cJSON_AddNumberToObject(sec, "compress", o->seconds_compress);
     cJSON_AddNumberToObject(sec, "eval", o->seconds_eval);
     cJSON_AddNumberToObject(sec, "total", o->seconds_total);
+    /* Per block: where the compression's time went (calibration forward, Hessians, solvers). */
+    cJSON *blocks = cJSON_AddArrayToObject(sec, "blocks");
+    for (int i = 0; o->report && i < o->report->n_blocks; i++) {
+        const compress_block *b = &o->report->blocks[i];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "block", i);
+        cJSON_AddNumberToObject(x, "forward", b->forward);
+        cJSON_AddNumberToObject(x, "hessians", b->hessians);
+        cJSON_AddNumberToObject(x, "solve", b->solve);
+        cJSON_AddNumberToObject(x, "seconds", b->total);
+        cJSON_AddItemToArray(blocks, x);
+    }
     cJSON_AddNumberToObject(j, "peak_rss_mb", clock_peak_rss_mb());
     return j;
 }
