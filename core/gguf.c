@@ -6,14 +6,16 @@
 #include <string.h>
 
 #include "fileio.h"
+#include "ggml_blocks.h"
 #include "spm.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_DEPTH 4          /* arrays of arrays; llama.cpp writes at most one level */
 
-/* ggml tensor types this reader converts; the names serve the error for the others. */
-enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_BF16 = 30 };
+/* ggml tensor types this reader converts (and ggml_blocks.h's block types); the names serve
+ * the error for the others. */
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_BF16 = 30 };
 static const char *const ggml_names[] = {
     "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
     "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
@@ -216,15 +218,16 @@ static int parse_tensor(gguf_file *g, cur *c, gguf_tensor *t, uint64_t i, err *e
     case GGML_F32: t->dt = DTYPE_F32; break;
     case GGML_F16: t->dt = DTYPE_F16; break;
     case GGML_BF16: t->dt = DTYPE_BF16; break;
-    case GGML_Q8_0: t->dt = DTYPE_Q8_0; break;
     default:
-        return err_set(e, SPARQ_EINPUT, "%s: tensor %s has ggml type %u (%s); only F32, F16, BF16 and "
-                       "Q8_0 are supported", g->path, t->name, t->type,
-                       t->type < sizeof ggml_names / sizeof *ggml_names ? ggml_names[t->type] : "unknown");
+        if (!ggml_block_by_id(t->type))
+            return err_set(e, SPARQ_EINPUT, "%s: tensor %s has ggml type %u (%s); only F32, F16, BF16, "
+                           "Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are supported", g->path, t->name, t->type,
+                           t->type < sizeof ggml_names / sizeof *ggml_names ? ggml_names[t->type] : "unknown");
+        t->dt = ggml_block_by_id(t->type)->dt;
     }
-    if (t->dt == DTYPE_Q8_0 && t->ne[0] % Q8_0_BLOCK)
-        return err_set(e, SPARQ_EINPUT, "%s: tensor %s: Q8_0 rows of %llu are not a multiple of 32",
-                       g->path, t->name, (unsigned long long)t->ne[0]);
+    if (dtype_is_block(t->dt) && t->ne[0] % GGML_BLOCK)
+        return err_set(e, SPARQ_EINPUT, "%s: tensor %s: %s rows of %llu are not a multiple of 32",
+                       g->path, t->name, ggml_names[t->type], (unsigned long long)t->ne[0]);
     if (!dtype_bytes(t->dt, elems, &t->nbytes))
         return err_set(e, SPARQ_EINPUT, "%s: tensor %s: size overflows", g->path, t->name);
     return SPARQ_OK;
