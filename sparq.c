@@ -405,9 +405,29 @@ static void print_record(const cJSON *r) {
                cJSON_GetObjectItem(p, "chance")->valuedouble);
 }
 
+/* ---- what a GGUF writer did ----------------------------------------------------------------- */
+
+static void add_file_info(cJSON *j, const gguf_save_info *in, dtype dt) {
+    cJSON *o = cJSON_AddObjectToObject(j, "file");
+    cJSON_AddStringToObject(o, "dtype", dtype_name(dt));
+    cJSON_AddNumberToObject(o, "bytes", in->bytes);
+    cJSON_AddNumberToObject(o, "bits_per_weight", in->bits_per_weight);
+    cJSON_AddNumberToObject(o, "linear_bits_per_weight", in->linear_bits_per_weight);
+    cJSON_AddStringToObject(o, "kept_f16", in->kept);
+}
+
+static void print_file_info(const gguf_save_info *in, dtype dt) {
+    printf("tensor data %.0f bytes: %.3f bits per weight (linear layers %.3f)\n", in->bytes,
+           in->bits_per_weight, in->linear_bits_per_weight);
+    if (dtype_is_block(dt))
+        printf("linear layers in %s blocks; token embedding and classifier f16, norms f32%s%s\n",
+               dtype_name(dt), in->n_kept ? "; kept f16 (rows not a multiple of 32): " : "", in->kept);
+}
+
 /* The compress flags: the run's own, then one per row of the options table. */
 static const char *const compress_flags[] = {"--model", "--tokenizer", "--calib", "--nsamples",
-    "--calib-seqlen", "--seed", "--out", "--eval", "--protocol", "--seqlen", "--limit", "--threads", NULL};
+    "--calib-seqlen", "--seed", "--out", "--format", "--dtype", "--eval", "--protocol", "--seqlen", "--limit",
+    "--threads", NULL};
 
 static int cmd_compress(int argc, char **argv, err *e) {
     flag f[64];
@@ -463,6 +483,17 @@ static int cmd_compress(int argc, char **argv, err *e) {
             rc = options_set(&r.opts, &options_table[i], flag_str(f, fl), "--", e);
     }
     if (rc) return rc;
+    run_output out = {.path = flag_str(f, "--out"), .format = MODEL_FORMAT_AUTO, .dtype = DTYPE_F32};
+    if (flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &out.format, e);
+    if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &out.dtype))
+        rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16, bf16, or for GGUF q8_0, q4_0, q4_1, q5_0 "
+                     "or q5_1", flag_str(f, "--dtype"));
+    if (!rc && (flag_str(f, "--format") || flag_str(f, "--dtype")) && !out.path)
+        rc = err_set(e, SPARQ_EINPUT, "--format and --dtype describe the --out file; give --out");
+    if (!rc) rc = run_check_output(&r, &out, e);
+    if (rc) return rc;
+    bool gguf_out = out.path && (out.format == MODEL_FORMAT_AUTO ? model_format_for_path(out.path)
+                                                                : out.format) == MODEL_FORMAT_GGUF;
     options_label(&r.opts, r.label, sizeof r.label);
     blas_set_threads(threads);
     run_context *ctx = NULL;
@@ -471,13 +502,18 @@ static int cmd_compress(int argc, char **argv, err *e) {
     if (!rc) rc = run_check(ctx, &r, e);
     bar b;
     bar_start(&b, "compress");
-    if (!rc) rc = run_execute(ctx, &r, flag_str(f, "--out"), bar_stage, &b, &rec, e);
+    if (!rc) rc = run_execute(ctx, &r, &out, bar_stage, &b, &rec, e);
     bar_end(&b);
+    if (!rc && gguf_out) add_file_info(rec, &out.info, out.dtype);
     if (!rc && flag_str(f, "--json")) {
         print_json(rec);
         rec = NULL;
     } else if (!rc) {
         print_record(rec);
+        if (gguf_out) {
+            printf("wrote %s\n", out.path);
+            print_file_info(&out.info, out.dtype);
+        }
     }
     cJSON_Delete(rec);
     run_context_free(ctx);
@@ -555,10 +591,12 @@ static int cmd_convert(int argc, char **argv, err *e) {
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = require(f, "--out", e);
-    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0};
+    gguf_save_info info;
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, NULL, &info};
     if (!rc && flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &o.format, e);
     if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &o.dtype))
-        rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16 or bf16", flag_str(f, "--dtype"));
+        rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16, bf16, or for GGUF q8_0, q4_0, q4_1, q5_0 "
+                     "or q5_1", flag_str(f, "--dtype"));
     if (!rc) rc = flag_int(f, "--llama2c-version", 0, 2, &o.llama2c_version, e);
     if (rc) return rc;
     const char *mpath = flag_str(f, "--model"), *out = flag_str(f, "--out");
@@ -589,10 +627,12 @@ static int cmd_convert(int argc, char **argv, err *e) {
             cJSON_AddStringToObject(j, "dtype", dt);
             cJSON_AddNumberToObject(j, "params", (double)model_params(m));
             cJSON_AddBoolToObject(j, "tokenizer", t != NULL);
+            if (fmt == MODEL_FORMAT_GGUF) add_file_info(j, &info, o.dtype);
             print_json(j);
         } else {
             printf("wrote %s: %s, %s, %llu parameters%s\n", out, model_format_name(fmt), dt,
                    (unsigned long long)model_params(m), t ? ", with its vocabulary" : "");
+            if (fmt == MODEL_FORMAT_GGUF) print_file_info(&info, o.dtype);
         }
     }
     tokenizer_free(t);

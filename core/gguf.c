@@ -684,16 +684,80 @@ static int vocab_kvs(gbuf *b, const tokenizer *tok, int vocab, const char *path,
 }
 
 int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtype dt, err *e) {
-    if (dt != DTYPE_F32 && dt != DTYPE_F16 && dt != DTYPE_BF16)
-        return err_set(e, SPARQ_EINPUT, "%s: GGUF output is f32, f16 or bf16, not %s", path, dtype_name(dt));
+    return gguf_save_model_blocks(m, tok, path, dt, NULL, NULL, e);
+}
+
+/* llama.cpp's general.file_type (llama_ftype) for each weight type written. */
+static uint32_t file_type(dtype dt) {
+    switch (dt) {
+    case DTYPE_F32: return 0;
+    case DTYPE_F16: return 1;
+    case DTYPE_Q4_0: return 2;
+    case DTYPE_Q4_1: return 3;
+    case DTYPE_Q8_0: return 7;
+    case DTYPE_Q5_0: return 8;
+    case DTYPE_Q5_1: return 9;
+    case DTYPE_BF16: return 32;
+    }
+    return 0;
+}
+
+/* One row of a block tensor: packed on the solver's grids (d, m: this row's), or quantized by
+ * ggml's reference rules when the layer has none. Names the first weight off its grid. */
+static int block_row(const ggml_block_type *bt, const gtensor *t, const float *row, const float *d,
+                     const float *m, uint64_t r, unsigned char *out, const char *path, err *e) {
+    size_t nb = (size_t)t->cols / GGML_BLOCK;
+    if (!d) {
+        ggml_block_quantize_ref(bt, row, out, nb);
+        return SPARQ_OK;
+    }
+    size_t bad = ggml_block_pack(bt, row, d, m, out, nb);
+    if (bad < nb * GGML_BLOCK)
+        return err_set(e, SPARQ_EINPUT, "%s: tensor %s: weight (%llu, %zu) = %.9g is not on its %s block's grid "
+                       "(d = %.9g%s%.9g): the layer was not quantized on a ggml grid", path, t->name,
+                       (unsigned long long)r, bad, (double)row[bad], bt->name, (double)d[bad / GGML_BLOCK],
+                       m ? ", m = " : "", m ? (double)m[bad / GGML_BLOCK] : 0.0);
+    return SPARQ_OK;
+}
+
+static void round_f16(float *w, size_t n) {
+    for (size_t i = 0; i < n; i++) w[i] = f16_to_f32(f32_to_f16(w[i]));
+}
+
+void gguf_round_for_blocks(model *m) {
     const model_config *c = &m->cfg;
+    round_f16(m->tok_emb, (size_t)c->vocab_size * c->dim);
+    if (!m->shared_cls) round_f16(m->wcls, (size_t)c->vocab_size * c->dim);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < LIN_COUNT; k++) {
+            linear *x = &m->blocks[l].lin[k];
+            if (x->cols % GGML_BLOCK) round_f16(x->w, (size_t)x->rows * x->cols);
+        }
+}
+
+int gguf_save_model_blocks(const model *m, const tokenizer *tok, const char *path, dtype dt,
+                           const gguf_block_grid *grids, gguf_save_info *info, err *e) {
+    const ggml_block_type *bt = ggml_block_find(dt);
+    if (dt != DTYPE_F32 && dt != DTYPE_F16 && dt != DTYPE_BF16 && !bt)
+        return err_set(e, SPARQ_EINPUT, "%s: GGUF output is f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1, "
+                       "not %s", path, dtype_name(dt));
+    if (info) memset(info, 0, sizeof *info);
+    const model_config *c = &m->cfg;
+    /* Block types quantize the linear layers only; the embedding (and a separate classifier)
+     * stay f16, norms f32. */
+    dtype edt = bt ? DTYPE_F16 : dt;
     int nt = 0, cap = 3 + 9 * c->n_layers;
     gtensor *t = calloc((size_t)cap, sizeof *t);
-    if (!t) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    t[nt++] = (gtensor){"token_embd.weight", m->tok_emb, (uint64_t)c->vocab_size, (uint64_t)c->dim, 0, 0, 0, dt};
+    const gguf_block_grid **tg = calloc((size_t)cap, sizeof *tg);
+    if (!t || !tg) {
+        free(t);
+        free(tg);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    t[nt++] = (gtensor){"token_embd.weight", m->tok_emb, (uint64_t)c->vocab_size, (uint64_t)c->dim, 0, 0, 0, edt};
     t[nt++] = (gtensor){"output_norm.weight", m->final_norm, (uint64_t)c->dim, 0, 0, 0, 0, DTYPE_F32};
     if (!m->shared_cls)
-        t[nt++] = (gtensor){"output.weight", m->wcls, (uint64_t)c->vocab_size, (uint64_t)c->dim, 0, 0, 0, dt};
+        t[nt++] = (gtensor){"output.weight", m->wcls, (uint64_t)c->vocab_size, (uint64_t)c->dim, 0, 0, 0, edt};
     static const char *lin[LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
                                          "ffn_down"};
     for (int l = 0; l < c->n_layers; l++) {
@@ -710,6 +774,15 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
                            .heads = k == LIN_Q ? c->n_heads : k == LIN_K ? c->n_kv_heads : 0, .dt = dt,
                            .name = {0}};
             snprintf(x->name, sizeof x->name, "blk.%d.%s.weight", l, lin[k]);
+            if (bt && x->cols % GGML_BLOCK) {   /* no block type can hold these rows */
+                x->dt = DTYPE_F16;
+                if (info) {
+                    size_t w = strlen(info->kept);
+                    snprintf(info->kept + w, sizeof info->kept - w, "%s%s", w ? ", " : "", x->name);
+                    info->n_kept++;
+                }
+            }
+            if (bt && grids && x->dt == dt) tg[nt - 1] = &grids[l * LIN_COUNT + k];
         }
     }
     gbuf b = {0};
@@ -717,7 +790,7 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
     kv_str(&b, "general.name", "sparq");
     kv_u32(&b, "general.alignment", GGUF_DEFAULT_ALIGNMENT);
     /* llama.cpp's file types: ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_BF16 = 32. */
-    kv_u32(&b, "general.file_type", dt == DTYPE_F32 ? 0 : dt == DTYPE_F16 ? 1 : 32);
+    kv_u32(&b, "general.file_type", file_type(dt));
     kv_u32(&b, "llama.vocab_size", (uint32_t)c->vocab_size);
     kv_u32(&b, "llama.context_length", (uint32_t)c->seq_len);
     kv_u32(&b, "llama.embedding_length", (uint32_t)c->dim);
@@ -750,14 +823,27 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
         put_u32(&h, t[i].cols ? 2 : 1);
         put_u64(&h, t[i].cols ? t[i].cols : t[i].rows);
         if (t[i].cols) put_u64(&h, t[i].rows);
-        put_u32(&h, t[i].dt == DTYPE_F32 ? GGML_F32 : t[i].dt == DTYPE_F16 ? GGML_F16 : GGML_BF16);
+        put_u32(&h, ggml_block_find(t[i].dt) ? ggml_block_find(t[i].dt)->ggml_type
+                    : t[i].dt == DTYPE_F32 ? GGML_F32 : t[i].dt == DTYPE_F16 ? GGML_F16 : GGML_BF16);
         put_u64(&h, t[i].off);
+        if (info) {
+            info->bytes += (double)t[i].nbytes;
+            info->params += (double)elems;
+            if (t[i].cols && strncmp(t[i].name, "blk.", 4) == 0) {
+                info->linear_bytes += (double)t[i].nbytes;
+                info->linear_params += (double)elems;
+            }
+        }
     }
     if (!rc && (b.oom || h.oom)) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
     size_t chunk = 1 << 20, most = (size_t)c->n_heads * c->head_size * c->dim;
+    size_t widest = (size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim);
     float *perm = rc ? NULL : malloc(most * sizeof(float));
-    unsigned char *buf = rc ? NULL : malloc(chunk * 4);
-    if (!rc && (!perm || !buf)) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    /* A row's grids after the q/k permutation: at most n_heads * head_size rows of dim / 32. */
+    float *pd = rc ? NULL : malloc((most / GGML_BLOCK + 1) * sizeof(float));
+    float *pm = rc ? NULL : malloc((most / GGML_BLOCK + 1) * sizeof(float));
+    unsigned char *buf = rc ? NULL : malloc(chunk * 4 > widest * 4 ? chunk * 4 : widest * 4);
+    if (!rc && (!perm || !pd || !pm || !buf)) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
     atomic_file a = {0};
     if (!rc) rc = atomic_open(&a, path, e);
     if (!rc) {
@@ -773,6 +859,29 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
             model_permute_rows(perm, src, t[i].heads, c->head_size, (int)t[i].cols, c->rope, ROPE_ADJACENT);
             src = perm;
         }
+        if (ggml_block_find(t[i].dt)) {
+            const gguf_block_grid *g = tg[i];
+            const float *gd = g ? g->d : NULL, *gm = g && bt->has_min ? g->m : NULL;
+            size_t nb = (size_t)t[i].cols / GGML_BLOCK, rowb = nb * (size_t)bt->bytes;
+            if (g && bt->has_min && !gm)
+                rc = err_set(e, SPARQ_EINPUT, "%s: tensor %s: %s needs a min per block; the layer's grid "
+                             "has none", path, t[i].name, bt->name);
+            if (gd && t[i].heads && c->rope != ROPE_ADJACENT) {
+                model_permute_rows(pd, gd, t[i].heads, c->head_size, (int)nb, c->rope, ROPE_ADJACENT);
+                gd = pd;
+                if (gm) {
+                    model_permute_rows(pm, gm, t[i].heads, c->head_size, (int)nb, c->rope, ROPE_ADJACENT);
+                    gm = pm;
+                }
+            }
+            for (uint64_t r = 0; r < t[i].rows && !rc; r++) {
+                rc = block_row(bt, &t[i], src + r * t[i].cols, gd ? gd + r * nb : NULL, gm ? gm + r * nb : NULL,
+                               r, buf, path, e);
+                if (!rc) atomic_write(&a, buf, rowb);
+            }
+            pos = t[i].off + t[i].nbytes;
+            continue;
+        }
         size_t esz = t[i].dt == DTYPE_F32 ? 4 : 2;
         for (size_t o = 0; o < elems && !rc; o += chunk) {
             size_t k = elems - o < chunk ? elems - o : chunk;
@@ -787,7 +896,14 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
     }
     if (!rc) rc = atomic_commit(&a, e);
     else if (a.f) atomic_abort(&a);
+    if (!rc && info) {
+        info->bits_per_weight = 8 * info->bytes / info->params;
+        info->linear_bits_per_weight = info->linear_params ? 8 * info->linear_bytes / info->linear_params : 0;
+    }
     free(perm);
+    free(pd);
+    free(pm);
+    free(tg);
     free(buf);
     free(b.p);
     free(h.p);

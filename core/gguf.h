@@ -1,6 +1,7 @@
 /* GGUF (v2/v3, little-endian) for the LLaMA architecture: the metadata and tensor-info reader,
- * the model (F32/F16/BF16/Q8_0 tensors, mapped and converted to float32), the embedded
- * SentencePiece vocabulary, and the writer (F32/F16/BF16, llama.cpp's names and q/k layout). */
+ * the model (F32/F16/BF16 and ggml's Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 blocks, mapped and converted to
+ * float32), the embedded SentencePiece vocabulary, and the writer (the same types, llama.cpp's
+ * names and q/k layout). Block layouts and rounding live in ggml_blocks.h. */
 #ifndef SPARQ_GGUF_H
 #define SPARQ_GGUF_H
 
@@ -50,5 +51,37 @@ int gguf_load_tokenizer(tokenizer **out, const char *path, err *e);
 /* Write a GGUF v3 file llama.cpp can run: norms in F32, matrices in dt (F32, F16 or BF16), q/k
  * in the adjacent layout, and tok's vocabulary embedded when given (its size must match). */
 int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtype dt, err *e);
+
+/* The grids a solver fitted on one linear layer, for a block type: d (and m for the _1 types)
+ * per row and block of 32 columns, [rows][cols / 32], float16 values. */
+typedef struct gguf_block_grid {
+    const float *d, *m;
+} gguf_block_grid;
+
+/* What the writer did, for the caller to say. */
+typedef struct gguf_save_info {
+    int    n_kept;                 /* linear tensors kept f16: rows not a multiple of 32 */
+    char   kept[256];              /* their names, comma-separated (truncated)            */
+    double bytes, params;          /* tensor data of the file and the weights it holds    */
+    double linear_bytes, linear_params;
+    double bits_per_weight;        /* 8 bytes / params: the file's real bits per weight   */
+    double linear_bits_per_weight; /* the same over the linear layers                     */
+} gguf_save_info;
+
+/* The same with dt also one of ggml's block types (ggml_blocks.h). Then the linear layers are
+ * written in dt's blocks (a layer whose rows are not a multiple of 32 stays F16 and is named in
+ * info), the token embedding and a separate classifier F16, norms F32. grids
+ * ([n_layers * LIN_COUNT], block order, or NULL): a layer with grid d is packed on those grids
+ * and must lie on them exactly (the file then holds the model's values bit for bit; -0 and +0
+ * aside); a layer without is quantized by ggml's reference rules, as llama-quantize does.
+ * info may be NULL. */
+int gguf_save_model_blocks(const model *m, const tokenizer *tok, const char *path, dtype dt,
+                           const gguf_block_grid *grids, gguf_save_info *info, err *e);
+
+/* Round to float16, in place, every weight gguf_save_model_blocks stores as F16 for a block
+ * type (token embedding, classifier, linear layers whose rows are not a multiple of 32), so
+ * that the model in memory is the file's (weights beyond the float16 range become infinite:
+ * the writer then refuses them). */
+void gguf_round_for_blocks(model *m);
 
 #endif

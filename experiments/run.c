@@ -1,5 +1,7 @@
 #include "run.h"
 
+#include "../core/ggml_blocks.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,8 +266,33 @@ static void stage_update(void *p, long done, long total) {
     if (s->fn) s->fn(s->ctx, s->stage, done, total);
 }
 
-int run_execute(run_context *c, const run_spec *r, const char *out_path, run_progress_fn progress,
+int run_check_output(const run_spec *r, const run_output *out, err *e) {
+    const ggml_block_type *b = out ? ggml_block_find(out->dtype) : NULL;
+    if (!b) return SPARQ_OK;
+    model_format f = out->format == MODEL_FORMAT_AUTO ? model_format_for_path(out->path) : out->format;
+    if (f != MODEL_FORMAT_GGUF)
+        return err_set(e, SPARQ_EINPUT, "--dtype %s is a GGUF block type: write a .gguf (--format gguf)", b->name);
+    if (r->dense || r->opts.solver.n == 0)
+        return err_set(e, SPARQ_EINPUT, "--dtype %s writes a quantizer's grids: give a solver that quantizes",
+                       b->name);
+    const target *t = &r->opts.target;
+    bool prunes = r->opts.solver.stage[0]->prunes && (t->sparsity > 0 || t->m > 0);
+    return target_check_block(t, prunes, b, e);
+}
+
+/* The grids of every linear layer from the compression report, for the GGUF block writer. */
+static gguf_block_grid *report_grids(const compress_report *rep) {
+    gguf_block_grid *g = calloc((size_t)(rep->n ? rep->n : 1), sizeof *g);
+    for (int i = 0; g && i < rep->n; i++) {
+        const layer_report *lr = &rep->layers[i].report;
+        if (lr->bits < 16 && lr->scale) g[i] = (gguf_block_grid){lr->scale, lr->min};
+    }
+    return g;
+}
+
+int run_execute(run_context *c, const run_spec *r, run_output *output, run_progress_fn progress,
                 void *pctx, cJSON **record, err *e) {
+    const char *out_path = output ? output->path : NULL;
     *record = NULL;
     if (r->invalid[0]) return err_set(e, SPARQ_EINPUT, "run %s is invalid: %s", r->label, r->invalid);
     const run_setup *s = c->setup;
@@ -288,10 +315,17 @@ int run_execute(run_context *c, const run_spec *r, const char *out_path, run_pro
         out.seconds_compress = clock_seconds() - a;
         if (!rc) out.report = &rep;
     }
+    if (!rc && out_path) rc = run_check_output(r, output, e);
     if (!rc && out_path) {
-        /* The format follows the extension; a .gguf carries the vocabulary for llama.cpp. */
-        model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, c->tok, 0};
-        rc = model_save_opts(c->m, out_path, &so, e);
+        /* A .gguf carries the vocabulary for llama.cpp; block types the solver's own grids. */
+        bool blocks = ggml_block_find(output->dtype) != NULL;
+        /* What the file keeps f16 is f16 in the evaluated model too: the file is the model. */
+        if (blocks) gguf_round_for_blocks(c->m);
+        gguf_block_grid *grids = blocks ? report_grids(&rep) : NULL;
+        model_save_options so = {output->format, output->dtype, c->tok, 0, grids, &output->info};
+        if (blocks && !grids) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        else rc = model_save_opts(c->m, out_path, &so, e);
+        free(grids);
     }
     ppl_result pr[SPEC_MAX_EVALS];
     zeroshot_result zr[SPEC_MAX_TASKS];
