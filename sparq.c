@@ -642,6 +642,49 @@ static int cmd_convert(int argc, char **argv, err *e) {
 
 /* ---- inspect ------------------------------------------------------------------------------ */
 
+/* A GGUF's tensors as stored: each one's ggml type, and the file's bits per weight (tensor data
+ * bits over the weights it holds; the metadata and vocabulary are not counted). */
+static int inspect_gguf(const char *path, cJSON *j, err *e) {
+    gguf_file *g;
+    int rc = gguf_open(&g, path, e);
+    if (rc) return rc;
+    double bytes = 0, params = 0;
+    cJSON *arr = j ? cJSON_AddArrayToObject(cJSON_AddObjectToObject(j, "gguf"), "tensors") : NULL;
+    if (!j) printf("\n%-28s %-5s %14s %10s %7s\n", "tensor", "type", "shape", "bytes", "bits/w");
+    gguf_tensor_info t;
+    for (uint64_t i = 0; gguf_tensor_at(g, i, &t); i++) {
+        double n = 1;
+        char shape[64] = "";
+        for (uint32_t k = 0; k < t.n_dims; k++) {
+            n *= (double)t.ne[k];
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%llu", k ? "x" : "",
+                     (unsigned long long)t.ne[k]);
+        }
+        bytes += (double)t.nbytes;
+        params += n;
+        if (arr) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", t.name);
+            cJSON_AddStringToObject(o, "type", gguf_type_name(t.ggml_type));
+            cJSON_AddStringToObject(o, "shape", shape);
+            cJSON_AddNumberToObject(o, "bytes", (double)t.nbytes);
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            printf("%-28s %-5s %14s %10llu %7.3f\n", t.name, gguf_type_name(t.ggml_type), shape,
+                   (unsigned long long)t.nbytes, 8.0 * (double)t.nbytes / n);
+        }
+    }
+    if (j) {
+        cJSON *o = cJSON_GetObjectItem(j, "gguf");
+        cJSON_AddNumberToObject(o, "tensor_bytes", bytes);
+        cJSON_AddNumberToObject(o, "bits_per_weight", 8 * bytes / params);
+    } else {
+        printf("tensor data %.0f bytes for %.0f weights: %.3f bits per weight\n", bytes, params, 8 * bytes / params);
+    }
+    gguf_close(g);
+    return SPARQ_OK;
+}
+
 static int cmd_inspect(int argc, char **argv, err *e) {
     flag f[] = {FV("--model"), FB("--json"), {0}};
     int rc = flags_parse(f, argc, argv, e);
@@ -709,9 +752,12 @@ static int cmd_inspect(int argc, char **argv, err *e) {
             }
         }
     }
-    if (json) print_json(j);
     model_free(m);
-    return SPARQ_OK;
+    if (model_format_for_path(flag_str(f, "--model")) == MODEL_FORMAT_GGUF)
+        rc = inspect_gguf(flag_str(f, "--model"), j, e);
+    if (json && !rc) print_json(j);
+    else cJSON_Delete(j);
+    return rc;
 }
 
 /* ---- tokenize ----------------------------------------------------------------------------- */

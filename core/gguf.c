@@ -318,6 +318,19 @@ int gguf_open(gguf_file **out, const char *path, err *e) {
     return SPARQ_OK;
 }
 
+bool gguf_tensor_at(const gguf_file *g, uint64_t i, gguf_tensor_info *out) {
+    if (i >= g->n_tensors) return false;
+    const gguf_tensor *t = &g->t[i];
+    *out = (gguf_tensor_info){.name = t->name, .ggml_type = t->type, .n_dims = t->n_dims,
+                              .data = g->f.data + g->data_off + t->off, .nbytes = t->nbytes};
+    memcpy(out->ne, t->ne, sizeof out->ne);
+    return true;
+}
+
+const char *gguf_type_name(uint32_t type) {
+    return type < sizeof ggml_names / sizeof *ggml_names ? ggml_names[type] : "unknown";
+}
+
 uint32_t gguf_version(const gguf_file *g) { return g->version; }
 uint64_t gguf_n_kv(const gguf_file *g) { return g->n_kv; }
 uint64_t gguf_n_tensors(const gguf_file *g) { return g->n_tensors; }

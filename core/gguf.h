@@ -33,6 +33,19 @@ uint64_t gguf_n_kv(const gguf_file *g);
 uint64_t gguf_n_tensors(const gguf_file *g);
 uint64_t gguf_data_offset(const gguf_file *g);   /* where tensor data starts (aligned) */
 
+/* Tensor i (0 .. n_tensors - 1, in name order) as the file holds it: ggml type id, shape (ne[0]
+ * = the row length) and its bytes in the map (valid until gguf_close). False past the end. */
+typedef struct {
+    const char *name;
+    uint32_t    ggml_type, n_dims;
+    uint64_t    ne[4];
+    const void *data;
+    uint64_t    nbytes;
+} gguf_tensor_info;
+bool gguf_tensor_at(const gguf_file *g, uint64_t i, gguf_tensor_info *out);
+/* ggml's name of a tensor type id ("F32", "Q4_0", ...), "unknown" past the table. */
+const char *gguf_type_name(uint32_t ggml_type);
+
 /* Metadata by key; false when absent or of another kind. Integers of any width convert;
  * strings are copied NUL-terminated (truncated to cap). */
 bool gguf_get_int(const gguf_file *g, const char *key, int64_t *v);
