@@ -9,12 +9,17 @@
 #include "quantizer.h"
 #include "solver.h"
 
-/* One block of 32 through ggml's reference quantizer and back. */
-static void rtn_ggml_block(const ggml_block_type *b, float *w, float *d, float *m) {
+/* One block of n <= 32 weights through ggml's reference quantizer and back. A short last block
+ * (a row not a multiple of 32, which the GGUF writer keeps f16) is padded with copies of its
+ * first weight, which leave its min, max and first largest magnitude, so its grid, unchanged. */
+static void rtn_ggml_block(const ggml_block_type *b, float *w, int n, float *d, float *m) {
     unsigned char blk[64];
-    ggml_block_quantize_ref(b, w, blk, 1);
-    ggml_block_dequantize(b, blk, w, 1);
+    float x[GGML_BLOCK];
+    for (int j = 0; j < GGML_BLOCK; j++) x[j] = w[j < n ? j : 0];
+    ggml_block_quantize_ref(b, x, blk, 1);
+    ggml_block_dequantize(b, blk, x, 1);
     ggml_block_params(b, blk, 0, d, m);
+    for (int j = 0; j < n; j++) w[j] = x[j];
 }
 
 static int rtn_compress(float *W, int rows, int cols, const float *H, const target *t,
@@ -35,9 +40,9 @@ static int rtn_compress(float *W, int rows, int cols, const float *H, const targ
             size_t at = (size_t)i * ng + q;
             float *w = W + (size_t)i * cols + c0;
             const uint8_t *mk = r->mask + (size_t)i * cols + c0;
-            if (gb) {   /* solver_check: g == 32 divides cols */
+            if (gb) {   /* solver_check: g == 32 */
                 float m = 0.0f;
-                rtn_ggml_block(gb, w, &r->scale[at], &m);
+                rtn_ggml_block(gb, w, n, &r->scale[at], &m);
                 r->zero[at] = (float)gb->offset;
                 if (r->min) r->min[at] = m;
                 for (int c = 0; c < n; c++) if (t->keep_mask && mk[c]) w[c] = 0.0f;

@@ -80,9 +80,6 @@ int solver_check(const solver *s, const target *t, int rows, int cols, err *e) {
         if (t->bits != b->bits || t->group != GGML_BLOCK || t->sym == b->has_min || t->mse)
             return err_set(e, SPARQ_EINPUT, "--ggml %s needs --bits %d --group %d%s (and no --mse)", b->name,
                            b->bits, GGML_BLOCK, b->has_min ? " without --sym" : " --sym");
-        if (cols % GGML_BLOCK)
-            return err_set(e, SPARQ_EINPUT, "--ggml %s: a layer of %d input columns is not made of blocks of "
-                           "%d", b->name, cols, GGML_BLOCK);
     }
     if (t->block < 0 || (t->block == 0 && !s->whole_row))
         return err_set(e, SPARQ_EINPUT, "block %d must be positive%s", t->block,

@@ -117,7 +117,7 @@ static void expect_on_grid(const float *W, int R, int C, const layer_report *r, 
         int *count = calloc((size_t)r->n_groups << bits, sizeof(int));
         for (int j = 0; j < C; j++) {
             int q = r->gidx ? r->gidx[j] : j / g;
-            quant_params p = {r->scale[i * r->n_groups + q], r->zero[i * r->n_groups + q], maxq};
+            quant_params p = {.scale = r->scale[i * r->n_groups + q], .zero = r->zero[i * r->n_groups + q], .maxq = maxq};
             if (sym) cr_assert_eq(p.zero, (maxq + 1) / 2, "symmetric zero");
             float w = W[i * C + j];
             int code = quant_code(w, &p);
@@ -322,4 +322,35 @@ Test(quant, eight_bit_rtn_and_gptq_change_perplexity_by_less_than_one_percent, .
     token_seqs_free(&docs);
     token_seqs_free(&cs);
     tokenizer_free(t);
+}
+
+/* ggml's grid (issue 20): asymmetric from the set's own min and max (0 need not be a level),
+ * scale and min float16 values when fitted; symmetric from the signed weight of largest
+ * magnitude; 8 bits Q8_0's max|w| / 127. */
+Test(quant, ggml_grid_fits_float16_scale_and_min) {
+    float x[4] = {0.1f, 0.7f, 0.4f, 0.25f};
+    quant_params p;
+    err e = {0};
+    cr_assert_eq(quant_fit(x, 4, 1, 4, false, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert(p.affine);
+    cr_assert_eq(p.min, 0.0999755859375f);            /* 0.1 in float16 */
+    cr_assert_eq(p.scale, f16_to_f32(f32_to_f16(0.6f / 15)));
+    cr_assert_eq(quant_value(0.1f, &p), p.min);        /* code 0 */
+    cr_assert_eq(quant_value(0.7f, &p), 15.0f * p.scale + p.min);
+    cr_assert_eq(quant_code(0.0f, &p), 0);              /* below the range: clamped */
+    float s[3] = {0.5f, -1.2f, 1.2f};                   /* the first of largest |w| is -1.2 */
+    cr_assert_eq(quant_fit(s, 3, 1, 4, true, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert_eq(p.scale, f16_to_f32(f32_to_f16(-1.2f / -8)));
+    cr_assert_eq(quant_value(-1.2f, &p), -8.0f * p.scale);
+    cr_assert_eq(quant_fit(s, 3, 1, 8, true, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert_eq(p.scale, f16_to_f32(f32_to_f16(1.2f / 127)));
+    cr_assert_eq(p.zero, 128.0f);
+    float z[2] = {0.0f, 0.0f};                          /* scale 0: everything is 0 */
+    cr_assert_eq(quant_fit(z, 2, 1, 4, true, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert_eq(p.scale, 0.0f);
+    cr_assert_eq(quant_value(0.0f, &p), 0.0f);
+    cr_assert_eq(quant_fit(z, 2, 1, 4, false, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert_eq(quant_value(0.0f, &p), 0.0f);
+    float big[2] = {-1e6f, 1e6f};                       /* a scale beyond float16 is refused */
+    cr_assert_eq(quant_fit(big, 2, 1, 4, true, false, QUANT_GRID_GGML, &p, &e), SPARQ_EINPUT);
 }
