@@ -293,6 +293,8 @@ static gguf_block_grid *report_grids(const compress_report *rep) {
 int run_execute(run_context *c, const run_spec *r, run_output *output, run_progress_fn progress,
                 void *pctx, cJSON **record, err *e) {
     const char *out_path = output ? output->path : NULL;
+    int crc = out_path ? run_check_output(r, output, e) : SPARQ_OK;
+    if (crc) return crc;
     *record = NULL;
     if (r->invalid[0]) return err_set(e, SPARQ_EINPUT, "run %s is invalid: %s", r->label, r->invalid);
     const run_setup *s = c->setup;
@@ -311,11 +313,14 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
         a = clock_seconds();
         stage_progress sp = {progress, pctx, "compress"};
         c->dirty = true;
-        if (!rc) rc = compress_model(c->m, &c->calib, &r->opts, &rep, stage_update, &sp, e);
+        /* A layer no block of the output type can hold stays dense (f16 in the file), as
+         * llama.cpp leaves it, rather than quantized and then stored at 16 bits. */
+        compress_options co = r->opts;
+        if (output && output->path && ggml_block_find(output->dtype)) co.dense_cols = GGML_BLOCK;
+        if (!rc) rc = compress_model(c->m, &c->calib, &co, &rep, stage_update, &sp, e);
         out.seconds_compress = clock_seconds() - a;
         if (!rc) out.report = &rep;
     }
-    if (!rc && out_path) rc = run_check_output(r, output, e);
     if (!rc && out_path) {
         /* A .gguf carries the vocabulary for llama.cpp; block types the solver's own grids. */
         bool blocks = ggml_block_find(output->dtype) != NULL;
