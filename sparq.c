@@ -413,6 +413,7 @@ static void add_file_info(cJSON *j, const gguf_save_info *in, dtype dt) {
     cJSON_AddNumberToObject(o, "bytes", in->bytes);
     cJSON_AddNumberToObject(o, "bits_per_weight", in->bits_per_weight);
     cJSON_AddNumberToObject(o, "linear_bits_per_weight", in->linear_bits_per_weight);
+    cJSON_AddStringToObject(o, "embedding", dtype_name(in->embd_dtype));
     cJSON_AddStringToObject(o, "kept_f16", in->kept);
 }
 
@@ -420,21 +421,23 @@ static void print_file_info(const gguf_save_info *in, dtype dt) {
     printf("tensor data %.0f bytes: %.3f bits per weight (linear layers %.3f)\n", in->bytes,
            in->bits_per_weight, in->linear_bits_per_weight);
     if (dtype_is_block(dt))
-        printf("linear layers in %s blocks; token embedding and classifier f16, norms f32%s%s\n",
-               dtype_name(dt), in->n_kept ? "; kept f16 (rows not a multiple of 32): " : "", in->kept);
+        printf("linear layers in %s blocks; token embedding and classifier %s, norms f32%s%s\n",
+               dtype_name(dt), dtype_name(in->embd_dtype),
+               in->n_kept ? "; left dense in f16 (rows not a multiple of 32): " : "", in->kept);
 }
 
 /* The compress flags: the run's own, then one per row of the options table. */
 static const char *const compress_flags[] = {"--model", "--tokenizer", "--calib", "--nsamples",
     "--calib-seqlen", "--seed", "--out", "--format", "--dtype", "--eval", "--protocol", "--seqlen", "--limit",
     "--threads", NULL};
+static const char *const compress_bool_flags[] = {"--json", "--pure", NULL};
 
 static int cmd_compress(int argc, char **argv, err *e) {
     flag f[64];
     char names[64][40];
     int nf = 0;
     for (; compress_flags[nf]; nf++) f[nf] = (flag)FV(compress_flags[nf]);
-    f[nf++] = (flag)FB("--json");
+    for (int k = 0; compress_bool_flags[k]; k++) f[nf++] = (flag)FB(compress_bool_flags[k]);
     f[nf++] = (flag)FL("--task");
     for (int i = 0; i < options_count; i++, nf++) {
         options_flag(&options_table[i], names[nf], sizeof names[nf]);
@@ -483,13 +486,14 @@ static int cmd_compress(int argc, char **argv, err *e) {
             rc = options_set(&r.opts, &options_table[i], flag_str(f, fl), "--", e);
     }
     if (rc) return rc;
-    run_output out = {.path = flag_str(f, "--out"), .format = MODEL_FORMAT_AUTO, .dtype = DTYPE_F32};
+    run_output out = {.path = flag_str(f, "--out"), .format = MODEL_FORMAT_AUTO, .dtype = DTYPE_F32,
+                      .pure = flag_str(f, "--pure") != NULL};
     if (flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &out.format, e);
     if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &out.dtype))
         rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16, bf16, or for GGUF q8_0, q4_0, q4_1, q5_0 "
                      "or q5_1", flag_str(f, "--dtype"));
-    if (!rc && (flag_str(f, "--format") || flag_str(f, "--dtype")) && !out.path)
-        rc = err_set(e, SPARQ_EINPUT, "--format and --dtype describe the --out file; give --out");
+    if (!rc && (flag_str(f, "--format") || flag_str(f, "--dtype") || out.pure) && !out.path)
+        rc = err_set(e, SPARQ_EINPUT, "--format, --dtype and --pure describe the --out file; give --out");
     if (!rc) rc = run_check_output(&r, &out, e);
     if (rc) return rc;
     bool gguf_out = out.path && (out.format == MODEL_FORMAT_AUTO ? model_format_for_path(out.path)
@@ -587,12 +591,12 @@ static int cmd_report(int argc, char **argv, err *e) {
 
 static int cmd_convert(int argc, char **argv, err *e) {
     flag f[] = {FV("--model"), FV("--out"), FV("--format"), FV("--dtype"),
-                FV("--tokenizer"), FV("--llama2c-version"), FB("--json"), {0}};
+                FV("--tokenizer"), FV("--llama2c-version"), FB("--json"), FB("--pure"), {0}};
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = require(f, "--out", e);
     gguf_save_info info;
-    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, NULL, &info};
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, NULL, &info, flag_str(f, "--pure") != NULL};
     if (!rc && flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &o.format, e);
     if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &o.dtype))
         rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16, bf16, or for GGUF q8_0, q4_0, q4_1, q5_0 "

@@ -697,7 +697,7 @@ static int vocab_kvs(gbuf *b, const tokenizer *tok, int vocab, const char *path,
 }
 
 int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtype dt, err *e) {
-    return gguf_save_model_blocks(m, tok, path, dt, NULL, NULL, e);
+    return gguf_save_model_blocks(m, tok, path, dt, NULL, false, NULL, e);
 }
 
 /* llama.cpp's general.file_type (llama_ftype) for each weight type written. */
@@ -737,28 +737,48 @@ static void round_f16(float *w, size_t n) {
     for (size_t i = 0; i < n; i++) w[i] = f16_to_f32(f32_to_f16(w[i]));
 }
 
-void gguf_round_for_blocks(model *m) {
+/* w[n] through ggml's reference rounding of block type b and back (n a multiple of 32). */
+static int round_blocks(const ggml_block_type *b, float *w, size_t n, err *e) {
+    unsigned char *q = malloc(n / GGML_BLOCK * (size_t)b->bytes);
+    if (!q) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    ggml_block_quantize_ref(b, w, q, n / GGML_BLOCK);
+    ggml_block_dequantize(b, q, w, n / GGML_BLOCK);
+    free(q);
+    return SPARQ_OK;
+}
+
+int gguf_round_for_blocks(model *m, dtype dt, bool pure, err *e) {
     const model_config *c = &m->cfg;
-    round_f16(m->tok_emb, (size_t)c->vocab_size * c->dim);
-    if (!m->shared_cls) round_f16(m->wcls, (size_t)c->vocab_size * c->dim);
+    const ggml_block_type *b = ggml_block_find(dt);
+    size_t ne = (size_t)c->vocab_size * c->dim;
+    if (b && pure && c->dim % GGML_BLOCK == 0) {
+        int rc = round_blocks(b, m->tok_emb, ne, e);
+        if (!rc && !m->shared_cls) rc = round_blocks(b, m->wcls, ne, e);
+        if (rc) return rc;
+    } else {
+        round_f16(m->tok_emb, ne);
+        if (!m->shared_cls) round_f16(m->wcls, ne);
+    }
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < LIN_COUNT; k++) {
             linear *x = &m->blocks[l].lin[k];
             if (x->cols % GGML_BLOCK) round_f16(x->w, (size_t)x->rows * x->cols);
         }
+    return SPARQ_OK;
 }
 
 int gguf_save_model_blocks(const model *m, const tokenizer *tok, const char *path, dtype dt,
-                           const gguf_block_grid *grids, gguf_save_info *info, err *e) {
+                           const gguf_block_grid *grids, bool pure, gguf_save_info *info, err *e) {
     const ggml_block_type *bt = ggml_block_find(dt);
     if (dt != DTYPE_F32 && dt != DTYPE_F16 && dt != DTYPE_BF16 && !bt)
         return err_set(e, SPARQ_EINPUT, "%s: GGUF output is f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1, "
                        "not %s", path, dtype_name(dt));
     if (info) memset(info, 0, sizeof *info);
     const model_config *c = &m->cfg;
-    /* Block types quantize the linear layers only; the embedding (and a separate classifier)
-     * stay f16, norms f32. */
-    dtype edt = bt ? DTYPE_F16 : dt;
+    /* Block types quantize the linear layers; the embedding (and a separate classifier) stay
+     * f16 unless pure (then ggml's reference rounding, as llama-quantize --pure), norms f32. */
+    dtype edt = bt ? (pure && c->dim % GGML_BLOCK == 0 ? dt : DTYPE_F16) : dt;
+    if (info) info->embd_dtype = edt;
     int nt = 0, cap = 3 + 9 * c->n_layers;
     gtensor *t = calloc((size_t)cap, sizeof *t);
     const gguf_block_grid **tg = calloc((size_t)cap, sizeof *tg);

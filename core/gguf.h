@@ -73,6 +73,7 @@ typedef struct gguf_block_grid {
 
 /* What the writer did, for the caller to say. */
 typedef struct gguf_save_info {
+    dtype  embd_dtype;             /* what the token embedding (and classifier) became    */
     int    n_kept;                 /* linear tensors kept f16: rows not a multiple of 32 */
     char   kept[256];              /* their names, comma-separated (truncated)            */
     double bytes, params;          /* tensor data of the file and the weights it holds    */
@@ -83,18 +84,20 @@ typedef struct gguf_save_info {
 
 /* The same with dt also one of ggml's block types (ggml_blocks.h). Then the linear layers are
  * written in dt's blocks (a layer whose rows are not a multiple of 32 stays F16 and is named in
- * info), the token embedding and a separate classifier F16, norms F32. grids
+ * info), the token embedding and a separate classifier F16 (pure: in dt by ggml's reference
+ * rounding, as llama-quantize --pure, when dim is a multiple of 32), norms F32. grids
  * ([n_layers * LIN_COUNT], block order, or NULL): a layer with grid d is packed on those grids
  * and must lie on them exactly (the file then holds the model's values bit for bit; -0 and +0
  * aside); a layer without is quantized by ggml's reference rules, as llama-quantize does.
  * info may be NULL. */
 int gguf_save_model_blocks(const model *m, const tokenizer *tok, const char *path, dtype dt,
-                           const gguf_block_grid *grids, gguf_save_info *info, err *e);
+                           const gguf_block_grid *grids, bool pure, gguf_save_info *info, err *e);
 
-/* Round to float16, in place, every weight gguf_save_model_blocks stores as F16 for a block
- * type (token embedding, classifier, linear layers whose rows are not a multiple of 32), so
- * that the model in memory is the file's (weights beyond the float16 range become infinite:
- * the writer then refuses them). */
-void gguf_round_for_blocks(model *m);
+/* Make the model in memory what gguf_save_model_blocks(dt, pure) will store: round to float16,
+ * in place, every weight it stores as F16 (token embedding and classifier unless pure, linear
+ * layers whose rows are not a multiple of 32), and with pure pass the embedding (classifier)
+ * through ggml's reference rounding of dt. Weights beyond the float16 range become infinite:
+ * the writer then refuses them. */
+int gguf_round_for_blocks(model *m, dtype dt, bool pure, err *e);
 
 #endif

@@ -123,6 +123,7 @@ typedef struct {
     int          llama2c_version;   /* llama2.c: 0 legacy (default), 1 float32, 2 Q8_0     */
     const struct gguf_block_grid *grids;   /* GGUF block types: the layers' grids, or NULL */
     struct gguf_save_info *info;           /* GGUF: what the writer did, or NULL           */
+    bool         pure;              /* GGUF block types: the embedding in the block type too */
 } model_save_options;
 
 /* Save in the format the extension names (.bin or other: llama2.c; .safetensors, with a

@@ -268,6 +268,8 @@ static void stage_update(void *p, long done, long total) {
 
 int run_check_output(const run_spec *r, const run_output *out, err *e) {
     const ggml_block_type *b = out ? ggml_block_find(out->dtype) : NULL;
+    if (!b && out && out->pure)
+        return err_set(e, SPARQ_EINPUT, "--pure puts the embedding in the --dtype block type: give one");
     if (!b) return SPARQ_OK;
     model_format f = out->format == MODEL_FORMAT_AUTO ? model_format_for_path(out->path) : out->format;
     if (f != MODEL_FORMAT_GGUF)
@@ -325,11 +327,11 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
         /* A .gguf carries the vocabulary for llama.cpp; block types the solver's own grids. */
         bool blocks = ggml_block_find(output->dtype) != NULL;
         /* What the file keeps f16 is f16 in the evaluated model too: the file is the model. */
-        if (blocks) gguf_round_for_blocks(c->m);
+        if (blocks) rc = gguf_round_for_blocks(c->m, output->dtype, output->pure, e);
         gguf_block_grid *grids = blocks ? report_grids(&rep) : NULL;
-        model_save_options so = {output->format, output->dtype, c->tok, 0, grids, &output->info};
-        if (blocks && !grids) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
-        else rc = model_save_opts(c->m, out_path, &so, e);
+        model_save_options so = {output->format, output->dtype, c->tok, 0, grids, &output->info, output->pure};
+        if (!rc && blocks && !grids) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        else if (!rc) rc = model_save_opts(c->m, out_path, &so, e);
         free(grids);
     }
     ppl_result pr[SPEC_MAX_EVALS];

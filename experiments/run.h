@@ -43,6 +43,8 @@ typedef struct {
     model_format   format;     /* MODEL_FORMAT_AUTO: by the extension                          */
     dtype          dtype;      /* F32 by default; a ggml block type writes a GGUF whose linear
                                   layers hold exactly the solver's values (run_check_output)   */
+    bool           pure;       /* block types: the token embedding in the type too (ggml's
+                                  rounding, as llama-quantize --pure), not F16                 */
     gguf_save_info info;       /* filled when a GGUF is written                                */
 } run_output;
 

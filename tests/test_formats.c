@@ -48,7 +48,7 @@ static model *load_any(const char *path) {
 }
 
 static void save_as(const model *m, const char *path, model_format f, dtype dt, const tokenizer *t) {
-    model_save_options o = {f, dt, t, 0, NULL, NULL};
+    model_save_options o = {f, dt, t, 0, NULL, NULL, false};
     err e = {0};
     cr_assert_eq(model_save_opts(m, path, &o, &e), 0, "saving %s: %s", path, e.msg);
 }

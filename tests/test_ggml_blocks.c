@@ -219,7 +219,9 @@ Test(ggml_blocks, llama_cpp_files_are_ggml_reference_quantization_of_the_float32
     model_free(src);
 }
 
-Test(ggml_blocks, rtn_ggml_writes_llama_cpp_s_bytes_for_every_linear_tensor, .timeout = 180) {
+/* With pure (the embedding in the block type too, as --pure) the whole file's tensors are
+ * llama.cpp's. */
+Test(ggml_blocks, rtn_ggml_pure_writes_llama_cpp_s_bytes_for_every_tensor, .timeout = 180) {
     for (int f = 0; f < 5; f++) {
         const ggml_block_type *b = type_of(TYPES[f]);
         model *m;
@@ -240,7 +242,7 @@ Test(ggml_blocks, rtn_ggml_writes_llama_cpp_s_bytes_for_every_linear_tensor, .ti
         }
         const char *path = tmp_path("rtn-ggml.gguf");
         gguf_save_info info;
-        cr_assert_eq(gguf_save_model_blocks(m, NULL, path, b->dt, gr, &info, &e), 0, "%s", e.msg);
+        cr_assert_eq(gguf_save_model_blocks(m, NULL, path, b->dt, gr, true, &info, &e), 0, "%s", e.msg);
         cr_assert_eq(info.n_kept, 0);
         cr_assert_float_eq(info.linear_bits_per_weight, 8.0 * b->bytes / 32, 1e-12);
         gguf_file *mine, *ref;
@@ -252,16 +254,12 @@ Test(ggml_blocks, rtn_ggml_writes_llama_cpp_s_bytes_for_every_linear_tensor, .ti
         for (uint64_t i = 0; gguf_tensor_at(mine, i, &a); i++) {
             cr_assert(gguf_tensor_at(ref, i, &c));
             cr_assert_str_eq(a.name, c.name);
-            if (!strncmp(a.name, "token_embd", 10)) {   /* sparq leaves it f16, --pure quantizes it */
-                cr_assert_eq(a.ggml_type, 1);
-                continue;
-            }
             cr_assert_eq(a.ggml_type, c.ggml_type, "%s", a.name);
             cr_assert_eq(a.nbytes, c.nbytes, "%s", a.name);
             cr_assert_eq(memcmp(a.data, c.data, a.nbytes), 0, "%s %s: bytes differ from llama.cpp's", TYPES[f], a.name);
             same++;
         }
-        cr_assert_eq(same, nl + 2 * m->cfg.n_layers + 1, "every linear tensor and norm");
+        cr_assert_eq(same, nl + 2 * m->cfg.n_layers + 2, "every tensor: linear layers, norms, embedding");
         gguf_close(mine);
         gguf_close(ref);
         for (int i = 0; i < nl; i++) layer_report_free(&r[i]);
@@ -283,7 +281,7 @@ static void same_floats(const float *file, const float *mem, size_t n, const cha
 /* A run (GPTQ on ggml's grid, or rtn --ggml) on stories260K written in a block type: the file
  * read back equals the in-memory model weight for weight, and `sparq eval` on the file gives
  * the run's perplexity to the last digit. stories260K's 172-wide ffn_down stays f16. */
-static void check_exact(const char *type, const char *solver, bool act_order) {
+static void check_exact(const char *type, const char *solver, bool act_order, bool pure) {
     const ggml_block_type *b = type_of(type);
     run_setup s;
     run_setup_default(&s);
@@ -309,13 +307,14 @@ static void check_exact(const char *type, const char *solver, bool act_order) {
     if (!strcmp(solver, "rtn")) t->ggml = (int)(b - ggml_block_types) + 1;
     else t->grid = QUANT_GRID_GGML;
     t->act_order = t->static_groups = act_order;
-    run_output out = {.path = tmp_path("exact.gguf"), .dtype = b->dt};
+    run_output out = {.path = tmp_path("exact.gguf"), .dtype = b->dt, .pure = pure};
     cr_assert_eq(run_check_output(&r, &out, &e), 0, "%s", e.msg);
     run_context *ctx;
     cJSON *rec;
     cr_assert_eq(run_context_new(&ctx, &s, false, NULL, &e), 0, "%s", e.msg);
     cr_assert_eq(run_execute(ctx, &r, &out, NULL, NULL, &rec, &e), 0, "%s %s: %s", type, solver, e.msg);
     cr_assert_eq(out.info.n_kept, 5, "%s: ffn_down of 5 layers kept f16: %s", type, out.info.kept);
+    cr_assert_eq(out.info.embd_dtype, pure ? b->dt : DTYPE_F16);
     model *f;
     cr_assert_eq(model_load(&f, out.path, &e), 0, "%s", e.msg);
     const model *m = run_context_model(ctx);
@@ -357,19 +356,19 @@ static void check_exact(const char *type, const char *solver, bool act_order) {
 }
 
 Test(ggml_blocks, gptq_on_ggml_grid_file_equals_the_evaluated_model_q4_0_q4_1, .timeout = 120) {
-    check_exact("q4_0", "gptq", false);
-    check_exact("q4_1", "gptq", true);
+    check_exact("q4_0", "gptq", false, false);
+    check_exact("q4_1", "gptq", true, true);
 }
 
 Test(ggml_blocks, gptq_on_ggml_grid_file_equals_the_evaluated_model_q5_0_q5_1_q8_0, .timeout = 120) {
-    check_exact("q5_0", "gptq", false);
-    check_exact("q5_1", "gptq", false);
-    check_exact("q8_0", "gptq", false);
+    check_exact("q5_0", "gptq", false, false);
+    check_exact("q5_1", "gptq", false, true);
+    check_exact("q8_0", "gptq", false, false);
 }
 
 Test(ggml_blocks, rtn_ggml_and_sparsegpt_file_equals_the_evaluated_model, .timeout = 120) {
-    check_exact("q4_1", "rtn", false);
-    check_exact("q4_0", "sparsegpt", false);
+    check_exact("q4_1", "rtn", false, false);
+    check_exact("q4_0", "sparsegpt", false, true);
 }
 
 Test(ggml_blocks, block_types_refuse_targets_whose_grids_do_not_map) {
