@@ -415,3 +415,27 @@ Test(ggml_blocks, block_types_refuse_targets_whose_grids_do_not_map) {
     cr_assert_eq(solver_check(solver_find("rtn"), &t, 8, 64, &e), 0, "%s", e.msg);
     cr_assert_eq(solver_check(solver_find("gptq"), &t, 8, 64, &e), SPARQ_EINPUT);
 }
+
+/* `inspect` names each tensor's GGUF type and the file's bits per weight: llama.cpp's q4_1 file
+ * holds 3,145,728 weights in 20-byte blocks of 32 (5 bits) and 13 norms of 192 in F32. */
+Test(ggml_blocks, inspect_reports_tensor_types_and_bits_per_weight) {
+    char args[1024], *o, *er;
+    snprintf(args, sizeof args, "inspect --model '%s' --json", llamacpp_file("q4_1"));
+    cr_assert_eq(run_sparq(args, &o, &er), 0, "%s", er);
+    cJSON *j = cJSON_Parse(o), *g = cJSON_GetObjectItem(j, "gguf"), *t;
+    cr_assert_not_null(g, "%s", o);
+    int n = 0, q41 = 0;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(g, "tensors")) {
+        const char *type = cJSON_GetObjectItem(t, "type")->valuestring;
+        n++;
+        q41 += strcmp(type, "Q4_1") == 0;
+        if (strstr(cJSON_GetObjectItem(t, "name")->valuestring, "norm")) cr_assert_str_eq(type, "F32");
+    }
+    cr_assert_eq(n, 56);
+    cr_assert_eq(q41, 43);
+    double want = (3145728.0 * 5 + 13 * 192 * 32.0) / (3145728.0 + 13 * 192);
+    cr_assert_float_eq(cJSON_GetObjectItem(g, "bits_per_weight")->valuedouble, want, 1e-12);
+    cJSON_Delete(j);
+    free(o);
+    free(er);
+}
