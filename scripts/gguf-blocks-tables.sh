@@ -12,9 +12,13 @@ D=${SPARQ_DATA:-$here/../shared/data}
 S=$here/sparq
 which=$1 out=$2
 mkdir -p "$out"
+# stories3M: the first 200 TinyStories documents and 200 WikiText-2 windows, as its sweeps
+LIMIT=""
+[ "$which" = s3m ] && LIMIT="--limit 200"
 TS=$D/text/TinyStories-valid-first1000.txt
 WT=$D/text/wiki.test.raw
-CAL="--calib $D/text/c4-en-train-first1000.jsonl --nsamples 128 --calib-seqlen 256 --seed 0"
+# CALIB=self: calibrate on the model's own samples instead of C4
+CAL="--calib ${CALIB:-$D/text/c4-en-train-first1000.jsonl} --nsamples 128 --calib-seqlen 256 --seed 0"
 ppl() { python3 -c 'import json,sys; p=json.load(sys.stdin)["ppl"]; p=p if isinstance(p,float) else list(p.values())[0]["ppl"]; print("%.4f" % p)'; }
 case $which in
 s3m) M=$D/stories3M/stories3M-q80.bin ;;
@@ -28,17 +32,17 @@ esac
 run() {
     name=$1 dt=$2; shift 2
     if [ "$dt" = - ]; then
-        $S compress --model "$M" $CAL "$@" --eval "$TS" --protocol documents --seqlen 512 --json > "$out/$name.json"
+        $S compress --model "$M" $CAL "$@" --eval "$TS" --protocol documents --seqlen 512 $LIMIT --json > "$out/$name.json"
         a=$(ppl < "$out/$name.json")
-        $S compress --model "$M" $CAL "$@" --eval "$WT" --protocol windows --seqlen 256 --json > "$out/$name.wt.json"
+        $S compress --model "$M" $CAL "$@" --eval "$WT" --protocol windows --seqlen 256 $LIMIT --json > "$out/$name.wt.json"
         b=$(ppl < "$out/$name.wt.json")
         printf '%s\t-\t-\t%s\t%s\n' "$name" "$a" "$b"
         return
     fi
     $S compress --model "$M" $CAL "$@" --out "$out/$name.gguf" --dtype "$dt" --json > "$out/$name.json"
     bpw=$(python3 -c 'import json,sys; f=json.load(sys.stdin)["file"]; print("%.3f\t%.0f" % (f["linear_bits_per_weight"], f["bytes"]/1024))' < "$out/$name.json")
-    a=$($S eval --model "$out/$name.gguf" --text "$TS" --protocol documents --seqlen 512 --json | ppl)
-    b=$($S eval --model "$out/$name.gguf" --text "$WT" --protocol windows --seqlen 256 --json | ppl)
+    a=$($S eval --model "$out/$name.gguf" --text "$TS" --protocol documents --seqlen 512 $LIMIT --json | ppl)
+    b=$($S eval --model "$out/$name.gguf" --text "$WT" --protocol windows --seqlen 256 $LIMIT --json | ppl)
     printf '%s\t%s\t%s\t%s\n' "$name" "$bpw" "$a" "$b"
 }
 if [ "$which" != s260k ]; then
