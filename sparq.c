@@ -46,14 +46,18 @@ static const char *usage_text =
     "  tokenize  --tokenizer T --text S [--bos] [--json]   (ids; --json adds the vocabulary pieces)\n"
     "  convert   --model M --out OUT [--format llama2c|safetensors|gguf] [--dtype f32|f16|bf16]\n"
     "            [--llama2c-version 0|1|2] [--tokenizer T | --no-vocab] [--max-shard-size SIZE] [--json]\n"
+    "            (GGUF also --dtype q8_0|q4_0|q4_1|q5_0|q5_1: ggml's rounding of the linear layers;\n"
+    "            --pure: the embedding too)\n"
     "            (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder; llama2.c version 0 =\n"
     "            legacy, the default, 1 = float32, 2 = Q8_0 int8)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
     "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR] [--srcr-formula recon|ratio]\n"
     "  compress  --model M [--tokenizer T] --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S]\n"
     "            [--max-memory SIZE]\n"
-    "            [--out FILE] [--eval F [--protocol P] [--seqlen L] [--limit N]] [--task NAME=FILE ...]\n"
-    "            [--threads N] [--json], and the compression options (the keys of [grid.*] too):\n"
+    "            [--out FILE [--format F] [--dtype D] [--pure]] [--eval F [--protocol P] [--seqlen L]\n"
+    "            [--limit N]] [--task NAME=FILE ...] [--threads N] [--json], and the compression options\n"
+    "            (the keys of [grid.*] too; --dtype q4_0|q4_1|q5_0|q5_1|q8_0 writes the solver's grids\n"
+    "            as ggml blocks: --group 32, --grid ggml or rtn --ggml TYPE):\n"
     "%s"
     "            solvers: magnitude, wanda, sparsegpt, apt, rtn, gptq, or chains such as sparsegpt+gptq\n"
     "\n"
@@ -495,17 +499,39 @@ static void print_record(const cJSON *r) {
                cJSON_GetObjectItem(p, "chance")->valuedouble);
 }
 
+/* ---- what a GGUF writer did ----------------------------------------------------------------- */
+
+static void add_file_info(cJSON *j, const gguf_save_info *in, dtype dt) {
+    cJSON *o = cJSON_AddObjectToObject(j, "file");
+    cJSON_AddStringToObject(o, "dtype", dtype_name(dt));
+    cJSON_AddNumberToObject(o, "bytes", in->bytes);
+    cJSON_AddNumberToObject(o, "bits_per_weight", in->bits_per_weight);
+    cJSON_AddNumberToObject(o, "linear_bits_per_weight", in->linear_bits_per_weight);
+    cJSON_AddStringToObject(o, "embedding", dtype_name(in->embd_dtype));
+    cJSON_AddStringToObject(o, "kept_f16", in->kept);
+}
+
+static void print_file_info(const gguf_save_info *in, dtype dt) {
+    printf("tensor data %.0f bytes: %.3f bits per weight (linear layers %.3f)\n", in->bytes,
+           in->bits_per_weight, in->linear_bits_per_weight);
+    if (dtype_is_block(dt))
+        printf("linear layers in %s blocks; token embedding and classifier %s, norms f32%s%s\n",
+               dtype_name(dt), dtype_name(in->embd_dtype),
+               in->n_kept ? "; left dense in f16 (rows not a multiple of 32): " : "", in->kept);
+}
+
 /* The compress flags: the run's own, then one per row of the options table. */
 static const char *const compress_flags[] = {"--model", "--tokenizer", "--calib", "--nsamples",
-    "--calib-seqlen", "--seed", "--out", "--eval", "--protocol", "--seqlen", "--limit", "--threads",
-    "--max-memory", NULL};
+    "--calib-seqlen", "--seed", "--out", "--format", "--dtype", "--eval", "--protocol", "--seqlen", "--limit",
+    "--threads", "--max-memory", NULL};
+static const char *const compress_bool_flags[] = {"--json", "--pure", NULL};
 
 static int cmd_compress(int argc, char **argv, err *e) {
     flag f[64];
     char names[64][40];
     int nf = 0;
     for (; compress_flags[nf]; nf++) f[nf] = (flag)FV(compress_flags[nf]);
-    f[nf++] = (flag)FB("--json");
+    for (int k = 0; compress_bool_flags[k]; k++) f[nf++] = (flag)FB(compress_bool_flags[k]);
     f[nf++] = (flag)FL("--task");
     for (int i = 0; i < options_count; i++, nf++) {
         options_flag(&options_table[i], names[nf], sizeof names[nf]);
@@ -555,6 +581,18 @@ static int cmd_compress(int argc, char **argv, err *e) {
             rc = options_set(&r.opts, &options_table[i], flag_str(f, fl), "--", e);
     }
     if (rc) return rc;
+    run_output out = {.path = flag_str(f, "--out"), .format = MODEL_FORMAT_AUTO, .dtype = DTYPE_F32,
+                      .pure = flag_str(f, "--pure") != NULL};
+    if (flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &out.format, e);
+    if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &out.dtype))
+        rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16, bf16, or for GGUF q8_0, q4_0, q4_1, q5_0 "
+                     "or q5_1", flag_str(f, "--dtype"));
+    if (!rc && (flag_str(f, "--format") || flag_str(f, "--dtype") || out.pure) && !out.path)
+        rc = err_set(e, SPARQ_EINPUT, "--format, --dtype and --pure describe the --out file; give --out");
+    if (!rc) rc = run_check_output(&r, &out, e);
+    if (rc) return rc;
+    bool gguf_out = out.path && (out.format == MODEL_FORMAT_AUTO ? model_format_for_path(out.path)
+                                                                : out.format) == MODEL_FORMAT_GGUF;
     options_label(&r.opts, r.label, sizeof r.label);
     blas_set_threads(threads);
     run_context *ctx = NULL;
@@ -563,13 +601,18 @@ static int cmd_compress(int argc, char **argv, err *e) {
     if (!rc) rc = run_check(ctx, &r, e);
     bar b;
     bar_start(&b, "compress");
-    if (!rc) rc = run_execute(ctx, &r, flag_str(f, "--out"), bar_stage, &b, &rec, e);
+    if (!rc) rc = run_execute(ctx, &r, &out, bar_stage, &b, &rec, e);
     bar_end(&b);
+    if (!rc && gguf_out) add_file_info(rec, &out.info, out.dtype);
     if (!rc && flag_str(f, "--json")) {
         print_json(rec);
         rec = NULL;
     } else if (!rc) {
         print_record(rec);
+        if (gguf_out) {
+            printf("wrote %s\n", out.path);
+            print_file_info(&out.info, out.dtype);
+        }
     }
     cJSON_Delete(rec);
     run_context_free(ctx);
@@ -644,14 +687,16 @@ static int cmd_report(int argc, char **argv, err *e) {
 static int cmd_convert(int argc, char **argv, err *e) {
     flag f[] = {FV("--model"), FV("--out"), FV("--format"), FV("--dtype"),
                 FV("--tokenizer"), FB("--no-vocab"), FV("--llama2c-version"), FV("--max-shard-size"),
-                FB("--json"), {0}};
+                FB("--json"), FB("--pure"), {0}};
     int rc = flags_parse(f, argc, argv, e);
     if (!rc) rc = require(f, "--model", e);
     if (!rc) rc = require(f, "--out", e);
-    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, 0};
+    gguf_save_info info;
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, 0, NULL, &info, flag_str(f, "--pure") != NULL};
     if (!rc && flag_str(f, "--format")) rc = model_format_parse(flag_str(f, "--format"), &o.format, e);
     if (!rc && flag_str(f, "--dtype") && dtype_parse(flag_str(f, "--dtype"), &o.dtype))
-        rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16 or bf16", flag_str(f, "--dtype"));
+        rc = err_set(e, SPARQ_EINPUT, "--dtype %s: expected f32, f16, bf16, or for GGUF q8_0, q4_0, q4_1, q5_0 "
+                     "or q5_1", flag_str(f, "--dtype"));
     if (!rc) rc = flag_int(f, "--llama2c-version", 0, 2, &o.llama2c_version, e);
     double shard = 0;
     if (!rc && flag_str(f, "--max-shard-size") && !run_parse_memory(flag_str(f, "--max-shard-size"), &shard))
@@ -701,12 +746,14 @@ static int cmd_convert(int argc, char **argv, err *e) {
             cJSON_AddNumberToObject(j, "params", (double)model_params(m));
             cJSON_AddBoolToObject(j, "tokenizer", t != NULL);
             if (written[0]) cJSON_AddStringToObject(j, "tokenizer_file", written);
+            if (fmt == MODEL_FORMAT_GGUF) add_file_info(j, &info, o.dtype);
             print_json(j);
         } else {
             printf("wrote %s: %s, %s, %llu parameters%s%s\n", out, model_format_name(fmt), dt,
                    (unsigned long long)model_params(m),
                    !t ? ", without a vocabulary (--no-vocab)" : written[0] ? ", its tokenizer in " : ", with its vocabulary",
                    written);
+            if (fmt == MODEL_FORMAT_GGUF) print_file_info(&info, o.dtype);
         }
     }
     tokenizer_free(t);
@@ -715,6 +762,49 @@ static int cmd_convert(int argc, char **argv, err *e) {
 }
 
 /* ---- inspect ------------------------------------------------------------------------------ */
+
+/* A GGUF's tensors as stored: each one's ggml type, and the file's bits per weight (tensor data
+ * bits over the weights it holds; the metadata and vocabulary are not counted). */
+static int inspect_gguf(const char *path, cJSON *j, err *e) {
+    gguf_file *g;
+    int rc = gguf_open(&g, path, e);
+    if (rc) return rc;
+    double bytes = 0, params = 0;
+    cJSON *arr = j ? cJSON_AddArrayToObject(cJSON_AddObjectToObject(j, "gguf"), "tensors") : NULL;
+    if (!j) printf("\n%-28s %-5s %14s %10s %7s\n", "tensor", "type", "shape", "bytes", "bits/w");
+    gguf_tensor_info t;
+    for (uint64_t i = 0; gguf_tensor_at(g, i, &t); i++) {
+        double n = 1;
+        char shape[64] = "";
+        for (uint32_t k = 0; k < t.n_dims; k++) {
+            n *= (double)t.ne[k];
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%llu", k ? "x" : "",
+                     (unsigned long long)t.ne[k]);
+        }
+        bytes += (double)t.nbytes;
+        params += n;
+        if (arr) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", t.name);
+            cJSON_AddStringToObject(o, "type", gguf_type_name(t.ggml_type));
+            cJSON_AddStringToObject(o, "shape", shape);
+            cJSON_AddNumberToObject(o, "bytes", (double)t.nbytes);
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            printf("%-28s %-5s %14s %10llu %7.3f\n", t.name, gguf_type_name(t.ggml_type), shape,
+                   (unsigned long long)t.nbytes, 8.0 * (double)t.nbytes / n);
+        }
+    }
+    if (j) {
+        cJSON *o = cJSON_GetObjectItem(j, "gguf");
+        cJSON_AddNumberToObject(o, "tensor_bytes", bytes);
+        cJSON_AddNumberToObject(o, "bits_per_weight", 8 * bytes / params);
+    } else {
+        printf("tensor data %.0f bytes for %.0f weights: %.3f bits per weight\n", bytes, params, 8 * bytes / params);
+    }
+    gguf_close(g);
+    return SPARQ_OK;
+}
 
 static int cmd_inspect(int argc, char **argv, err *e) {
     flag f[] = {FV("--model"), FB("--json"), {0}};
@@ -784,9 +874,12 @@ static int cmd_inspect(int argc, char **argv, err *e) {
             }
         }
     }
-    if (json) print_json(j);
     model_free(m);
-    return SPARQ_OK;
+    if (model_format_for_path(flag_str(f, "--model")) == MODEL_FORMAT_GGUF)
+        rc = inspect_gguf(flag_str(f, "--model"), j, e);
+    if (json && !rc) print_json(j);
+    else cJSON_Delete(j);
+    return rc;
 }
 
 /* ---- tokenize ----------------------------------------------------------------------------- */

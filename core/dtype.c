@@ -1,6 +1,8 @@
 #include "dtype.h"
 
 #include <ctype.h>
+
+#include "ggml_blocks.h"
 #include <math.h>
 #include <strings.h>
 
@@ -9,15 +11,19 @@ const char *dtype_name(dtype t) {
     case DTYPE_F32: return "f32";
     case DTYPE_F16: return "f16";
     case DTYPE_BF16: return "bf16";
-    case DTYPE_Q8_0: return "q8_0";
+    default: break;
     }
-    return "?";
+    const ggml_block_type *b = ggml_block_find(t);
+    return b ? b->name : "?";
 }
+
+bool dtype_is_block(dtype t) { return ggml_block_find(t) != NULL; }
 
 int dtype_parse(const char *s, dtype *t) {
     if (strcasecmp(s, "f32") == 0 || strcasecmp(s, "float32") == 0) *t = DTYPE_F32;
     else if (strcasecmp(s, "f16") == 0 || strcasecmp(s, "float16") == 0) *t = DTYPE_F16;
     else if (strcasecmp(s, "bf16") == 0 || strcasecmp(s, "bfloat16") == 0) *t = DTYPE_BF16;
+    else if (ggml_block_by_name(s)) *t = ggml_block_by_name(s)->dt;
     else return -1;
     return 0;
 }
@@ -33,12 +39,13 @@ bool dtype_bytes(dtype t, uint64_t n, uint64_t *bytes) {
         if (n > UINT64_MAX / 2) return false;
         *bytes = 2 * n;
         return true;
-    case DTYPE_Q8_0:
-        if (n % Q8_0_BLOCK) return false;
-        *bytes = n / Q8_0_BLOCK * Q8_0_BYTES;
+    default: {
+        const ggml_block_type *b = ggml_block_find(t);
+        if (!b || n % GGML_BLOCK) return false;
+        *bytes = n / GGML_BLOCK * (uint64_t)b->bytes;
         return true;
     }
-    return false;
+    }
 }
 
 /* Below this many values a parallel region costs more than it saves. */
@@ -113,18 +120,9 @@ size_t dtype_to_f32(float *dst, const void *src, dtype t, size_t n) {
             dst[i] = bf16_to_f32(h);
         }
         break;
-    case DTYPE_Q8_0: {
-        long long nb = N / Q8_0_BLOCK;
-        #pragma omp parallel for schedule(static) reduction(+ : bad) if (n >= PAR_MIN)
-        for (long long b = 0; b < nb; b++) {
-            const unsigned char *blk = s + b * Q8_0_BYTES;
-            uint16_t h;
-            memcpy(&h, blk, 2);
-            bad += ((h & 0x7c00u) == 0x7c00u) * Q8_0_BLOCK;
-            float d = f16_to_f32(h);
-            for (int j = 0; j < Q8_0_BLOCK; j++)
-                dst[b * Q8_0_BLOCK + j] = d * (float)(int8_t)blk[2 + j];
-        }
+    default: {
+        const ggml_block_type *b = ggml_block_find(t);
+        if (b) bad = (long long)ggml_block_dequantize(b, src, dst, n / GGML_BLOCK);
         break;
     }
     }
@@ -151,8 +149,8 @@ size_t dtype_from_f32(void *dst, const float *src, dtype t, size_t n) {
             memcpy(d + 2 * i, &h, 2);
         }
         return n;
-    case DTYPE_Q8_0:
-        break;   /* not a write format here */
+    default:
+        break;   /* block types: ggml_block_pack / ggml_block_quantize_ref */
     }
     return 0;
 }

@@ -1,5 +1,5 @@
-/* Element types of weight files (F32, F16, BF16 and ggml's Q8_0) and their conversion to and from
- * the model's float32. Owns only the conversion rules (IEEE round-to-nearest-even, exact widening);
+/* Element types of weight files (F32, F16, BF16 and ggml's 32-weight blocks Q8_0, Q4_0, Q4_1,
+ * Q5_0, Q5_1, whose layouts ggml_blocks.h owns) and their conversion to and from the model's float32. Owns only the conversion rules (IEEE round-to-nearest-even, exact widening);
  * knows nothing of file formats or where the bytes come from. */
 #ifndef SPARQ_DTYPE_H
 #define SPARQ_DTYPE_H
@@ -9,15 +9,14 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0 } dtype;
+typedef enum { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1 } dtype;
 
-/* Q8_0 (ggml): blocks of 32 values, one float16 scale then 32 int8: value = scale * q. */
-enum { Q8_0_BLOCK = 32, Q8_0_BYTES = 34 };
+const char *dtype_name(dtype t);                 /* "f32", "f16", "bf16", "q8_0", "q4_0", ... */
+/* "f32"/"f16"/"bf16" and the block types' names (any case); 0 = ok, -1 else */
+int dtype_parse(const char *s, dtype *t);
+bool dtype_is_block(dtype t);                    /* one of ggml's 32-weight block types */
 
-const char *dtype_name(dtype t);                 /* "f32", "f16", "bf16", "q8_0" */
-int dtype_parse(const char *s, dtype *t);        /* "f32"/"f16"/"bf16" (any case); 0 = ok, -1 else */
-
-/* Bytes that n values take, or false on overflow / n not a multiple of the block (Q8_0). */
+/* Bytes that n values take, or false on overflow / n not a multiple of the block (32). */
 bool dtype_bytes(dtype t, uint64_t n, uint64_t *bytes);
 
 /* dst[n] = the n values at src (little-endian, any alignment). Parallel over OpenMP threads
@@ -25,7 +24,7 @@ bool dtype_bytes(dtype t, uint64_t n, uint64_t *bytes);
  * in the same pass so loaders need no second sweep over the weights. */
 size_t dtype_to_f32(float *dst, const void *src, dtype t, size_t n);
 
-/* dst = src[n] encoded as t (F32, F16 or BF16). Returns the index of the first finite value
+/* dst = src[n] encoded as t (F32, F16 or BF16; block types are packed by ggml_blocks.h). Returns the index of the first finite value
  * that does not fit the type (|x| beyond the float16 range), or n when all fit. */
 size_t dtype_from_f32(void *dst, const float *src, dtype t, size_t n);
 

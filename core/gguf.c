@@ -7,14 +7,16 @@
 
 #include "family.h"
 #include "fileio.h"
+#include "ggml_blocks.h"
 #include "spm.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_DEPTH 4          /* arrays of arrays; llama.cpp writes at most one level */
 
-/* ggml tensor types this reader converts; the names serve the error for the others. */
-enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_BF16 = 30 };
+/* ggml tensor types this reader converts (and ggml_blocks.h's block types); the names serve
+ * the error for the others. */
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_BF16 = 30 };
 static const char *const ggml_names[] = {
     "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
     "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
@@ -217,15 +219,16 @@ static int parse_tensor(gguf_file *g, cur *c, gguf_tensor *t, uint64_t i, err *e
     case GGML_F32: t->dt = DTYPE_F32; break;
     case GGML_F16: t->dt = DTYPE_F16; break;
     case GGML_BF16: t->dt = DTYPE_BF16; break;
-    case GGML_Q8_0: t->dt = DTYPE_Q8_0; break;
     default:
-        return err_set(e, SPARQ_EINPUT, "%s: tensor %s has ggml type %u (%s); only F32, F16, BF16 and "
-                       "Q8_0 are supported", g->path, t->name, t->type,
-                       t->type < sizeof ggml_names / sizeof *ggml_names ? ggml_names[t->type] : "unknown");
+        if (!ggml_block_by_id(t->type))
+            return err_set(e, SPARQ_EINPUT, "%s: tensor %s has ggml type %u (%s); only F32, F16, BF16, "
+                           "Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are supported", g->path, t->name, t->type,
+                           t->type < sizeof ggml_names / sizeof *ggml_names ? ggml_names[t->type] : "unknown");
+        t->dt = ggml_block_by_id(t->type)->dt;
     }
-    if (t->dt == DTYPE_Q8_0 && t->ne[0] % Q8_0_BLOCK)
-        return err_set(e, SPARQ_EINPUT, "%s: tensor %s: Q8_0 rows of %llu are not a multiple of 32",
-                       g->path, t->name, (unsigned long long)t->ne[0]);
+    if (dtype_is_block(t->dt) && t->ne[0] % GGML_BLOCK)
+        return err_set(e, SPARQ_EINPUT, "%s: tensor %s: %s rows of %llu are not a multiple of 32",
+                       g->path, t->name, ggml_names[t->type], (unsigned long long)t->ne[0]);
     if (!dtype_bytes(t->dt, elems, &t->nbytes))
         return err_set(e, SPARQ_EINPUT, "%s: tensor %s: size overflows", g->path, t->name);
     return SPARQ_OK;
@@ -314,6 +317,19 @@ int gguf_open(gguf_file **out, const char *path, err *e) {
     if (rc) { gguf_close(g); return rc; }
     *out = g;
     return SPARQ_OK;
+}
+
+bool gguf_tensor_at(const gguf_file *g, uint64_t i, gguf_tensor_info *out) {
+    if (i >= g->n_tensors) return false;
+    const gguf_tensor *t = &g->t[i];
+    *out = (gguf_tensor_info){.name = t->name, .ggml_type = t->type, .n_dims = t->n_dims,
+                              .data = g->f.data + g->data_off + t->off, .nbytes = t->nbytes};
+    memcpy(out->ne, t->ne, sizeof out->ne);
+    return true;
+}
+
+const char *gguf_type_name(uint32_t type) {
+    return type < sizeof ggml_names / sizeof *ggml_names ? ggml_names[type] : "unknown";
 }
 
 uint32_t gguf_version(const gguf_file *g) { return g->version; }
@@ -678,7 +694,79 @@ static int vocab_kvs(gbuf *b, const tokenizer *tok, int vocab, const char *path,
     return SPARQ_OK;
 }
 
-/* x = tensor ft (copy l) of m for writing; 0 when the model does not have it. Vectors stay f32. */
+int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtype dt, err *e) {
+    return gguf_save_model_blocks(m, tok, path, dt, NULL, false, NULL, e);
+}
+
+/* llama.cpp's general.file_type (llama_ftype) for each weight type written. */
+static uint32_t file_type(dtype dt) {
+    switch (dt) {
+    case DTYPE_F32: return 0;
+    case DTYPE_F16: return 1;
+    case DTYPE_Q4_0: return 2;
+    case DTYPE_Q4_1: return 3;
+    case DTYPE_Q8_0: return 7;
+    case DTYPE_Q5_0: return 8;
+    case DTYPE_Q5_1: return 9;
+    case DTYPE_BF16: return 32;
+    }
+    return 0;
+}
+
+/* One row of a block tensor: packed on the solver's grids (d, m: this row's), or quantized by
+ * ggml's reference rules when the layer has none. Names the first weight off its grid. */
+static int block_row(const ggml_block_type *bt, const gtensor *t, const float *row, const float *d,
+                     const float *m, uint64_t r, unsigned char *out, const char *path, err *e) {
+    size_t nb = (size_t)t->cols / GGML_BLOCK;
+    if (!d) {
+        ggml_block_quantize_ref(bt, row, out, nb);
+        return SPARQ_OK;
+    }
+    size_t bad = ggml_block_pack(bt, row, d, m, out, nb);
+    if (bad < nb * GGML_BLOCK)
+        return err_set(e, SPARQ_EINPUT, "%s: tensor %s: weight (%llu, %zu) = %.9g is not on its %s block's grid "
+                       "(d = %.9g%s%.9g): the layer was not quantized on a ggml grid", path, t->name,
+                       (unsigned long long)r, bad, (double)row[bad], bt->name, (double)d[bad / GGML_BLOCK],
+                       m ? ", m = " : "", m ? (double)m[bad / GGML_BLOCK] : 0.0);
+    return SPARQ_OK;
+}
+
+static void round_f16(float *w, size_t n) {
+    for (size_t i = 0; i < n; i++) w[i] = f16_to_f32(f32_to_f16(w[i]));
+}
+
+/* w[n] through ggml's reference rounding of block type b and back (n a multiple of 32). */
+static int round_blocks(const ggml_block_type *b, float *w, size_t n, err *e) {
+    unsigned char *q = malloc(n / GGML_BLOCK * (size_t)b->bytes);
+    if (!q) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    ggml_block_quantize_ref(b, w, q, n / GGML_BLOCK);
+    ggml_block_dequantize(b, q, w, n / GGML_BLOCK);
+    free(q);
+    return SPARQ_OK;
+}
+
+int gguf_round_for_blocks(model *m, dtype dt, bool pure, err *e) {
+    const model_config *c = &m->cfg;
+    const ggml_block_type *b = ggml_block_find(dt);
+    size_t ne = (size_t)c->vocab_size * c->dim;
+    if (b && pure && c->dim % GGML_BLOCK == 0) {
+        int rc = round_blocks(b, m->tok_emb, ne, e);
+        if (!rc && !m->shared_cls) rc = round_blocks(b, m->wcls, ne, e);
+        if (rc) return rc;
+    } else {
+        round_f16(m->tok_emb, ne);
+        if (!m->shared_cls) round_f16(m->wcls, ne);
+    }
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < m->fam->n_linear; k++) {
+            linear *x = &m->blocks[l].lin[k];
+            if (x->cols % GGML_BLOCK) round_f16(x->w, (size_t)x->rows * x->cols);
+        }
+    return SPARQ_OK;
+}
+
+/* x = tensor ft (copy l) of m for writing in dt; 0 when the model does not have it. Vectors
+ * stay f32. */
 static int gtensor_set(gtensor *x, const model *m, const family_tensor *ft, int l, dtype dt) {
     const model_config *c = &m->cfg;
     const float *w = model_tensor_ptr(m, ft, l);
@@ -691,28 +779,56 @@ static int gtensor_set(gtensor *x, const model *m, const family_tensor *ft, int 
     return 1;
 }
 
-int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtype dt, err *e) {
-    if (dt != DTYPE_F32 && dt != DTYPE_F16 && dt != DTYPE_BF16)
-        return err_set(e, SPARQ_EINPUT, "%s: GGUF output is f32, f16 or bf16, not %s", path, dtype_name(dt));
+int gguf_save_model_blocks(const model *m, const tokenizer *tok, const char *path, dtype dt,
+                           const gguf_block_grid *grids, bool pure, gguf_save_info *info, err *e) {
+    const ggml_block_type *bt = ggml_block_find(dt);
+    if (dt != DTYPE_F32 && dt != DTYPE_F16 && dt != DTYPE_BF16 && !bt)
+        return err_set(e, SPARQ_EINPUT, "%s: GGUF output is f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1, "
+                       "not %s", path, dtype_name(dt));
+    if (info) memset(info, 0, sizeof *info);
     const model_config *c = &m->cfg;
+    /* Block types quantize the linear layers; the embedding (and a separate classifier) stay
+     * f16 unless pure (then ggml's reference rounding, as llama-quantize --pure), norms f32. */
+    dtype edt = bt ? (pure && c->dim % GGML_BLOCK == 0 ? dt : DTYPE_F16) : dt;
+    if (info) info->embd_dtype = edt;
     const family *f = m->fam;
-    if (!f->gguf_arch || strcmp(f->gguf_arch, "llama") != 0)
+    if (!f->gguf_arch || strcmp(f->gguf_arch, "llama") != 0) {
         return err_set(e, SPARQ_EINPUT, "%s: GGUF output holds llama.cpp's \"llama\" architecture; this "
                        "model is %s (use safetensors)", path, f->name);
-    int nt = 0;
-    gtensor *t = calloc((size_t)f->n_tensor * (c->n_layers + 1), sizeof *t);
-    if (!t) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    /* The globals, then per block its vectors (f32, as llama.cpp keeps norms) and its linear
-     * layers in the family's order: the order llama.cpp's converter writes. */
+    }
+    int nt = 0, cap = f->n_tensor * (c->n_layers + 1);
+    gtensor *t = calloc((size_t)cap, sizeof *t);
+    const gguf_block_grid **tg = calloc((size_t)cap, sizeof *tg);
+    if (!t || !tg) {
+        free(t);
+        free(tg);
+        return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    /* The globals (the embedding and a separate classifier in edt), then per block its vectors
+     * (f32, as llama.cpp keeps norms) and its linear layers in the family's order: the order
+     * llama.cpp's converter writes. */
     for (int i = 0; i < f->n_tensor; i++)
-        if (!family_tensor_per_block(&f->tensor[i])) nt += gtensor_set(&t[nt], m, &f->tensor[i], 0, dt);
+        if (!family_tensor_per_block(&f->tensor[i]))
+            nt += gtensor_set(&t[nt], m, &f->tensor[i], 0, f->tensor[i].slot == SLOT_EMBED ||
+                              f->tensor[i].slot == SLOT_HEAD ? edt : dt);
     for (int l = 0; l < c->n_layers; l++) {
         for (int i = 0; i < f->n_tensor; i++)
             if (f->tensor[i].slot == SLOT_PARAM) nt += gtensor_set(&t[nt], m, &f->tensor[i], l, dt);
         for (int k = 0; k < f->n_linear; k++)
-            for (int i = 0; i < f->n_tensor; i++)
-                if (f->tensor[i].slot == SLOT_WEIGHT && f->tensor[i].index == k)
-                    nt += gtensor_set(&t[nt], m, &f->tensor[i], l, dt);
+            for (int i = 0; i < f->n_tensor; i++) {
+                if (f->tensor[i].slot != SLOT_WEIGHT || f->tensor[i].index != k) continue;
+                if (!gtensor_set(&t[nt], m, &f->tensor[i], l, dt)) continue;
+                gtensor *x = &t[nt++];
+                if (bt && x->cols % GGML_BLOCK) {   /* no block type can hold these rows */
+                    x->dt = DTYPE_F16;
+                    if (info) {
+                        size_t w = strlen(info->kept);
+                        snprintf(info->kept + w, sizeof info->kept - w, "%s%s", w ? ", " : "", x->name);
+                        info->n_kept++;
+                    }
+                }
+                if (bt && grids && x->dt == dt) tg[nt - 1] = &grids[l * f->n_linear + k];
+            }
         for (int i = 0; i < f->n_tensor; i++)
             if (f->tensor[i].slot == SLOT_BIAS) nt += gtensor_set(&t[nt], m, &f->tensor[i], l, dt);
     }
@@ -721,7 +837,7 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
     kv_str(&b, "general.name", "sparq");
     kv_u32(&b, "general.alignment", GGUF_DEFAULT_ALIGNMENT);
     /* llama.cpp's file types: ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_BF16 = 32. */
-    kv_u32(&b, "general.file_type", dt == DTYPE_F32 ? 0 : dt == DTYPE_F16 ? 1 : 32);
+    kv_u32(&b, "general.file_type", file_type(dt));
     kv_u32(&b, "llama.vocab_size", (uint32_t)c->vocab_size);
     kv_u32(&b, "llama.context_length", (uint32_t)c->seq_len);
     kv_u32(&b, "llama.embedding_length", (uint32_t)c->dim);
@@ -754,14 +870,27 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
         put_u32(&h, t[i].cols ? 2 : 1);
         put_u64(&h, t[i].cols ? t[i].cols : t[i].rows);
         if (t[i].cols) put_u64(&h, t[i].rows);
-        put_u32(&h, t[i].dt == DTYPE_F32 ? GGML_F32 : t[i].dt == DTYPE_F16 ? GGML_F16 : GGML_BF16);
+        put_u32(&h, ggml_block_find(t[i].dt) ? ggml_block_find(t[i].dt)->ggml_type
+                    : t[i].dt == DTYPE_F32 ? GGML_F32 : t[i].dt == DTYPE_F16 ? GGML_F16 : GGML_BF16);
         put_u64(&h, t[i].off);
+        if (info) {
+            info->bytes += (double)t[i].nbytes;
+            info->params += (double)elems;
+            if (t[i].cols && strncmp(t[i].name, "blk.", 4) == 0) {
+                info->linear_bytes += (double)t[i].nbytes;
+                info->linear_params += (double)elems;
+            }
+        }
     }
     if (!rc && (b.oom || h.oom)) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
     size_t chunk = 1 << 20, most = (size_t)c->n_heads * c->head_size * c->dim;
+    size_t widest = (size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim);
     float *perm = rc ? NULL : malloc(most * sizeof(float));
-    unsigned char *buf = rc ? NULL : malloc(chunk * 4);
-    if (!rc && (!perm || !buf)) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    /* A row's grids after the q/k permutation: at most n_heads * head_size rows of dim / 32. */
+    float *pd = rc ? NULL : malloc((most / GGML_BLOCK + 1) * sizeof(float));
+    float *pm = rc ? NULL : malloc((most / GGML_BLOCK + 1) * sizeof(float));
+    unsigned char *buf = rc ? NULL : malloc(chunk * 4 > widest * 4 ? chunk * 4 : widest * 4);
+    if (!rc && (!perm || !pd || !pm || !buf)) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
     atomic_file a = {0};
     if (!rc) rc = atomic_open(&a, path, e);
     if (!rc) {
@@ -777,6 +906,29 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
             model_permute_rows(perm, src, t[i].heads, c->head_size, (int)t[i].cols, c->rope, ROPE_ADJACENT);
             src = perm;
         }
+        if (ggml_block_find(t[i].dt)) {
+            const gguf_block_grid *g = tg[i];
+            const float *gd = g ? g->d : NULL, *gm = g && bt->has_min ? g->m : NULL;
+            size_t nb = (size_t)t[i].cols / GGML_BLOCK, rowb = nb * (size_t)bt->bytes;
+            if (g && bt->has_min && !gm)
+                rc = err_set(e, SPARQ_EINPUT, "%s: tensor %s: %s needs a min per block; the layer's grid "
+                             "has none", path, t[i].name, bt->name);
+            if (gd && t[i].heads && c->rope != ROPE_ADJACENT) {
+                model_permute_rows(pd, gd, t[i].heads, c->head_size, (int)nb, c->rope, ROPE_ADJACENT);
+                gd = pd;
+                if (gm) {
+                    model_permute_rows(pm, gm, t[i].heads, c->head_size, (int)nb, c->rope, ROPE_ADJACENT);
+                    gm = pm;
+                }
+            }
+            for (uint64_t r = 0; r < t[i].rows && !rc; r++) {
+                rc = block_row(bt, &t[i], src + r * t[i].cols, gd ? gd + r * nb : NULL, gm ? gm + r * nb : NULL,
+                               r, buf, path, e);
+                if (!rc) atomic_write(&a, buf, rowb);
+            }
+            pos = t[i].off + t[i].nbytes;
+            continue;
+        }
         size_t esz = t[i].dt == DTYPE_F32 ? 4 : 2;
         for (size_t o = 0; o < elems && !rc; o += chunk) {
             size_t k = elems - o < chunk ? elems - o : chunk;
@@ -791,7 +943,14 @@ int gguf_save_model(const model *m, const tokenizer *tok, const char *path, dtyp
     }
     if (!rc) rc = atomic_commit(&a, e);
     else if (a.f) atomic_abort(&a);
+    if (!rc && info) {
+        info->bits_per_weight = 8 * info->bytes / info->params;
+        info->linear_bits_per_weight = info->linear_params ? 8 * info->linear_bytes / info->linear_params : 0;
+    }
     free(perm);
+    free(pd);
+    free(pm);
+    free(tg);
     free(buf);
     free(b.p);
     free(h.p);

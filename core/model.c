@@ -745,7 +745,7 @@ int model_load(model **out, const char *path, err *e) {
 }
 
 int model_save(const model *m, const char *path, err *e) {
-    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, 0};
+    model_save_options o = {MODEL_FORMAT_AUTO, DTYPE_F32, NULL, 0, 0, NULL, NULL, false};
     return model_save_opts(m, path, &o, e);
 }
 
@@ -762,7 +762,7 @@ int model_save_opts(const model *m, const char *path, const model_save_options *
     model_format f = model_save_format(m, path, o->format);
     switch (f) {
     case MODEL_FORMAT_SAFETENSORS: return safetensors_save_model(m, path, o->dtype, o->shard_bytes, e);
-    case MODEL_FORMAT_GGUF: return gguf_save_model(m, o->tok, path, o->dtype, e);
+    case MODEL_FORMAT_GGUF: return gguf_save_model_blocks(m, o->tok, path, o->dtype, o->grids, o->pure, o->info, e);
     default:
         if (o->dtype != DTYPE_F32)
             return err_set(e, SPARQ_EINPUT, "%s: llama2.c checkpoints are float32 only, not %s", path,

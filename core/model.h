@@ -122,13 +122,19 @@ typedef enum {
 } model_format;
 
 struct tokenizer;
+struct gguf_block_grid;
+struct gguf_save_info;
 
 typedef struct {
     model_format format;
-    dtype        dtype;         /* DTYPE_F32 (default), F16 or BF16; llama2.c is always f32  */
+    dtype        dtype;         /* DTYPE_F32 (default), F16 or BF16; llama2.c is always f32;
+                                   GGUF also takes ggml's block types (gguf.h)              */
     const struct tokenizer *tok;   /* GGUF: vocabulary to embed (NULL = none)                */
     int          llama2c_version;   /* llama2.c: 0 legacy (default), 1 float32, 2 Q8_0     */
     uint64_t     shard_bytes;       /* safetensors folder: bytes per shard, 0 = 5 GB        */
+    const struct gguf_block_grid *grids;   /* GGUF block types: the layers' grids, or NULL */
+    struct gguf_save_info *info;           /* GGUF: what the writer did, or NULL           */
+    bool         pure;              /* GGUF block types: the embedding in the block type too */
 } model_save_options;
 
 /* Save in the format the extension names (.bin or other: llama2.c; .safetensors, with a

@@ -127,6 +127,10 @@ static int compress_layer_at(model *m, int l, int k, const hessian *H,
     snprintf(cl->name, sizeof cl->name, "%d.%s", l, m->fam->linear[k].name);
     cl->rows = lin->rows;
     cl->cols = lin->cols;
+    if (o->dense_cols > 0 && lin->cols % o->dense_cols) {   /* left as it is, counted at 16 bits */
+        cl->report = (layer_report){.bits = 16, .group = -1, .damp = o->target.damp};
+        return SPARQ_OK;
+    }
     target t = o->target;
     t.sparsity = cl->target_sparsity;
     int rc = solver_spec_run(&o->solver, lin->w, lin->rows, lin->cols, H->H, &t, &cl->report, e);

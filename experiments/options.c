@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/ggml_blocks.h"
+
 #define FIELD(f) .offset = offsetof(compress_options, f), .size = sizeof(((compress_options *)0)->f)
 
 /* ---- the special options: the solver (with its chain mode) and the N:M pattern ------------- */
@@ -58,6 +60,13 @@ static bool sparsity_shown(const compress_options *o) {
 }
 static bool quantized(const compress_options *o) { return o->target.bits < 16 && o->target.group > 0; }
 
+static const char *grid_choice(int i) {
+    return i == QUANT_GRID_MINMAX ? "minmax" : i == QUANT_GRID_GGML ? "ggml" : NULL;
+}
+/* rtn --ggml TYPE: 0 = none, then ggml_blocks.h's types in table order. */
+static const char *ggml_choice(int i) {
+    return i == 0 ? "none" : i <= ggml_block_count ? ggml_block_types[i - 1].name : NULL;
+}
 static const char *scope_choice(int i) { return i == SCOPE_LAYER ? "layer" : i == SCOPE_ROW ? "row" : NULL; }
 static const char *schedule_choice(int i) {
     return i >= SCHEDULE_UNIFORM && i <= SCHEDULE_OWL ? schedule_name((schedule_kind)i) : NULL;
@@ -78,6 +87,10 @@ const option options_table[] = {
     {.name = "act_order", .type = OPT_BOOL, FIELD(target.act_order), .label = " act-order"},
     {.name = "static_groups", .type = OPT_BOOL, FIELD(target.static_groups), .label = " static"},
     {.name = "mse", .type = OPT_BOOL, FIELD(target.mse), .label = " mse"},
+    {.name = "grid", .type = OPT_CHOICE, FIELD(target.grid), .label = " %s-grid", .choice = grid_choice,
+     .key_if_set = true},
+    {.name = "ggml", .type = OPT_CHOICE, FIELD(target.ggml), .label = " ggml-%s", .choice = ggml_choice,
+     .key_if_set = true},
     {.name = "scope", .type = OPT_CHOICE, FIELD(target.scope), .label = " per-%s", .choice = scope_choice},
     {.name = "block", .arg = "B", .type = OPT_INT, FIELD(target.block), .lo = 0, .hi = 1 << 20, .label = " block=%d"},
     {.name = "damp", .arg = "P", .type = OPT_REAL, FIELD(target.damp), .lo = 0, .hi = 1, .label = " damp=%g"},
@@ -238,11 +251,14 @@ void options_label(const compress_options *o, char *buf, size_t n) {
 }
 
 void options_key(const compress_options *o, char *buf, size_t n) {
+    compress_options d = options_default();
     size_t w = 0;
     buf[0] = '\0';
     for (int i = 0; i < options_count && w < n; i++) {
-        char v[64];
+        char v[64], dv[64];
         value_text(o, &options_table[i], v, sizeof v);
+        value_text(&d, &options_table[i], dv, sizeof dv);
+        if (options_table[i].key_if_set && strcmp(v, dv) == 0) continue;
         int k = snprintf(buf + w, n - w, "%s=%s|", options_table[i].name, v);
         if (k > 0) w += (size_t)k;
     }

@@ -27,6 +27,8 @@ struct option {
                                             value differs from the default (BOOL: the word)    */
     const char *(*choice)(int i);        /* CHOICE: name of value i, NULL past the last         */
     bool (*shown)(const compress_options *o);   /* extra condition for the label, or NULL      */
+    bool        key_if_set;              /* in run keys only when not the default: a row added
+                                            after records exist leaves their keys valid         */
     /* SPECIAL options parse and print themselves. */
     int  (*parse)(compress_options *o, const char *v, err *e);
     void (*print)(const compress_options *o, char *buf, size_t n);   /* canonical value */

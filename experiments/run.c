@@ -1,5 +1,7 @@
 #include "run.h"
 
+#include "../core/ggml_blocks.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,8 +295,37 @@ static void stage_update(void *p, long done, long total) {
     if (s->fn) s->fn(s->ctx, s->stage, done, total);
 }
 
-int run_execute(run_context *c, const run_spec *r, const char *out_path, run_progress_fn progress,
+int run_check_output(const run_spec *r, const run_output *out, err *e) {
+    const ggml_block_type *b = out ? ggml_block_find(out->dtype) : NULL;
+    if (!b && out && out->pure)
+        return err_set(e, SPARQ_EINPUT, "--pure puts the embedding in the --dtype block type: give one");
+    if (!b) return SPARQ_OK;
+    model_format f = out->format == MODEL_FORMAT_AUTO ? model_format_for_path(out->path) : out->format;
+    if (f != MODEL_FORMAT_GGUF)
+        return err_set(e, SPARQ_EINPUT, "--dtype %s is a GGUF block type: write a .gguf (--format gguf)", b->name);
+    if (r->dense || r->opts.solver.n == 0)
+        return err_set(e, SPARQ_EINPUT, "--dtype %s writes a quantizer's grids: give a solver that quantizes",
+                       b->name);
+    const target *t = &r->opts.target;
+    bool prunes = r->opts.solver.stage[0]->prunes && (t->sparsity > 0 || t->m > 0);
+    return target_check_block(t, prunes, b, e);
+}
+
+/* The grids of every linear layer from the compression report, for the GGUF block writer. */
+static gguf_block_grid *report_grids(const compress_report *rep) {
+    gguf_block_grid *g = calloc((size_t)(rep->n ? rep->n : 1), sizeof *g);
+    for (int i = 0; g && i < rep->n; i++) {
+        const layer_report *lr = &rep->layers[i].report;
+        if (lr->bits < 16 && lr->scale) g[i] = (gguf_block_grid){lr->scale, lr->min};
+    }
+    return g;
+}
+
+int run_execute(run_context *c, const run_spec *r, run_output *output, run_progress_fn progress,
                 void *pctx, cJSON **record, err *e) {
+    const char *out_path = output ? output->path : NULL;
+    int crc = out_path ? run_check_output(r, output, e) : SPARQ_OK;
+    if (crc) return crc;
     *record = NULL;
     if (r->invalid[0]) return err_set(e, SPARQ_EINPUT, "run %s is invalid: %s", r->label, r->invalid);
     const run_setup *s = c->setup;
@@ -307,7 +338,7 @@ int run_execute(run_context *c, const run_spec *r, const char *out_path, run_pro
     int rc = ensure_eval_data(c, e);
     /* --out keeps the tokenizer (issue 20): a GGUF embeds it, other formats get it beside (or
      * inside) them; a different tokenizer already there is refused before the long part. */
-    model_format fmt = out_path ? model_format_for_path(out_path) : MODEL_FORMAT_AUTO;
+    model_format fmt = out_path ? model_save_format(c->m, out_path, output->format) : MODEL_FORMAT_AUTO;
     bool tok_beside = out_path && fmt != MODEL_FORMAT_GGUF;
     bool inside = fmt == MODEL_FORMAT_SAFETENSORS && !path_has_suffix(out_path, ".safetensors");
     if (!rc && tok_beside) rc = tokenizer_save_beside(c->tok, c->tok_path, out_path, inside, true, NULL, 0, e);
@@ -319,14 +350,24 @@ int run_execute(run_context *c, const run_spec *r, const char *out_path, run_pro
         a = clock_seconds();
         stage_progress sp = {progress, pctx, "compress"};
         c->dirty = true;
-        if (!rc) rc = compress_model(c->m, &c->calib, &r->opts, &rep, stage_update, &sp, e);
+        /* A layer no block of the output type can hold stays dense (f16 in the file), as
+         * llama.cpp leaves it, rather than quantized and then stored at 16 bits. */
+        compress_options co = r->opts;
+        if (output && output->path && ggml_block_find(output->dtype)) co.dense_cols = GGML_BLOCK;
+        if (!rc) rc = compress_model(c->m, &c->calib, &co, &rep, stage_update, &sp, e);
         out.seconds_compress = clock_seconds() - a;
         if (!rc) out.report = &rep;
     }
     if (!rc && out_path) {
-        /* The format follows the extension; a .gguf carries the vocabulary for llama.cpp. */
-        model_save_options so = {MODEL_FORMAT_AUTO, DTYPE_F32, c->tok, 0, 0};
-        rc = model_save_opts(c->m, out_path, &so, e);
+        /* A .gguf carries the vocabulary for llama.cpp; block types the solver's own grids. */
+        bool blocks = ggml_block_find(output->dtype) != NULL;
+        /* What the file keeps f16 is f16 in the evaluated model too: the file is the model. */
+        if (blocks) rc = gguf_round_for_blocks(c->m, output->dtype, output->pure, e);
+        gguf_block_grid *grids = blocks ? report_grids(&rep) : NULL;
+        model_save_options so = {output->format, output->dtype, c->tok, 0, 0, grids, &output->info, output->pure};
+        if (!rc && blocks && !grids) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        else if (!rc) rc = model_save_opts(c->m, out_path, &so, e);
+        free(grids);
         if (!rc && tok_beside) rc = tokenizer_save_beside(c->tok, c->tok_path, out_path, inside, false, NULL, 0, e);
     }
     ppl_result pr[SPEC_MAX_EVALS];

@@ -9,6 +9,7 @@
 #include <cJSON.h>
 #include <stdbool.h>
 
+#include "../core/gguf.h"
 #include "../core/model.h"
 #include "../core/tokenizer.h"
 #include "spec.h"
@@ -36,9 +37,24 @@ int run_check(const run_context *ctx, const run_spec *r, err *e);
 /* r->key: a hash of everything that defines the run, files by their contents. */
 int run_key(run_context *ctx, run_spec *r, err *e);
 
-/* Execute the run and return its record (caller deletes). out_path: also write the compressed
- * model there (format by extension; a GGUF gets the vocabulary). progress may be NULL. */
-int run_execute(run_context *ctx, const run_spec *r, const char *out_path, run_progress_fn progress,
+/* Where a run writes its compressed model. */
+typedef struct {
+    const char    *path;       /* NULL: nothing is written                                     */
+    model_format   format;     /* MODEL_FORMAT_AUTO: by the extension                          */
+    dtype          dtype;      /* F32 by default; a ggml block type writes a GGUF whose linear
+                                  layers hold exactly the solver's values (run_check_output)   */
+    bool           pure;       /* block types: the token embedding in the type too (ggml's
+                                  rounding, as llama-quantize --pure), not F16                 */
+    gguf_save_info info;       /* filled when a GGUF is written                                */
+} run_output;
+
+/* Whether the run's compressed model can be written as out asks, checked before any work: a
+ * block type needs a GGUF and a target whose grids map onto its blocks (target_check_block). */
+int run_check_output(const run_spec *r, const run_output *out, err *e);
+
+/* Execute the run and return its record (caller deletes). out (may be NULL): also write the
+ * compressed model there (a GGUF gets the vocabulary). progress may be NULL. */
+int run_execute(run_context *ctx, const run_spec *r, run_output *out, run_progress_fn progress,
                 void *progress_ctx, cJSON **record, err *e);
 
 #endif

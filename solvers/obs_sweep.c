@@ -41,7 +41,7 @@ static void refit_group(sweep *s, int a, int k, int i0, int i1, float *buf) {
     for (int i = i0; i < i1; i++) {
         for (int c = k; c < end; c++)
             buf[c - k] = c < b ? s->snap[(size_t)(c - a) * s->R + i] : s->Wt[(size_t)c * s->R + i];
-        if (quant_fit(buf, end - k, 1, s->t->bits, s->t->sym, s->t->mse,
+        if (quant_fit(buf, end - k, 1, s->t->bits, s->t->sym, s->t->mse, s->t->grid,
                       &s->qp[(size_t)i * s->ng + s->group_of[k]], NULL))
         {
             #pragma omp atomic write
@@ -169,7 +169,7 @@ static int setup_quant(sweep *s, const float *W, const uint8_t *dead, layer_repo
             int c0 = q * s->g, n = c0 + s->g < C ? s->g : C - c0;
             for (int c = 0; c < n; c++)
                 buf[c] = s->ng > 1 && dead[c0 + c] ? 0.0f : W[(size_t)i * C + c0 + c];
-            rc = quant_fit(buf, n, 1, t->bits, t->sym, t->mse, &s->qp[(size_t)i * s->ng + q], e);
+            rc = quant_fit(buf, n, 1, t->bits, t->sym, t->mse, t->grid, &s->qp[(size_t)i * s->ng + q], e);
         }
     }
     free(buf);
@@ -274,10 +274,16 @@ int obs_sweep(float *W, int rows, int cols, const float *H, const target *t, obs
     }
     obs_sweep_transpose_out(s.Wt, R, C, perm, W);
     obs_sweep_transpose_mask_out(Mk, R, C, perm, r->mask);
+    if (s.quant && t->grid == QUANT_GRID_GGML && !t->sym &&
+        !(r->min = malloc((size_t)R * s.ng * sizeof(float)))) {
+        rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        goto done;
+    }
     if (s.quant)
         for (size_t i = 0; i < (size_t)R * s.ng; i++) {
             r->scale[i] = s.qp[i].scale;
             r->zero[i] = s.qp[i].zero;
+            if (r->min) r->min[i] = s.qp[i].min;
         }
 done:
     free(s.Wt); free(s.Et); free(s.snap); free(s.qp); free(s.group_of);

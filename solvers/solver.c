@@ -7,6 +7,7 @@
 
 #include "../core/blas.h"
 #include "../core/clock.h"
+#include "../core/ggml_blocks.h"
 
 /* The registry: adding a solver is one file and one line here. */
 extern const solver solver_magnitude, solver_wanda, solver_sparsegpt, solver_apt, solver_rtn,
@@ -38,6 +39,7 @@ void layer_report_free(layer_report *r) {
     free(r->mask);
     free(r->scale);
     free(r->zero);
+    free(r->min);
     free(r->gidx);
     memset(r, 0, sizeof *r);
 }
@@ -70,6 +72,15 @@ int solver_check(const solver *s, const target *t, int rows, int cols, err *e) {
     if (t->group == 0 || t->group < -1)
         return err_set(e, SPARQ_EINPUT, "group %d: expected a positive size, or -1 for one per row",
                        t->group);
+    if (t->ggml) {
+        const ggml_block_type *b = &ggml_block_types[t->ggml - 1];
+        if (strcmp(s->name, "rtn") != 0)
+            return err_set(e, SPARQ_EINPUT, "--ggml %s is ggml's own rounding, an option of rtn only; "
+                           "for %s use --grid ggml", b->name, s->name);
+        if (t->bits != b->bits || t->group != GGML_BLOCK || t->sym == b->has_min || t->mse)
+            return err_set(e, SPARQ_EINPUT, "--ggml %s needs --bits %d --group %d%s (and no --mse)", b->name,
+                           b->bits, GGML_BLOCK, b->has_min ? " without --sym" : " --sym");
+    }
     if (t->block < 0 || (t->block == 0 && !s->whole_row))
         return err_set(e, SPARQ_EINPUT, "block %d must be positive%s", t->block,
                        s->whole_row ? " or 0 (whole row)" : "");
@@ -124,12 +135,29 @@ int solver_spec_parse(const char *name, bool quantize_all, solver_spec *out, err
     return SPARQ_OK;
 }
 
+int target_check_block(const target *t, bool prunes, const ggml_block_type *b, err *e) {
+    const char *sym = b->has_min ? "" : " --sym";
+    bool grid_ok = t->ggml ? &ggml_block_types[t->ggml - 1] == b : t->grid == QUANT_GRID_GGML;
+    if (t->bits != b->bits || t->group != GGML_BLOCK || t->sym == b->has_min || !grid_ok)
+        return err_set(e, SPARQ_EINPUT, "%s needs --bits %d --group %d%s --grid ggml (or rtn --ggml %s with "
+                       "the same bits, group%s)", b->name, b->bits, GGML_BLOCK, sym, b->name,
+                       b->has_min ? " and no --sym" : " and --sym");
+    if (t->act_order && !t->static_groups)
+        return err_set(e, SPARQ_EINPUT, "%s: --act-order groups columns in the order of H's diagonal, not in "
+                       "blocks of %d; add --static-groups", b->name, GGML_BLOCK);
+    if (b->has_min && prunes)
+        return err_set(e, SPARQ_EINPUT, "%s cannot hold pruned weights (0 is not on a block's grid value = d q "
+                       "+ m); use q4_0, q5_0 or q8_0", b->name);
+    return SPARQ_OK;
+}
+
 /* The targets of the two stages of a chain: pruning at 16 bits, then quantizing the result. */
 static void chain_targets(const solver_spec *s, const target *t, target *t1, target *t2) {
     *t1 = *t;
     *t2 = *t;
     if (s->n < 2) return;
     t1->bits = 16;
+    t1->ggml = 0;
     t2->sparsity = 0.0;
     t2->n = t2->m = 0;
     t2->keep_mask = !s->quantize_all;

@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "../core/err.h"
+#include "../core/ggml_blocks.h"
+#include "quantizer.h"
 
 typedef enum { SCOPE_LAYER, SCOPE_ROW } prune_scope;
 
@@ -24,6 +26,9 @@ typedef struct {
     prune_scope scope;       /* magnitude: compare within the layer or within each row  */
     bool  keep_mask;         /* second stage of a chain: the pruned entries already in the
                                 report's mask stay exactly 0 (algorithms.md §7, case B)   */
+    quant_grid grid;         /* min-max (quant.py) or ggml's scale rule, float16 scales  */
+    int   ggml;              /* rtn only: 1 + index in ggml_block_types of the block type
+                                whose reference rounding (quantize_row_*_ref) to use, 0 = off */
 } target;
 
 /* The reference defaults of algorithms.md: no pruning, 16 bits, per row, damp 0.01, block 128. */
@@ -38,6 +43,7 @@ typedef struct {
     /* Quantization grid (bits < 16): value = scale * (q - zero), q in [0, 2^bits - 1]. */
     int      bits, group, n_groups;
     float   *scale, *zero;   /* [rows][n_groups]                                             */
+    float   *min;            /* [rows][n_groups] for an affine grid (value = scale q + min), else NULL */
     int     *gidx;           /* [cols]: group of each column (NULL: column / group)          */
 } layer_report;
 
@@ -73,6 +79,12 @@ const char *const *solver_names(void);
 /* Whether t is a request the solver can honour on a rows x cols layer (checked before any
  * work): sparsity in [0,1), N < M, M dividing cols and the block, bits in 2..8 or 16, ... */
 int solver_check(const solver *s, const target *t, int rows, int cols, err *e);
+
+/* Whether the grids the target fits map onto ggml block type b, so that its layers can be
+ * written in b's blocks holding exactly the solver's values: bits and group 32 as b, --sym for
+ * the _0 types (not for _1), --grid ggml or rtn's --ggml b, groups in column order, and no
+ * pruning for the _1 types (0 is not on their grids). `prunes`: the run prunes. */
+int target_check_block(const target *t, bool prunes, const ggml_block_type *b, err *e);
 int solver_spec_check(const solver_spec *s, const target *t, int rows, int cols, err *e);
 
 /* Run the solver and complete its report: allocates the mask (the solver marks what it

@@ -50,7 +50,7 @@ static model *load_any(const char *path) {
 }
 
 static void save_as(const model *m, const char *path, model_format f, dtype dt, const tokenizer *t) {
-    model_save_options o = {f, dt, t, 0, 0};
+    model_save_options o = {f, dt, t, 0, 0, NULL, NULL, false};
     err e = {0};
     cr_assert_eq(model_save_opts(m, path, &o, &e), 0, "saving %s: %s", path, e.msg);
 }
@@ -911,7 +911,7 @@ static void gg_file(const char *path, const spec *s, int n, const gg_opts *o) {
 typedef enum {
     GG_VALID, GG_MAGIC, GG_VERSION, GG_TRUNCATED_HEADER, GG_TRUNCATED_DATA, GG_COUNTS, GG_STRING,
     GG_PAST_END, GG_OVERLAP, GG_MISALIGNED, GG_TYPE_Q4, GG_TYPE_UNKNOWN, GG_SHAPE, GG_ARCH, GG_NO_DIM,
-    GG_MISSING, GG_EXTRA, GG_DUPLICATE, GG_ALIGNMENT, GG_CASES
+    GG_MISSING, GG_EXTRA, GG_DUPLICATE, GG_ALIGNMENT, GG_BLOCK_ROWS, GG_CASES
 } gg_case;
 
 static const char *const gg_needle[GG_CASES] = {
@@ -924,7 +924,7 @@ static const char *const gg_needle[GG_CASES] = {
     [GG_PAST_END] = "run past its end",
     [GG_OVERLAP] = "overlap",
     [GG_MISALIGNED] = "not a multiple of the alignment",
-    [GG_TYPE_Q4] = "ggml type 2 (Q4_0)",
+    [GG_TYPE_Q4] = "ggml type 12 (Q4_K)",
     [GG_TYPE_UNKNOWN] = "ggml type 99 (unknown)",
     [GG_SHAPE] = "blk.0.attn_k.weight has ne [8, 2] but the metadata needs [8, 4]",
     [GG_ARCH] = "general.architecture is \"gpt2\"",
@@ -933,6 +933,7 @@ static const char *const gg_needle[GG_CASES] = {
     [GG_EXTRA] = "unexpected tensor rope_freqs.weight",
     [GG_DUPLICATE] = "appears twice",
     [GG_ALIGNMENT] = "general.alignment is not a power of two",
+    [GG_BLOCK_ROWS] = "Q4_0 rows of 8 are not a multiple of 32",
 };
 
 static void gg_make(const char *path, gg_case c) {
@@ -949,7 +950,8 @@ static void gg_make(const char *path, gg_case c) {
     case GG_PAST_END: o.data_len = data_end(s, n); s[n - 1].b += 1 << 20; s[n - 1].e += 1 << 20; break;
     case GG_OVERLAP: s[5].b = s[4].b; break;
     case GG_MISALIGNED: s[3].b += 4; break;
-    case GG_TYPE_Q4: s[2].gtype = 2; break;
+    case GG_TYPE_Q4: s[2].gtype = 12; break;   /* k-quants are not read */
+    case GG_BLOCK_ROWS: s[2].gtype = 2; break;
     case GG_TYPE_UNKNOWN: s[2].gtype = 99; break;
     case GG_SHAPE: s[3].shape[0] = 2; break;
     case GG_ARCH: o.arch = "gpt2"; break;

@@ -81,26 +81,26 @@ Test(quant, grid_edge_cases_zero_constant_outlier_nan) {
     quant_params p;
     err e = {0};
     float zeros[8] = {0};
-    cr_assert_eq(quant_fit(zeros, 8, 1, 4, false, false, &p, &e), 0);
+    cr_assert_eq(quant_fit(zeros, 8, 1, 4, false, false, QUANT_GRID_MINMAX, &p, &e), 0);
     cr_assert_eq(p.scale, 2.0f / 15.0f, "an all-zero group gets the range [-1, 1]");
     for (int i = 0; i < 8; i++) cr_assert_eq(quant_value(zeros[i], &p), 0.0f);
     float cst[6] = {0.3f, 0.3f, 0.3f, 0.3f, 0.3f, 0.3f};
-    cr_assert_eq(quant_fit(cst, 6, 1, 3, false, false, &p, &e), 0);
+    cr_assert_eq(quant_fit(cst, 6, 1, 3, false, false, QUANT_GRID_MINMAX, &p, &e), 0);
     cr_assert_eq(p.zero, 0.0f, "the range [0, 0.3] always contains 0");
     cr_assert(fabsf(quant_value(0.3f, &p) - 0.3f) < 1e-7f);
     cr_assert_eq(quant_value(0.0f, &p), 0.0f);
     float out[16];
     for (int i = 0; i < 16; i++) out[i] = 0.01f * (i - 8);
     out[3] = 1000.0f;                      /* one huge outlier takes the grid: the rest round to 0 */
-    cr_assert_eq(quant_fit(out, 16, 1, 4, false, false, &p, &e), 0);
+    cr_assert_eq(quant_fit(out, 16, 1, 4, false, false, QUANT_GRID_MINMAX, &p, &e), 0);
     cr_assert(fabsf(quant_value(1000.0f, &p) - 1000.0f) <= p.scale / 2);
     for (int i = 0; i < 16; i++) if (i != 3) cr_assert_eq(quant_value(out[i], &p), 0.0f);
     out[5] = NAN;
-    cr_assert_eq(quant_fit(out, 16, 1, 4, false, false, &p, &e), SPARQ_EINPUT);
+    cr_assert_eq(quant_fit(out, 16, 1, 4, false, false, QUANT_GRID_MINMAX, &p, &e), SPARQ_EINPUT);
     cr_assert(strstr(e.msg, "nan"), "%s", e.msg);
     /* Symmetric 4-bit: zero = 8, grid [-8, 7] * scale with scale = 2 max|x| / 15. */
     float sym[4] = {-0.75f, 0.1f, 0.2f, 0.5f};
-    cr_assert_eq(quant_fit(sym, 4, 1, 4, true, false, &p, &e), 0);
+    cr_assert_eq(quant_fit(sym, 4, 1, 4, true, false, QUANT_GRID_MINMAX, &p, &e), 0);
     cr_assert_eq(p.zero, 8.0f);
     cr_assert_eq(p.scale, 1.5f / 15.0f);
     cr_assert_eq(quant_code(-0.75f, &p), 0);          /* -0.75 / 0.1 = -7.5 -> -8 (half to even) */
@@ -118,7 +118,7 @@ static void expect_on_grid(const float *W, int R, int C, const layer_report *r, 
         int *count = calloc((size_t)r->n_groups << bits, sizeof(int));
         for (int j = 0; j < C; j++) {
             int q = r->gidx ? r->gidx[j] : j / g;
-            quant_params p = {r->scale[i * r->n_groups + q], r->zero[i * r->n_groups + q], maxq};
+            quant_params p = {.scale = r->scale[i * r->n_groups + q], .zero = r->zero[i * r->n_groups + q], .maxq = maxq};
             if (sym) cr_assert_eq(p.zero, (maxq + 1) / 2, "symmetric zero");
             float w = W[i * C + j];
             int code = quant_code(w, &p);
@@ -185,16 +185,16 @@ static void naive_gptq(float *W, int R, int C, const float *H, const target *t, 
     for (int i = 0; i < R; i++) {
         memcpy(Hr, Hp, (size_t)C * C * sizeof(double));
         quant_params qp;
-        if (t->group <= 0) quant_fit(W + i * C, C, 1, t->bits, t->sym, false, &qp, NULL);
+        if (t->group <= 0) quant_fit(W + i * C, C, 1, t->bits, t->sym, false, QUANT_GRID_MINMAX, &qp, NULL);
         for (int k = 0; k < C; k++) w[k] = W[i * C + perm[k]];
         for (int k = 0; k < C; k++) {
             if (t->group > 0 && t->static_groups) {
                 int q0 = perm[k] / g * g, n = q0 + g < C ? g : C - q0;
-                quant_fit(W + i * C + q0, n, 1, t->bits, t->sym, false, &qp, NULL);
+                quant_fit(W + i * C + q0, n, 1, t->bits, t->sym, false, QUANT_GRID_MINMAX, &qp, NULL);
             } else if (t->group > 0 && k % g == 0) {
                 int n = k + g < C ? g : C - k;
                 for (int c = 0; c < n; c++) row[c] = (float)w[k + c];
-                quant_fit(row, n, 1, t->bits, t->sym, false, &qp, NULL);
+                quant_fit(row, n, 1, t->bits, t->sym, false, QUANT_GRID_MINMAX, &qp, NULL);
             }
             double d = Hr[k * C + k];
             double q = quant_value((float)w[k], &qp), f = (w[k] - q) / d;
@@ -323,4 +323,35 @@ Test(quant, eight_bit_rtn_and_gptq_change_perplexity_by_less_than_one_percent, .
     token_seqs_free(&docs);
     token_seqs_free(&cs);
     tokenizer_free(t);
+}
+
+/* ggml's grid (issue 20): asymmetric from the set's own min and max (0 need not be a level),
+ * scale and min float16 values when fitted; symmetric from the signed weight of largest
+ * magnitude; 8 bits Q8_0's max|w| / 127. */
+Test(quant, ggml_grid_fits_float16_scale_and_min) {
+    float x[4] = {0.1f, 0.7f, 0.4f, 0.25f};
+    quant_params p;
+    err e = {0};
+    cr_assert_eq(quant_fit(x, 4, 1, 4, false, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert(p.affine);
+    cr_assert_eq(p.min, 0.0999755859375f);            /* 0.1 in float16 */
+    cr_assert_eq(p.scale, f16_to_f32(f32_to_f16(0.6f / 15)));
+    cr_assert_eq(quant_value(0.1f, &p), p.min);        /* code 0 */
+    cr_assert_eq(quant_value(0.7f, &p), 15.0f * p.scale + p.min);
+    cr_assert_eq(quant_code(0.0f, &p), 0);              /* below the range: clamped */
+    float s[3] = {0.5f, -1.2f, 1.2f};                   /* the first of largest |w| is -1.2 */
+    cr_assert_eq(quant_fit(s, 3, 1, 4, true, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert_eq(p.scale, f16_to_f32(f32_to_f16(-1.2f / -8)));
+    cr_assert_eq(quant_value(-1.2f, &p), -8.0f * p.scale);
+    cr_assert_eq(quant_fit(s, 3, 1, 8, true, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert_eq(p.scale, f16_to_f32(f32_to_f16(1.2f / 127)));
+    cr_assert_eq(p.zero, 128.0f);
+    float z[2] = {0.0f, 0.0f};                          /* scale 0: everything is 0 */
+    cr_assert_eq(quant_fit(z, 2, 1, 4, true, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert_eq(p.scale, 0.0f);
+    cr_assert_eq(quant_value(0.0f, &p), 0.0f);
+    cr_assert_eq(quant_fit(z, 2, 1, 4, false, false, QUANT_GRID_GGML, &p, &e), 0);
+    cr_assert_eq(quant_value(0.0f, &p), 0.0f);
+    float big[2] = {-1e6f, 1e6f};                       /* a scale beyond float16 is refused */
+    cr_assert_eq(quant_fit(big, 2, 1, 4, true, false, QUANT_GRID_GGML, &p, &e), SPARQ_EINPUT);
 }

@@ -337,7 +337,7 @@ Test(solvers, sparsegpt_joint_4bit_keeps_weights_on_the_row_grid) {
     layer_report r = run("sparsegpt", W, R, C, h->H[0][3], &t);
     cr_assert_not_null(r.scale);
     for (int i = 0; i < R; i++) {
-        quant_params p = {r.scale[i], r.zero[i], 15.0f};
+        quant_params p = {.scale = r.scale[i], .zero = r.zero[i], .maxq = 15.0f};
         float vals[17];
         int nv = 0;
         for (int j = 0; j < C; j++) {
