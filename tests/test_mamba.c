@@ -555,4 +555,17 @@ Test(mamba, convert_writes_safetensors_and_refuses_other_formats_by_name) {
     free(cfg);
     model_free(a);
     model_free(b);
+
+    /* inspect reports the state-space sizes */
+    snprintf(args, sizeof args, "inspect --model '%s' --json", dir);
+    cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
+    j = cJSON_Parse(out);
+    cJSON *ic = cJSON_GetObjectItem(j, "config");
+    cr_assert_str_eq(cJSON_GetObjectItem(ic, "family")->valuestring, "mamba");
+    cr_assert_eq(cJSON_GetObjectItem(ic, "state_size")->valueint, 16);
+    cr_assert_eq(cJSON_GetObjectItem(ic, "dt_rank")->valueint, 4);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "layers")), 8);
+    cJSON_Delete(j);
+    free(out);
+    free(er);
 }
