@@ -1,7 +1,8 @@
 # sparq: `make` builds ./sparq, `make test` runs the Criterion suite, `make asan` runs the same
 # suite under AddressSanitizer + UBSan, `make run` is the README's main command, `make bench`
-# prints throughput and peak memory (stories260K, then stories3M with its sgemm peak and one
-# SparseGPT compression), tokenizer throughput, then solver timings on a 4096 x 4096 layer.
+# prints throughput and peak memory (stories260K, opt-tiny and mamba-tiny, then stories3M with its
+# sgemm peak and one SparseGPT compression, then a Mamba-130M-shaped model with the scan's share),
+# tokenizer throughput, then solver timings on a 4096 x 4096 layer.
 
 CC      ?= cc
 PKGS    := openblas lapacke gsl libcjson inih libpcre2-8 libutf8proc
@@ -100,14 +101,18 @@ run: all
 	./sparq report $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)
 	@echo "report: $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)/report.md, plots in $$(sed -n 's/^out *= *//p' $(SWEEP) | head -1)/plots/"
 
-bench: all $(BUILD)/bench-solvers $(BUILD)/bench-tokenizers $(BUILD)/bench-stories3m
+bench: all $(BUILD)/bench-solvers $(BUILD)/bench-tokenizers $(BUILD)/bench-stories3m $(BUILD)/bench-mamba
 	@bench/eval.sh
 	@bench/stories3m.sh
+	@$(BUILD)/bench-mamba
 	@$(BUILD)/bench-tokenizers
 	@$(BUILD)/bench-solvers
 	@bench/sweep.sh
 
 $(BUILD)/bench-stories3m: $(BUILD)/bench/stories3m.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench-mamba: $(BUILD)/bench/mamba.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 clean:

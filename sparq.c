@@ -832,6 +832,13 @@ static int cmd_inspect(int argc, char **argv, err *e) {
         cJSON_AddNumberToObject(cfg, "vocab_size", c->vocab_size);
         cJSON_AddNumberToObject(cfg, "seq_len", c->seq_len);
         cJSON_AddBoolToObject(cfg, "shared_classifier", m->shared_cls);
+        if (c->state_size > 0) {
+            cJSON_AddNumberToObject(cfg, "state_size", c->state_size);
+            cJSON_AddNumberToObject(cfg, "conv_kernel", c->conv_kernel);
+            cJSON_AddNumberToObject(cfg, "dt_rank", c->dt_rank);
+            cJSON_AddBoolToObject(cfg, "conv_bias", c->conv_bias);
+            cJSON_AddBoolToObject(cfg, "linear_bias", c->linear_bias);
+        }
         if (m->llama2c_version >= 0) {
             cJSON_AddNumberToObject(j, "llama2c_version", m->llama2c_version);
             cJSON_AddNumberToObject(j, "group_size", m->group_size);
@@ -845,6 +852,10 @@ static int cmd_inspect(int argc, char **argv, err *e) {
                "context %d  classifier %s\n", m->fam->name, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
                c->n_kv_heads, c->head_size, c->vocab_size, c->seq_len,
                m->shared_cls ? "shared" : "separate");
+        if (c->state_size > 0)
+            printf("state space: state %d  conv kernel %d  dt rank %d  conv bias %s  in/out biases %s\n",
+                   c->state_size, c->conv_kernel, c->dt_rank, c->conv_bias ? "yes" : "no",
+                   c->linear_bias ? "yes" : "no");
         static const char *const kinds[] = {"legacy", "float32", "Q8_0"};
         if (m->llama2c_version == 2)
             printf("llama2.c version 2 (%s, group size %d)\n", kinds[2], m->group_size);

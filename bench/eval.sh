@@ -1,7 +1,8 @@
 #!/bin/sh
 # Throughput and peak memory of `sparq eval` on stories260K (issue: foundation, performance) and
-# on families/opt-tiny (OPT; 64 wide, 2 layers, context 256: its random weights read the texts
-# through tok512, whose 512 ids match its vocabulary). Prints one row per (model, text,
+# on families/opt-tiny (OPT; 64 wide, 2 layers, context 256) and families/mamba-tiny (Mamba; 64
+# wide, inner 128, state 16, 2 layers): their random weights read the texts through tok512, whose
+# 512 ids match their vocabulary. Prints one row per (model, text,
 # protocol, seqlen, threads): tokens/s through the model and peak RSS.
 # Reference point on this machine class (from the issue): llama.cpp's llama-perplexity reaches
 # about 14,000 tokens/s with 2 threads at context 256 (-b 256); the target is 3x that.
@@ -15,7 +16,9 @@ printf '%-12s %-34s %-9s %6s %7s %12s %9s %10s\n' model text protocol seqlen thr
 for cfg in "stories260K/stories260K.bin text/TinyStories-valid-first1000.txt documents 512" \
            "stories260K/stories260K.bin text/wiki.test.raw windows 256" \
            "families/opt-tiny text/TinyStories-valid-first1000.txt documents 256" \
-           "families/opt-tiny text/wiki.test.raw windows 256"; do
+           "families/opt-tiny text/wiki.test.raw windows 256" \
+           "families/mamba-tiny text/TinyStories-valid-first1000.txt documents 256" \
+           "families/mamba-tiny text/wiki.test.raw windows 256"; do
     set -- $cfg
     M="$D/$1"
     name=$(basename "$1" .bin)

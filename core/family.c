@@ -5,7 +5,7 @@
 #include <string.h>
 
 /* One line per family; the first is the default (llama2.c checkpoints, configs without a type). */
-static const family *const registry[] = {&family_llama, &family_opt};
+static const family *const registry[] = {&family_llama, &family_opt, &family_mamba};
 #define N_FAMILIES (sizeof registry / sizeof registry[0])
 
 const family *family_default(void) { return registry[0]; }
@@ -37,6 +37,14 @@ size_t family_size(const model_config *c, size_kind k) {
     case SZ_EMBED: return (size_t)embed;
     case SZ_POS: return (size_t)c->n_pos;
     case SZ_PROJ: return embed != c->dim ? (size_t)embed : 0;
+    case SZ_HIDDEN2: return 2 * (size_t)c->hidden_dim;
+    case SZ_STATE: return (size_t)c->state_size;
+    case SZ_CONV: return (size_t)c->conv_kernel;
+    case SZ_DTRANK: return (size_t)c->dt_rank;
+    case SZ_XPROJ: return (size_t)c->dt_rank + 2 * (size_t)c->state_size;
+    case SZ_CONV_BIAS: return c->conv_bias ? (size_t)c->hidden_dim : 0;
+    case SZ_HIDDEN2_BIAS: return c->linear_bias ? 2 * (size_t)c->hidden_dim : 0;
+    case SZ_DIM_BIAS: return c->linear_bias ? (size_t)c->dim : 0;
     }
     return 0;
 }

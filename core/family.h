@@ -30,6 +30,14 @@ typedef enum {
     SZ_EMBED,      /* width of the token embedding (embed_dim)          */
     SZ_POS,        /* rows of a learned position table (n_pos)          */
     SZ_PROJ,       /* embed_dim when it differs from dim, else 0        */
+    SZ_HIDDEN2,    /* 2 * hidden: Mamba's in_proj (x and gate halves)   */
+    SZ_STATE,      /* state_size                                        */
+    SZ_CONV,       /* conv_kernel                                       */
+    SZ_DTRANK,     /* dt_rank                                           */
+    SZ_XPROJ,      /* dt_rank + 2 * state_size: Mamba's x_proj (dt, B, C) */
+    SZ_CONV_BIAS,  /* hidden when conv_bias, else 0                     */
+    SZ_HIDDEN2_BIAS, /* 2 * hidden when linear_bias, else 0             */
+    SZ_DIM_BIAS,   /* dim when linear_bias, else 0                      */
 } size_kind;
 
 size_t family_size(const model_config *c, size_kind k);
@@ -54,6 +62,14 @@ typedef enum {
     SLOT_BIAS,     /* block.lin[index].b                                         */
 } tensor_slot;
 
+/* How a tensor's rows are laid out in files (the values 1 and 2 are the RoPE layouts). */
+enum {
+    TL_PLAIN,      /* [rows, cols], or [rows] for a vector                                */
+    TL_ROPE_Q,     /* q rows (n_heads) in RoPE layout                                     */
+    TL_ROPE_K,     /* k rows (n_kv_heads) in RoPE layout                                  */
+    TL_DEPTHWISE,  /* a depthwise conv1d weight: [rows, 1, cols] in files                 */
+};
+
 /* One tensor (per block when slot is PARAM, WEIGHT or BIAS). The table's order is the order of
  * the one allocation holding the weights and of the tensors in written files. */
 typedef struct {
@@ -62,7 +78,7 @@ typedef struct {
     size_kind   rows, cols;  /* cols SZ_ONE: a vector of rows values                         */
     const char *hf;          /* name in Hugging Face safetensors; "%d" is the block          */
     const char *gguf;        /* name in GGUF (NULL when the family has no GGUF form)         */
-    int         rope_heads;  /* 1: q rows (n_heads), 2: k rows (n_kv_heads) in RoPE layout   */
+    int         layout;      /* TL_*: TL_ROPE_Q / TL_ROPE_K rows are permuted on load/save   */
 } family_tensor;
 
 enum { FAM_MAX_INPUT = 8 };
@@ -93,6 +109,9 @@ struct family {
     /* The single-token reference path with a cache; NULL: forward.c re-runs the batched
      * forward over the prefix (exact, quadratic in the length). */
     int  (*token)(const model *m, fwd_cache *c, int token, int pos, float *logits, err *e);
+    /* Floats of fwd_cache.state the token path keeps instead of a KV cache (a recurrent state
+     * and its scratch); NULL: a KV cache of seq_len positions (attention families). */
+    size_t (*cache_floats)(const model_config *c);
 };
 
 /* Where tensor t (copy l for per-block tensors) lives in m; NULL when absent from this model
@@ -108,6 +127,7 @@ const char *family_names(char *buf, size_t cap);
 
 extern const family family_llama;
 extern const family family_opt;
+extern const family family_mamba;
 
 /* LLaMA's linear layers and parameters, for its loaders (llama2.c) and tests. */
 enum { LLAMA_Q, LLAMA_K, LLAMA_V, LLAMA_O, LLAMA_GATE, LLAMA_UP, LLAMA_DOWN };
@@ -116,5 +136,17 @@ enum { LLAMA_FINAL_NORM };
 
 /* OPT's, for its tests. */
 enum { OPT_Q, OPT_K, OPT_V, OPT_OUT, OPT_FC1, OPT_FC2 };
+
+/* Mamba's, for its tests and benchmark. */
+enum { MAMBA_IN, MAMBA_X, MAMBA_DT, MAMBA_OUT };
+enum { MAMBA_NORM, MAMBA_CONV_W, MAMBA_CONV_B, MAMBA_A_LOG, MAMBA_D };
+enum { MAMBA_FINAL_NORM };
+
+/* Mamba's batched forward time by phase, summed over calls (and threads) between start and
+ * stop: the GEMMs (linear layers and head), the selective scan, the rest (norms, convolution,
+ * softplus, gating, copies). For bench-mamba; off otherwise (one branch per phase). */
+typedef struct { double gemm, scan, other; } mamba_profile;
+void mamba_profile_start(void);
+void mamba_profile_stop(mamba_profile *out);
 
 #endif

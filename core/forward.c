@@ -191,7 +191,7 @@ void fwd_cache_free(fwd_cache *c) {
     if (!c) return;
     free(c->x); free(c->xb); free(c->xb2); free(c->hb); free(c->hb2);
     free(c->q); free(c->att); free(c->key); free(c->value);
-    free(c->hist); free(c->all);
+    free(c->state); free(c->hist); free(c->all);
     fwd_scratch_free(c->scr);
     free(c);
 }
@@ -200,7 +200,10 @@ int fwd_cache_new(fwd_cache **out, const model *m, err *e) {
     const model_config *p = &m->cfg;
     fwd_cache *c = calloc(1, sizeof *c);
     bool ok = c != NULL;
-    if (ok && m->fam->token) {
+    if (ok && m->fam->token && m->fam->cache_floats) {
+        c->state = calloc(m->fam->cache_floats(p), sizeof(float));
+        ok = c->state != NULL;
+    } else if (ok && m->fam->token) {
         size_t kvd = (size_t)p->n_kv_heads * p->head_size, qdim = (size_t)p->n_heads * p->head_size;
         size_t wide = qdim > (size_t)p->dim ? qdim : (size_t)p->dim;
         c->x = calloc(p->dim, sizeof(float));
@@ -221,7 +224,7 @@ int fwd_cache_new(fwd_cache **out, const model *m, err *e) {
     }
     if (!ok) {
         fwd_cache_free(c);
-        return err_set(e, SPARQ_ERUNTIME, "out of memory for the KV cache");
+        return err_set(e, SPARQ_ERUNTIME, "out of memory for the generation cache");
     }
     *out = c;
     return SPARQ_OK;

@@ -46,8 +46,9 @@ int forward_logits(const model *m, const int *tokens, const fwd_batch *b, float 
                    fwd_scratch *s, err *e);
 
 /* Single-token reference path (llama2.c run.c style, no BLAS): one token at position pos,
- * keys and values of earlier positions from the cache. A family without its own token path
- * gets the batched forward over the prefix (exact, quadratic in the length). */
+ * keys and values of earlier positions from the cache (or, for a recurrent family such as
+ * Mamba, its state: family.cache_floats). A family without its own token path gets the batched
+ * forward over the prefix (exact, quadratic in the length). */
 typedef struct fwd_cache fwd_cache;
 
 int  fwd_cache_new(fwd_cache **c, const model *m, err *e);

@@ -33,6 +33,7 @@ void fwd_matvec(float *y, const float *x, const float *W, int rows, int cols);
 /* The single-token path's state (fwd_cache_new sizes it for the model's family). */
 struct fwd_cache {
     float *x, *xb, *xb2, *hb, *hb2, *q, *att, *key, *value;   /* a family's own token path */
+    float *state;           /* ... or its recurrent state (family.cache_floats)     */
     int   *hist;            /* the generic path: tokens fed so far ...              */
     float *all;             /* ... and their logits, [seq_len][vocab]               */
     fwd_scratch *scr;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "family.h"
 #include "forward.h"
 
 typedef struct {
@@ -43,6 +44,21 @@ int generate_greedy(const model *m, const tokenizer *t, const char *prompt, int 
     text_buf text = {0};
     if (steps > m->cfg.seq_len) steps = m->cfg.seq_len;   /* as llama2.c: clip to context */
     int rc = tokenizer_encode(t, prompt, true, false, &ptoks, &np, e);
+    /* A tokenizer without a BOS (GPT-2, GPT-NeoX) adds none: the prompt's first token is then
+     * text, and an empty prompt starts from the family's BOS (Mamba: 0, <|endoftext|>), as
+     * Hugging Face's generate starts from bos_token_id. */
+    int *raw = NULL, nraw = 0;
+    if (!rc) rc = tokenizer_encode(t, prompt, false, false, &raw, &nraw, e);
+    bool first_is_text = !rc && np == nraw && np > 0;
+    free(raw);
+    if (!rc && np == 0) {
+        int *p = realloc(ptoks, sizeof(int));
+        if (!p) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+        else {
+            ptoks = p;
+            ptoks[np++] = m->fam->bos;
+        }
+    }
     if (!rc && np > steps) rc = err_set(e, SPARQ_EINPUT, "prompt has %d tokens, more than the %d steps", np, steps);
     if (!rc) rc = fwd_cache_new(&c, m, e);
     if (!rc) {
@@ -50,6 +66,11 @@ int generate_greedy(const model *m, const tokenizer *t, const char *prompt, int 
         out->tokens = malloc((size_t)(steps + 1) * sizeof(int));
         if (!logits || !out->tokens || text_append(&text, "", 0))
             rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    }
+    if (!rc && first_is_text) {
+        int len;
+        const char *piece = tokenizer_decode(t, ptoks[0], ptoks[0], &len);
+        if (text_append(&text, piece, len)) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
     }
     if (!rc) {
         int token = ptoks[0];

@@ -773,7 +773,7 @@ static int gtensor_set(gtensor *x, const model *m, const family_tensor *ft, int 
     if (!w) return 0;
     bool vec = ft->cols == SZ_ONE;
     *x = (gtensor){.w = w, .rows = family_size(c, ft->rows), .cols = vec ? 0 : family_size(c, ft->cols),
-                   .heads = ft->rope_heads == 1 ? c->n_heads : ft->rope_heads == 2 ? c->n_kv_heads : 0,
+                   .heads = ft->layout == TL_ROPE_Q ? c->n_heads : ft->layout == TL_ROPE_K ? c->n_kv_heads : 0,
                    .dt = vec ? DTYPE_F32 : dt, .name = {0}};
     snprintf(x->name, sizeof x->name, ft->gguf, l);
     return 1;

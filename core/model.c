@@ -624,6 +624,10 @@ int model_config_check(const model_config *c, const char *path, err *e) {
     if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
         return err_set(e, SPARQ_EINPUT, "%s: norm epsilon %g is not a positive number", path,
                        (double)c->norm_eps);
+    if (c->state_size < 0 || c->state_size > (1 << 24) || c->conv_kernel < 0 ||
+        c->conv_kernel > (1 << 24) || c->dt_rank < 0 || c->dt_rank > (1 << 24))
+        return err_set(e, SPARQ_EINPUT, "%s: state size %d, conv kernel %d or dt rank %d is out of "
+                       "range", path, c->state_size, c->conv_kernel, c->dt_rank);
     if (c->embed_dim < 0 || c->embed_dim > (1 << 24) || c->n_pos < 0 || c->n_pos > (1 << 24))
         return err_set(e, SPARQ_EINPUT, "%s: embedding width %d or position count %d is out of range",
                        path, c->embed_dim, c->n_pos);
@@ -795,10 +799,10 @@ int model_set_rope_layout(model *m, rope_layout to, err *e) {
     if (!tmp) return err_set(e, SPARQ_ERUNTIME, "out of memory");
     for (int i = 0; i < m->fam->n_tensor; i++) {
         const family_tensor *t = &m->fam->tensor[i];
-        if (t->slot != SLOT_WEIGHT || !t->rope_heads) continue;
+        if (t->slot != SLOT_WEIGHT || (t->layout != TL_ROPE_Q && t->layout != TL_ROPE_K)) continue;
         for (int l = 0; l < c->n_layers; l++) {
             linear *li = &m->blocks[l].lin[t->index];
-            int heads = t->rope_heads == 1 ? c->n_heads : c->n_kv_heads;
+            int heads = t->layout == TL_ROPE_Q ? c->n_heads : c->n_kv_heads;
             model_permute_rows(tmp, li->w, heads, c->head_size, li->cols, c->rope, to);
             memcpy(li->w, tmp, (size_t)li->rows * li->cols * sizeof(float));
         }

@@ -27,6 +27,12 @@ typedef struct {
     rope_layout rope;
     int   embed_dim;         /* width of the token embedding; 0 = dim                        */
     int   n_pos;             /* rows of a learned position table; 0 = none                   */
+    /* Selective state-space blocks (Mamba; 0 / false for other families): */
+    int   state_size;        /* SSM state per channel (d_state)                              */
+    int   conv_kernel;       /* taps of the causal depthwise convolution                     */
+    int   dt_rank;           /* width of the low-rank time step (time_step_rank)             */
+    bool  conv_bias;         /* the convolution has a bias (use_conv_bias)                   */
+    bool  linear_bias;       /* in_proj and out_proj have biases (use_bias)                  */
     const family *family;    /* NULL = family_default() (LLaMA)                              */
 } model_config;
 

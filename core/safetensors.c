@@ -315,14 +315,23 @@ typedef struct {
 } loader;
 
 /* Convert tensor `name` (expected shape rows x cols, cols == 0 for a vector) into dst. heads > 0
- * marks q/k rows to move from rotate-half to the adjacent layout. */
-static int fill(loader *L, const char *name, float *dst, uint64_t rows, uint64_t cols, int heads, err *e) {
+ * marks q/k rows to move from rotate-half to the adjacent layout; depthwise, a conv1d weight
+ * stored [rows, 1, cols] (the same values in the same order). */
+static int fill(loader *L, const char *name, float *dst, uint64_t rows, uint64_t cols, int heads,
+                bool depthwise, err *e) {
     st_tensor *t = find(L->ix, name);
     if (!t) return err_set(e, SPARQ_EINPUT, "%s: tensor %s is missing", L->src, name);
     const char *path = L->ix->paths[t->shard];
-    uint64_t want[2] = {rows, cols};
+    uint64_t want[3] = {rows, cols, 0};
     int wn = cols ? 2 : 1;
-    if (t->ndim != wn || t->shape[0] != rows || (cols && t->shape[1] != cols)) {
+    if (depthwise) {
+        want[1] = 1;
+        want[2] = cols;
+        wn = 3;
+    }
+    bool same = t->ndim == wn;
+    for (int k = 0; k < wn && same; k++) same = t->shape[k] == want[k];
+    if (!same) {
         char got[160], need[64];
         shape_str(got, sizeof got, t->shape, t->ndim);
         shape_str(need, sizeof need, want, wn);
@@ -355,8 +364,8 @@ static int fill_model(loader *L, model *m, err *e) {
             if (!dst) continue;
             snprintf(nm, sizeof nm, t->hf, l);
             uint64_t cols = t->cols == SZ_ONE ? 0 : family_size(c, t->cols);
-            int heads = t->rope_heads == 1 ? c->n_heads : t->rope_heads == 2 ? c->n_kv_heads : 0;
-            rc = fill(L, nm, dst, family_size(c, t->rows), cols, heads, e);
+            int heads = t->layout == TL_ROPE_Q ? c->n_heads : t->layout == TL_ROPE_K ? c->n_kv_heads : 0;
+            rc = fill(L, nm, dst, family_size(c, t->rows), cols, heads, t->layout == TL_DEPTHWISE, e);
         }
     }
     /* Anything else means another architecture or variant (biases, extra norms); a tied
@@ -502,6 +511,7 @@ typedef struct {
     const float *w;
     uint64_t rows, cols;       /* cols == 0: a vector */
     int heads;                 /* q/k: heads to permute to rotate-half */
+    bool depthwise;            /* written [rows, 1, cols] */
 } out_tensor;
 
 /* Every tensor of m with its file name: the family table's global tensors that come before its
@@ -526,7 +536,8 @@ static int list_tensors(const model *m, out_tensor **out, int *n) {
                 x->w = w;
                 x->rows = family_size(c, ft->rows);
                 x->cols = ft->cols == SZ_ONE ? 0 : family_size(c, ft->cols);
-                x->heads = ft->rope_heads == 1 ? c->n_heads : ft->rope_heads == 2 ? c->n_kv_heads : 0;
+                x->heads = ft->layout == TL_ROPE_Q ? c->n_heads : ft->layout == TL_ROPE_K ? c->n_kv_heads : 0;
+                x->depthwise = ft->layout == TL_DEPTHWISE;
             }
     *out = t;
     *n = k;
@@ -547,8 +558,15 @@ static int write_file_of(const model *m, const char *file, const out_tensor *t, 
         cJSON_AddStringToObject(x, "dtype", dname);
         cJSON *sh = cJSON_AddArrayToObject(x, "shape"), *of = cJSON_AddArrayToObject(x, "data_offsets");
         uint64_t elems = t[i].rows * (t[i].cols ? t[i].cols : 1);
-        for (int k = 0; k < (t[i].cols ? 2 : 1); k++) {
-            snprintf(num, sizeof num, "%llu", (unsigned long long)(k ? t[i].cols : t[i].rows));
+        uint64_t dims[3] = {t[i].rows, t[i].cols, 0};
+        int nd = t[i].cols ? 2 : 1;
+        if (t[i].depthwise) {
+            dims[1] = 1;
+            dims[2] = t[i].cols;
+            nd = 3;
+        }
+        for (int k = 0; k < nd; k++) {
+            snprintf(num, sizeof num, "%llu", (unsigned long long)dims[k]);
             cJSON_AddItemToArray(sh, cJSON_CreateRaw(num));
         }
         snprintf(num, sizeof num, "%llu", (unsigned long long)off);
