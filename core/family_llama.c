@@ -121,8 +121,9 @@ static void llama_config_write(const model *m, cJSON *j) {
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
-/* One row of x[d] normalized into o[d] (o may be x). */
-static inline void rmsnorm_row(float *o, const float *x, const float *w, int d, float eps) {
+/* One row of x[d] normalized into o[d] (o may be x). Always inlined, so it is compiled for the
+ * clone of its caller. */
+__attribute__((always_inline)) static inline void rmsnorm_row(float *o, const float *x, const float *w, int d, float eps) {
     float acc[LANES] = {0};
     int j = 0;
     for (; j + LANES <= d; j += LANES) {
@@ -189,6 +190,35 @@ static void rope_apply(const model *m, float *v, int n_heads_v, int pos) {
     }
 }
 
+/* rope_apply on rows 0 .. len-1 of v (row stride ld) for positions 0 .. len-1: the same
+ * operations in the same order, one loop per layout so each vectorizes. */
+HOT_CLONES
+static void rope_rows(const model *m, float *v, size_t ld, int n_heads_v, int len) {
+    int hs = m->cfg.head_size, half = hs / 2;
+    bool adjacent = m->cfg.rope == ROPE_ADJACENT;
+    for (int p = 0; p < len; p++) {
+        const float *cs = m->rope_cos + (size_t)p * half, *sn = m->rope_sin + (size_t)p * half;
+        for (int h = 0; h < n_heads_v; h++) {
+            float *vh = v + (size_t)p * ld + (size_t)h * hs;
+            if (adjacent) {
+                #pragma omp simd
+                for (int j = 0; j < half; j++) {
+                    float v0 = vh[2 * j], v1 = vh[2 * j + 1];
+                    vh[2 * j] = v0 * cs[j] - v1 * sn[j];
+                    vh[2 * j + 1] = v0 * sn[j] + v1 * cs[j];
+                }
+            } else {
+                #pragma omp simd
+                for (int j = 0; j < half; j++) {
+                    float v0 = vh[j], v1 = vh[j + half];
+                    vh[j] = v0 * cs[j] - v1 * sn[j];
+                    vh[j + half] = v0 * sn[j] + v1 * cs[j];
+                }
+            }
+        }
+    }
+}
+
 static int llama_embed(const model *m, const int *tokens, const fwd_batch *b, float *x, err *e) {
     (void)e;
     int d = m->cfg.dim;
@@ -226,11 +256,8 @@ static int llama_block(const model *m, int layer, float *x, const fwd_batch *b, 
     blas_linear(xb, bl->lin[LLAMA_V].w, v, n, dim, kvd);
     #pragma omp parallel for schedule(static) if (b->n_seq > 1 && !nested)
     for (int i = 0; i < b->n_seq; i++) {
-        for (int p = 0; p < b->lens[i]; p++) {
-            size_t t = (size_t)offs[i] + p;
-            rope_apply(m, q + t * qdim, c->n_heads, p);
-            rope_apply(m, k + t * kvd, c->n_kv_heads, p);
-        }
+        rope_rows(m, q + (size_t)offs[i] * qdim, (size_t)qdim, c->n_heads, b->lens[i]);
+        rope_rows(m, k + (size_t)offs[i] * kvd, (size_t)kvd, c->n_kv_heads, b->lens[i]);
     }
     fwd_attention(m, b, offs, q, k, v, att, scores, maxT);
     if (cap && cap[1]) memcpy(cap[1], att, N * qdim * sizeof(float));

@@ -114,6 +114,7 @@ size_t fwd_att_scratch_floats(int hs, int maxT) {
 /* Attention of one sequence for the heads sharing kv head g: keys are transposed once (padded
  * with zero keys to a LANES multiple) so Q K^T is a plain NN product, which OpenBLAS serves with
  * its small-matrix kernel instead of packing both operands for every tile. */
+HOT_CLONES
 static void attend_group(const model *m, int T, int g, const float *q, const float *k,
                          const float *v, float *att, float *work) {
     const model_config *c = &m->cfg;
@@ -137,8 +138,11 @@ static void attend_group(const model *m, int T, int g, const float *q, const flo
             softmax_causal_tile(S, nr, ld, r0, inv);
             float *Or = O + (size_t)r0 * qdim;
             blas_gemm(false, false, nr, hs, nc, 1.0f, S, ld, V, kvd, 0.0f, Or, qdim);
-            for (int i = 0; i < nr; i++)
-                for (int d = 0; d < hs; d++) Or[(size_t)i * qdim + d] *= inv[i];
+            for (int i = 0; i < nr; i++) {
+                float a = inv[i], *o = Or + (size_t)i * qdim;
+                #pragma omp simd
+                for (int d = 0; d < hs; d++) o[d] *= a;
+            }
         }
     }
 }
