@@ -23,45 +23,6 @@
 static const char *const mamba_models[] = {"mamba-tiny", "mamba-tiny-f16"};
 #define V 512
 
-static cJSON *ref_json(const char *name) {
-    char rel[128];
-    snprintf(rel, sizeof rel, "families/%s/ref.json", name);
-    char *s = read_all(data_path(rel), NULL);
-    cr_assert(s, "cannot read %s", rel);
-    cJSON *j = cJSON_Parse(s);
-    free(s);
-    cr_assert(j);
-    return j;
-}
-
-static int json_ints(const cJSON *a, int *out, int cap) {
-    int n = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, a) {
-        cr_assert(n < cap);
-        out[n++] = x->valueint;
-    }
-    return n;
-}
-
-static model *load_mamba(const char *name) {
-    char rel[128];
-    snprintf(rel, sizeof rel, "families/%s", name);
-    model *m = NULL;
-    err e = {0};
-    cr_assert_eq(model_load(&m, data_path(rel), &e), 0, "%s: %s", name, e.msg);
-    return m;
-}
-
-static float *ref_floats(const char *name, const char *file, size_t want) {
-    char rel[160];
-    snprintf(rel, sizeof rel, "families/%s/%s", name, file);
-    size_t n = 0;
-    char *b = read_all(data_path(rel), &n);
-    cr_assert(b && n == want * sizeof(float), "%s: %zu bytes", rel, n);
-    return (float *)b;
-}
-
 static double max_diff(const float *a, const float *b, size_t n) {
     double worst = 0;
     for (size_t k = 0; k < n; k++) worst = fmax(worst, fabs((double)a[k] - b[k]));
@@ -70,7 +31,7 @@ static double max_diff(const float *a, const float *b, size_t n) {
 
 Test(mamba, fixtures_load_as_the_mamba_family) {
     for (int i = 0; i < 2; i++) {
-        model *m = load_mamba(mamba_models[i]);
+        model *m = fixture_model(mamba_models[i]);
         const model_config *c = &m->cfg;
         cr_assert_str_eq(m->fam->name, "mamba");
         cr_assert_eq(model_n_linear(m), 4);
@@ -104,12 +65,12 @@ Test(mamba, fixtures_load_as_the_mamba_family) {
 /* The batched (parallel) forward pass against Hugging Face's logits: max |diff| <= 1e-5. */
 Test(mamba, logits_match_hugging_face) {
     for (int i = 0; i < 2; i++) {
-        model *m = load_mamba(mamba_models[i]);
-        cJSON *r = ref_json(mamba_models[i]);
+        model *m = fixture_model(mamba_models[i]);
+        cJSON *r = fixture_ref_json(mamba_models[i]);
         int ids[64], n = json_ints(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "seqA"), "input_ids"), ids, 64);
         cr_assert_eq(n, 32);
         cr_assert_eq(ids[0], 0);
-        float *ref = ref_floats(mamba_models[i], "ref_logits_seqA.f32", 32 * V);
+        float *ref = fixture_floats(mamba_models[i], "ref_logits_seqA.f32", 32 * V);
         float *lg = malloc(32 * V * sizeof(float));
         fwd_batch b = {.n_seq = 1, .lens = &n, .n_tok = n};
         fwd_scratch *s = fwd_scratch_new();
@@ -130,8 +91,8 @@ Test(mamba, logits_match_hugging_face) {
  * position, and both sequences of a packed batch equal each run alone (state and convolution
  * restart per sequence). */
 Test(mamba, parallel_and_recurrent_paths_agree_on_every_position) {
-    model *m = load_mamba("mamba-tiny");
-    cJSON *r = ref_json("mamba-tiny");
+    model *m = fixture_model("mamba-tiny");
+    cJSON *r = fixture_ref_json("mamba-tiny");
     int ids[64], n = json_ints(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "seqA"), "input_ids"), ids, 64);
     float *lg = malloc(52 * V * sizeof(float)), *one = malloc(V * sizeof(float));
     fwd_batch b = {.n_seq = 1, .lens = &n, .n_tok = n};
@@ -180,14 +141,14 @@ Test(mamba, parallel_and_recurrent_paths_agree_on_every_position) {
  * picked from, against ref_greedy_logits.f32 (1e-5). */
 Test(mamba, greedy_ids_and_their_logits_match_hugging_face) {
     for (int i = 0; i < 2; i++) {
-        model *m = load_mamba(mamba_models[i]);
-        cJSON *r = ref_json(mamba_models[i]);
+        model *m = fixture_model(mamba_models[i]);
+        cJSON *r = fixture_ref_json(mamba_models[i]);
         const cJSON *g = cJSON_GetObjectItem(r, "greedy");
         int prompt[8], want[64];
         int np = json_ints(cJSON_GetObjectItem(g, "prompt"), prompt, 8);
         int nw = json_ints(cJSON_GetObjectItem(g, "new_ids"), want, 64);
         cr_assert_eq(nw, 32);
-        float *ref = ref_floats(mamba_models[i], "ref_greedy_logits.f32", 32 * V);
+        float *ref = fixture_floats(mamba_models[i], "ref_greedy_logits.f32", 32 * V);
         float *lg = malloc(V * sizeof(float));
         fwd_cache *c;
         err e = {0};
@@ -225,7 +186,7 @@ Test(mamba, greedy_ids_and_their_logits_match_hugging_face) {
 /* eval --ids in both protocols gives the reference mean NLL; generate --prompt-ids the ids. */
 Test(mamba, eval_ids_and_generate_on_the_cli_give_the_reference) {
     for (int i = 0; i < 2; i++) {
-        cJSON *r = ref_json(mamba_models[i]);
+        cJSON *r = fixture_ref_json(mamba_models[i]);
         const cJSON *sa = cJSON_GetObjectItem(r, "seqA");
         int ids[64], n = json_ints(cJSON_GetObjectItem(sa, "input_ids"), ids, 64);
         char line[512] = "";
@@ -332,22 +293,12 @@ Test(mamba, parallel_and_recurrent_agree_with_partial_chunks_and_biases) {
     model_free(m);
 }
 
-static double ppl_of(const model *m, const char *ids_path) {
-    token_seqs s;
-    err e = {0};
-    cr_assert_eq(ppl_prepare_ids(ids_path, PPL_WINDOWS, 64, 0, m->cfg.vocab_size, &s, &e), 0, "%s", e.msg);
-    ppl_result r;
-    cr_assert_eq(ppl_score(m, &s, &r, NULL, NULL, &e), 0, "%s", e.msg);
-    token_seqs_free(&s);
-    return r.ppl;
-}
-
 /* SparseGPT and APT at 50% on mamba-tiny: every linear layer's loss below magnitude's, conv,
  * A_log, D, norms and the embedding untouched, and the written safetensors (conv1d written back
  * [128, 1, 4]) reload to the same perplexity. */
 Test(mamba, sparsegpt_and_apt_beat_magnitude_and_the_written_model_reloads) {
-    model *ref = load_mamba("mamba-tiny"), *mag = load_mamba("mamba-tiny");
-    model *ms[2] = {load_mamba("mamba-tiny"), load_mamba("mamba-tiny")};
+    model *ref = fixture_model("mamba-tiny"), *mag = fixture_model("mamba-tiny");
+    model *ms[2] = {fixture_model("mamba-tiny"), fixture_model("mamba-tiny")};
     const char *solvers[2] = {"sparsegpt", "apt"};
     tokenizer *t = load_tok512();      /* 512 pieces, as the fixture's vocabulary: any text will do */
     token_seqs cs;
@@ -388,7 +339,7 @@ Test(mamba, sparsegpt_and_apt_beat_magnitude_and_the_written_model_reloads) {
     const char *ids = tmp_path("calib.ids");
     cr_assert_eq(write_file(ids, txt, at), 0);
     free(txt);
-    double p0 = ppl_of(ref, ids), p1 = ppl_of(ms[1], ids), pm = ppl_of(mag, ids);
+    double p0 = ppl_of_ids(ref, ids), p1 = ppl_of_ids(ms[1], ids), pm = ppl_of_ids(mag, ids);
     cr_log_info("ppl on the calibration ids: dense %.4f  apt %.4f  magnitude %.4f", p0, p1, pm);
     cr_assert(p1 != p0);
     const char *dir = tmp_path("mamba-sparse");
@@ -402,7 +353,7 @@ Test(mamba, sparsegpt_and_apt_beat_magnitude_and_the_written_model_reloads) {
     model *back = NULL;
     cr_assert_eq(model_load(&back, dir, &e), 0, "%s", e.msg);
     cr_assert_str_eq(back->fam->name, "mamba");
-    cr_assert_eq(ppl_of(back, ids), p1);
+    cr_assert_eq(ppl_of_ids(back, ids), p1);
     cr_assert(memcmp(back->blocks[1].lin[MAMBA_IN].w, ms[1]->blocks[1].lin[MAMBA_IN].w, 256 * 64 * sizeof(float)) == 0);
     model_free(back);
     for (int k = 0; k < 2; k++) {
@@ -440,7 +391,7 @@ Test(mamba, every_solver_and_schedule_compresses_mamba) {
         free(out);
         free(er);
     }
-    model *m = load_mamba("mamba-tiny");
+    model *m = fixture_model("mamba-tiny");
     token_seqs s;
     err e = {0};
     cr_assert_eq(calib_from_model(m, 2, 16, 0, &s, &e), 0, "%s", e.msg);
@@ -448,26 +399,6 @@ Test(mamba, every_solver_and_schedule_compresses_mamba) {
     cr_assert_eq(s.tokens[s.offs[1]], 0);
     token_seqs_free(&s);
     model_free(m);
-}
-
-/* A copy of mamba-tiny whose config.json has `key` set to the JSON `value` (NULL: removed). */
-static const char *bad_copy(const char *name, const char *key, const char *value) {
-    const char *dir = tmp_path(name);
-    mkdir(dir, 0777);
-    char p[4096], *cfg = read_all(data_path("families/mamba-tiny/config.json"), NULL);
-    cJSON *j = cJSON_Parse(cfg);
-    free(cfg);
-    cJSON_DeleteItemFromObject(j, key);
-    if (value) cJSON_AddItemToObject(j, key, cJSON_Parse(value));
-    char *s = cJSON_Print(j);
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    cr_assert_eq(write_file(p, s, strlen(s)), 0);
-    free(s);
-    cJSON_Delete(j);
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    cr_assert_eq(symlink(data_path("families/mamba-tiny/model.safetensors"), p), 0);
-    return dir;
 }
 
 Test(mamba, bad_configs_are_one_clear_error) {
@@ -485,7 +416,7 @@ Test(mamba, bad_configs_are_one_clear_error) {
         {"untied", "tie_word_embeddings", "false", "tensor lm_head.weight is missing"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *dir = bad_copy(cases[i].name, cases[i].key, cases[i].value);
+        const char *dir = fixture_bad_copy("mamba-tiny", cases[i].name, cases[i].key, cases[i].value);
         char args[4200], *out, *er;
         snprintf(args, sizeof args, "generate --model '%s' --prompt-ids '0 3'", dir);
         int st = run_sparq(args, &out, &er);
@@ -498,7 +429,7 @@ Test(mamba, bad_configs_are_one_clear_error) {
         free(er);
     }
     /* expand in place of intermediate_size, time_step_rank "auto" = ceil(64 / 16) = 4 */
-    const char *dir = bad_copy("expand-auto", "intermediate_size", NULL);
+    const char *dir = fixture_bad_copy("mamba-tiny", "expand-auto", "intermediate_size", NULL);
     char p[4200];
     snprintf(p, sizeof p, "%s/config.json", dir);
     char *cfg = read_all(p, NULL);
@@ -540,7 +471,7 @@ Test(mamba, convert_writes_safetensors_and_refuses_other_formats_by_name) {
     free(out);
     free(er);
     /* mamba-tiny rounded to f16 is mamba-tiny-f16: the same logits as that fixture's loader gives */
-    model *a = load_mamba("mamba-tiny-f16"), *b;
+    model *a = fixture_model("mamba-tiny-f16"), *b;
     err e = {0};
     cr_assert_eq(model_load(&b, dir, &e), 0, "%s", e.msg);
     cr_assert(memcmp(a->data, b->data, a->data_floats * sizeof(float)) == 0);
@@ -637,7 +568,7 @@ Test(mamba, bf16_safetensors_round_trip) {
     cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
     free(out);
     free(er);
-    model *a = load_mamba("mamba-tiny"), *b;
+    model *a = fixture_model("mamba-tiny"), *b;
     err e = {0};
     cr_assert_eq(model_load(&b, dir, &e), 0, "%s", e.msg);
     cr_assert_eq(a->data_floats, b->data_floats);
@@ -649,7 +580,7 @@ Test(mamba, bf16_safetensors_round_trip) {
     cr_assert(memcmp(r, a->data, a->data_floats * sizeof(float)) != 0);
     int ids[32], n = 32;
     for (int k = 0; k < 32; k++) ids[k] = 11 * k;
-    float *ref = ref_floats("mamba-tiny", "ref_logits_seqA.f32", 32 * V), *lg = malloc(32 * V * sizeof(float));
+    float *ref = fixture_floats("mamba-tiny", "ref_logits_seqA.f32", 32 * V), *lg = malloc(32 * V * sizeof(float));
     fwd_batch bt = {.n_seq = 1, .lens = &n, .n_tok = n};
     fwd_scratch *s = fwd_scratch_new();
     cr_assert_eq(forward_logits(b, ids, &bt, lg, s, &e), 0, "%s", e.msg);

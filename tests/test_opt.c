@@ -20,48 +20,9 @@
 
 static const char *const opt_models[] = {"opt-tiny", "opt-tiny-proj", "opt-tiny-f16"};
 
-static cJSON *ref_json(const char *name) {
-    char rel[128];
-    snprintf(rel, sizeof rel, "families/%s/ref.json", name);
-    char *s = read_all(data_path(rel), NULL);
-    cr_assert(s, "cannot read %s", rel);
-    cJSON *j = cJSON_Parse(s);
-    free(s);
-    cr_assert(j);
-    return j;
-}
-
-static int json_ints(const cJSON *a, int *out, int cap) {
-    int n = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, a) {
-        cr_assert(n < cap);
-        out[n++] = x->valueint;
-    }
-    return n;
-}
-
-static model *load_opt(const char *name) {
-    char rel[128];
-    snprintf(rel, sizeof rel, "families/%s", name);
-    model *m = NULL;
-    err e = {0};
-    cr_assert_eq(model_load(&m, data_path(rel), &e), 0, "%s: %s", name, e.msg);
-    return m;
-}
-
-static float *ref_floats(const char *name, const char *file, size_t want) {
-    char rel[160];
-    snprintf(rel, sizeof rel, "families/%s/%s", name, file);
-    size_t n = 0;
-    char *b = read_all(data_path(rel), &n);
-    cr_assert(b && n == want * sizeof(float), "%s: %zu bytes", rel, n);
-    return (float *)b;
-}
-
 Test(opt, fixtures_load_as_the_opt_family) {
     for (int i = 0; i < 3; i++) {
-        model *m = load_opt(opt_models[i]);
+        model *m = fixture_model(opt_models[i]);
         cr_assert_str_eq(m->fam->name, "opt");
         cr_assert_eq(model_n_linear(m), 6);
         cr_assert_str_eq(model_linear_name(m, OPT_FC1), "fc1");
@@ -79,11 +40,11 @@ Test(opt, fixtures_load_as_the_opt_family) {
 /* The batched forward pass against Hugging Face's logits: max |diff| <= 1e-5. */
 Test(opt, logits_match_hugging_face) {
     for (int i = 0; i < 3; i++) {
-        model *m = load_opt(opt_models[i]);
-        cJSON *r = ref_json(opt_models[i]);
+        model *m = fixture_model(opt_models[i]);
+        cJSON *r = fixture_ref_json(opt_models[i]);
         int ids[64], n = json_ints(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "seqA"), "input_ids"), ids, 64);
         cr_assert_eq(n, 32);
-        float *ref = ref_floats(opt_models[i], "ref_logits_seqA.f32", 32 * 512);
+        float *ref = fixture_floats(opt_models[i], "ref_logits_seqA.f32", 32 * 512);
         float *lg = malloc(32 * 512 * sizeof(float));
         fwd_batch b = {.n_seq = 1, .lens = &n, .n_tok = n};
         fwd_scratch *s = fwd_scratch_new();
@@ -104,8 +65,8 @@ Test(opt, logits_match_hugging_face) {
 /* Hugging Face's left-padded batch (row 1: 12 pads, then 20 tokens at positions 0..19) is, in
  * sparq's packed batches, the 32 + 20 tokens of two sequences. */
 Test(opt, padded_batch_matches_as_a_packed_batch) {
-    model *m = load_opt("opt-tiny");
-    cJSON *r = ref_json("opt-tiny");
+    model *m = fixture_model("opt-tiny");
+    cJSON *r = fixture_ref_json("opt-tiny");
     const cJSON *in = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "batch"), "input_ids");
     int row0[32], row1[32];
     cr_assert_eq(json_ints(cJSON_GetArrayItem(in, 0), row0, 32), 32);
@@ -113,7 +74,7 @@ Test(opt, padded_batch_matches_as_a_packed_batch) {
     int toks[52], lens[2] = {32, 20};
     memcpy(toks, row0, sizeof row0);
     memcpy(toks + 32, row1 + 12, 20 * sizeof(int));
-    float *ref = ref_floats("opt-tiny", "ref_logits_batch.f32", 2 * 32 * 512);
+    float *ref = fixture_floats("opt-tiny", "ref_logits_batch.f32", 2 * 32 * 512);
     float *lg = malloc(52 * 512 * sizeof(float));
     fwd_batch b = {.n_seq = 2, .lens = lens, .n_tok = 52};
     fwd_scratch *s = fwd_scratch_new();
@@ -134,8 +95,8 @@ Test(opt, padded_batch_matches_as_a_packed_batch) {
 
 Test(opt, greedy_ids_match_hugging_face) {
     for (int i = 0; i < 3; i++) {
-        model *m = load_opt(opt_models[i]);
-        cJSON *r = ref_json(opt_models[i]);
+        model *m = fixture_model(opt_models[i]);
+        cJSON *r = fixture_ref_json(opt_models[i]);
         const cJSON *g = cJSON_GetObjectItem(r, "greedy");
         int prompt[8], want[64];
         int np = json_ints(cJSON_GetObjectItem(g, "prompt"), prompt, 8);
@@ -156,7 +117,7 @@ Test(opt, greedy_ids_match_hugging_face) {
 /* eval --ids in both protocols gives the reference mean NLL; the CLI's --json carries it. */
 Test(opt, eval_ids_gives_the_reference_nll) {
     for (int i = 0; i < 3; i++) {
-        cJSON *r = ref_json(opt_models[i]);
+        cJSON *r = fixture_ref_json(opt_models[i]);
         const cJSON *sa = cJSON_GetObjectItem(r, "seqA");
         int ids[64], n = json_ints(cJSON_GetObjectItem(sa, "input_ids"), ids, 64);
         char line[512] = "";
@@ -191,7 +152,7 @@ Test(opt, generate_prompt_ids_on_the_cli) {
     snprintf(args, sizeof args, "generate --model '%s' --prompt-ids '2 10 20 30' -n 36 --json",
              data_path("families/opt-tiny"));
     cr_assert_eq(run_sparq(args, &out, &er), 0, "%s", er);
-    cJSON *j = cJSON_Parse(out), *r = ref_json("opt-tiny");
+    cJSON *j = cJSON_Parse(out), *r = fixture_ref_json("opt-tiny");
     int got[64], want[64];
     int ng = json_ints(cJSON_GetObjectItem(j, "tokens"), got, 64);
     int nw = json_ints(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "greedy"), "new_ids"), want, 64);
@@ -204,20 +165,10 @@ Test(opt, generate_prompt_ids_on_the_cli) {
     free(er);
 }
 
-static double ppl_of(const model *m, const char *ids_path) {
-    token_seqs s;
-    err e = {0};
-    cr_assert_eq(ppl_prepare_ids(ids_path, PPL_WINDOWS, 64, 0, m->cfg.vocab_size, &s, &e), 0, "%s", e.msg);
-    ppl_result r;
-    cr_assert_eq(ppl_score(m, &s, &r, NULL, NULL, &e), 0, "%s", e.msg);
-    token_seqs_free(&s);
-    return r.ppl;
-}
-
 /* SparseGPT 50% on opt-tiny: every layer's loss at most magnitude's, biases and norms untouched,
  * half of each linear layer zero, and the written safetensors reload to the same perplexity. */
 Test(opt, sparsegpt_beats_magnitude_and_the_written_model_reloads) {
-    model *m = load_opt("opt-tiny"), *ref = load_opt("opt-tiny"), *mag = load_opt("opt-tiny");
+    model *m = fixture_model("opt-tiny"), *ref = fixture_model("opt-tiny"), *mag = fixture_model("opt-tiny");
     tokenizer *t = load_tok512();      /* 512 pieces, as the fixture's vocabulary: any text will do */
     token_seqs cs;
     err e = {0};
@@ -252,14 +203,14 @@ Test(opt, sparsegpt_beats_magnitude_and_the_written_model_reloads) {
     const char *ids = tmp_path("calib.ids");
     cr_assert_eq(write_file(ids, txt, at), 0);
     free(txt);
-    double p0 = ppl_of(ref, ids), p1 = ppl_of(m, ids);
+    double p0 = ppl_of_ids(ref, ids), p1 = ppl_of_ids(m, ids);
     cr_assert(p1 != p0);
     const char *dir = tmp_path("opt-sparse");
     cr_assert_eq(model_save(m, dir, &e), 0, "%s", e.msg);
     model *back = NULL;
     cr_assert_eq(model_load(&back, dir, &e), 0, "%s", e.msg);
     cr_assert_str_eq(back->fam->name, "opt");
-    cr_assert_eq(ppl_of(back, ids), p1);
+    cr_assert_eq(ppl_of_ids(back, ids), p1);
     cr_assert(memcmp(back->blocks[1].lin[OPT_FC1].w, m->blocks[1].lin[OPT_FC1].w, 256 * 64 * sizeof(float)) == 0);
     model_free(back);
     compress_report_free(&ra);
@@ -294,26 +245,6 @@ Test(opt, every_solver_and_schedule_compresses_opt) {
     }
 }
 
-/* A copy of opt-tiny whose config.json has `key` set to the JSON `value` (NULL: removed). */
-static const char *bad_copy(const char *name, const char *key, const char *value) {
-    const char *dir = tmp_path(name);
-    mkdir(dir, 0777);
-    char p[4096], *cfg = read_all(data_path("families/opt-tiny/config.json"), NULL);
-    cJSON *j = cJSON_Parse(cfg);
-    free(cfg);
-    cJSON_DeleteItemFromObject(j, key);
-    if (value) cJSON_AddItemToObject(j, key, cJSON_Parse(value));
-    char *s = cJSON_Print(j);
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    cr_assert_eq(write_file(p, s, strlen(s)), 0);
-    free(s);
-    cJSON_Delete(j);
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    cr_assert_eq(symlink(data_path("families/opt-tiny/model.safetensors"), p), 0);
-    return dir;
-}
-
 Test(opt, bad_configs_are_one_clear_error) {
     struct { const char *name, *key, *value, *says; } cases[] = {
         {"no-hidden", "hidden_size", NULL, "hidden_size is missing"},
@@ -327,7 +258,7 @@ Test(opt, bad_configs_are_one_clear_error) {
         {"untied", "tie_word_embeddings", "false", "tensor lm_head.weight is missing"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *dir = bad_copy(cases[i].name, cases[i].key, cases[i].value);
+        const char *dir = fixture_bad_copy("opt-tiny", cases[i].name, cases[i].key, cases[i].value);
         char args[4200], *out, *er;
         snprintf(args, sizeof args, "generate --model '%s' --prompt-ids '2 3'", dir);
         int st = run_sparq(args, &out, &er);

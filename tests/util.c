@@ -4,8 +4,10 @@
 #include "../core/fileio.h"
 #include "../core/forward.h"
 #include "../core/hessian.h"
+#include "../eval/perplexity.h"
 #include "../experiments/calib.h"
 
+#include <cJSON.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,3 +176,76 @@ void real_h_free(real_h *r) {
 
 
 const int linear_input[7] = {0, 0, 0, 1, 2, 2, 3};
+
+/* ---- the families/ fixtures -------------------------------------------------------------- */
+
+cJSON *fixture_ref_json(const char *fixture) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "families/%s/ref.json", fixture);
+    char *s = read_all(data_path(rel), NULL);
+    cr_assert(s, "cannot read %s", rel);
+    cJSON *j = cJSON_Parse(s);
+    free(s);
+    cr_assert(j);
+    return j;
+}
+
+int json_ints(const cJSON *a, int *out, int cap) {
+    int n = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a) {
+        cr_assert(n < cap);
+        out[n++] = x->valueint;
+    }
+    return n;
+}
+
+model *fixture_model(const char *fixture) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "families/%s", fixture);
+    model *m = NULL;
+    err e = {0};
+    cr_assert_eq(model_load(&m, data_path(rel), &e), 0, "%s: %s", fixture, e.msg);
+    return m;
+}
+
+float *fixture_floats(const char *fixture, const char *file, size_t want) {
+    char rel[160];
+    snprintf(rel, sizeof rel, "families/%s/%s", fixture, file);
+    size_t n = 0;
+    char *b = read_all(data_path(rel), &n);
+    cr_assert(b && n == want * sizeof(float), "%s: %zu bytes", rel, n);
+    return (float *)b;
+}
+
+const char *fixture_bad_copy(const char *fixture, const char *name, const char *key, const char *value) {
+    const char *dir = tmp_path(name);
+    mkdir(dir, 0777);
+    char p[4096], rel[160];
+    snprintf(rel, sizeof rel, "families/%s/config.json", fixture);
+    char *cfg = read_all(data_path(rel), NULL);
+    cJSON *j = cJSON_Parse(cfg);
+    free(cfg);
+    cJSON_DeleteItemFromObject(j, key);
+    if (value) cJSON_AddItemToObject(j, key, cJSON_Parse(value));
+    char *s = cJSON_Print(j);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    cr_assert_eq(write_file(p, s, strlen(s)), 0);
+    free(s);
+    cJSON_Delete(j);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    unlink(p);
+    snprintf(rel, sizeof rel, "families/%s/model.safetensors", fixture);
+    cr_assert_eq(symlink(data_path(rel), p), 0);
+    return dir;
+}
+
+double ppl_of_ids(const model *m, const char *ids_path) {
+    token_seqs s;
+    err e = {0};
+    cr_assert_eq(ppl_prepare_ids(ids_path, PPL_WINDOWS, 64, 0, m->cfg.vocab_size, &s, &e), 0, "%s", e.msg);
+    ppl_result r;
+    cr_assert_eq(ppl_score(m, &s, &r, NULL, NULL, &e), 0, "%s", e.msg);
+    token_seqs_free(&s);
+    return r.ppl;
+}

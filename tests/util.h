@@ -44,4 +44,20 @@ void real_h_free(real_h *r);
 /* The input (0..3 above) each linear_kind reads. */
 extern const int linear_input[7];
 
+/* The families/ fixtures (OPT, Mamba: Hugging Face layout with reference outputs). */
+struct cJSON;
+/* families/FIXTURE/ref.json, parsed (asserts on failure); caller deletes. */
+struct cJSON *fixture_ref_json(const char *fixture);
+/* The integers of a JSON array into out[cap]; returns the count. */
+int json_ints(const struct cJSON *a, int *out, int cap);
+/* families/FIXTURE loaded (asserts on failure). */
+model *fixture_model(const char *fixture);
+/* families/FIXTURE/FILE as want floats (asserts on its size); caller frees. */
+float *fixture_floats(const char *fixture, const char *file, size_t want);
+/* A temporary copy of families/FIXTURE named `name` whose config.json has `key` set to the JSON
+ * `value` (NULL: removed), its weights a symlink to the fixture's. */
+const char *fixture_bad_copy(const char *fixture, const char *name, const char *key, const char *value);
+/* Perplexity of m on an ids file, windows of 64. */
+double ppl_of_ids(const model *m, const char *ids_path);
+
 #endif
