@@ -637,13 +637,7 @@ static int cmd_sweep(int argc, char **argv, err *e) {
     int rc = flags_parse(f, argc - 1, argv + 1, e);
     if (!rc) rc = flag_int(f, "--jobs", 1, 256, &o.jobs, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &o.threads, e);
-    if (!rc && flag_str(f, "--shard")) {
-        char extra;
-        const char *sh = flag_str(f, "--shard");
-        if (sscanf(sh, "%d/%d%c", &o.shard_i, &o.shard_n, &extra) != 2 || o.shard_n < 1 || o.shard_i < 0 ||
-            o.shard_i >= o.shard_n)
-            rc = err_set(e, SPARQ_EINPUT, "--shard %s: expected I/N with 0 <= I < N", sh);
-    }
+    if (!rc && flag_str(f, "--shard")) rc = parse_shard(flag_str(f, "--shard"), &o.shard_i, &o.shard_n, e);
     if (rc) return rc;
     o.dry_run = flag_str(f, "--dry-run") != NULL;
     sweep_config *cfg = calloc(1, sizeof *cfg);

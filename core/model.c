@@ -424,7 +424,7 @@ static uint64_t tensor_values(const model_config *c, const family_tensor *t) {
     return (uint64_t)family_size(c, t->rows) * family_size(c, t->cols);
 }
 static uint64_t tensor_copies(const model_config *c, const family_tensor *t) {
-    return t->slot == SLOT_PARAM || t->slot == SLOT_WEIGHT || t->slot == SLOT_BIAS ? (uint64_t)c->n_layers : 1;
+    return family_tensor_per_block(t) ? (uint64_t)c->n_layers : 1;
 }
 
 uint64_t model_params(const model *m) {
