@@ -19,6 +19,7 @@
 #include "core/forward.h"
 #include "core/generate.h"
 #include "core/model.h"
+#include "core/stream.h"
 #include "core/text.h"
 #include "core/tokenizer.h"
 #include "eval/metrics.h"
@@ -860,6 +861,11 @@ static int cmd_inspect(int argc, char **argv, err *e) {
         printf("%-12s %8s %8s %9s %10s\n", "layer", "rows", "cols", "sparsity", "distinct");
     }
     for (int l = 0; l < c->n_layers; l++) {
+        if ((rc = model_block_acquire(m, l, e))) {   /* a streamed block, made float32 to count it */
+            cJSON_Delete(j);
+            model_free(m);
+            return rc;
+        }
         for (int k = 0; k < model_n_linear(m); k++) {
             const linear *li = &m->blocks[l].lin[k];
             char name[64];
@@ -878,6 +884,7 @@ static int cmd_inspect(int argc, char **argv, err *e) {
                 printf("%-12s %8d %8d %9.4f %10llu\n", name, li->rows, li->cols, sp, (unsigned long long)nd);
             }
         }
+        model_block_release(m, l);
     }
     model_free(m);
     if (model_format_for_path(flag_str(f, "--model")) == MODEL_FORMAT_GGUF)

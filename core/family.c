@@ -61,6 +61,11 @@ float *model_tensor_ptr(const model *m, const family_tensor *t, int l) {
     return NULL;
 }
 
+bool model_has_tensor(const model *m, const family_tensor *t) {
+    if (t->slot == SLOT_HEAD && m->shared_cls) return false;
+    return family_size(&m->cfg, t->rows) * family_size(&m->cfg, t->cols) != 0;
+}
+
 bool family_tensor_per_block(const family_tensor *t) {
     return t->slot == SLOT_PARAM || t->slot == SLOT_WEIGHT || t->slot == SLOT_BIAS;
 }

@@ -118,6 +118,9 @@ struct family {
  * (a tied head, a projection the config does not have). */
 float *model_tensor_ptr(const model *m, const family_tensor *t, int l);
 bool   family_tensor_per_block(const family_tensor *t);
+/* Whether m has tensor t at all (not a tied head, not a projection its config lacks), whether
+ * or not its block is acquired (stream.h). */
+bool   model_has_tensor(const model *m, const family_tensor *t);
 
 /* The registry. family_find: by config.json model_type or architectures entry; NULL if none. */
 const family *family_find(const char *name);

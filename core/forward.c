@@ -1,4 +1,5 @@
 #include "forward.h"
+#include "stream.h"
 
 #include <math.h>
 #include <omp.h>
@@ -172,7 +173,12 @@ int forward_embed(const model *m, const int *tokens, const fwd_batch *b, float *
 
 int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block_inputs *cap,
                   fwd_scratch *s, err *e) {
-    return m->fam->block(m, layer, x, b, cap ? cap->in : NULL, s, e);
+    /* A streamed model's block is made float32 for the whole batch (stream.h). */
+    int rc = model_block_acquire(m, layer, e);
+    if (rc) return rc;
+    rc = m->fam->block(m, layer, x, b, cap ? cap->in : NULL, s, e);
+    model_block_release(m, layer);
+    return rc;
 }
 
 int forward_head(const model *m, float *x, int n_tok, float *logits, err *e) {
@@ -249,7 +255,15 @@ int forward_token(const model *m, fwd_cache *c, int token, int pos, float *logit
     if (token < 0 || token >= m->cfg.vocab_size)
         return err_set(e, SPARQ_EINPUT, "token id %d at position %d is outside the vocabulary (%d)",
                        token, pos, m->cfg.vocab_size);
-    if (m->fam->token) return m->fam->token(m, c, token, pos, logits, e);
+    if (m->fam->token) {
+        /* Every block per token: a streamed model converts them all each time (slow, exact;
+         * generation is not what big models are streamed for). */
+        int rc = model_blocks_acquire_all(m, e);
+        if (rc) return rc;
+        rc = m->fam->token(m, c, token, pos, logits, e);
+        model_blocks_release_all(m);
+        return rc;
+    }
     /* No cached path: the batched forward over the whole prefix, the classifier on its last
      * position only. Exact, and quadratic in the length: for generation and tests. */
     c->hist[pos] = token;

@@ -1,4 +1,5 @@
 #include "gguf.h"
+#include "stream.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -412,7 +413,8 @@ static gguf_tensor *find_tensor(gguf_file *g, const char *name) {
     return bsearch(&k, g->t, (size_t)g->n_tensors, sizeof *g->t, cmp_tensor_name);
 }
 
-/* Tensor `name` ([rows][cols] row-major, so ne = {cols, rows}; cols == 0 for a vector) into dst. */
+/* Tensor `name` ([rows][cols] row-major, so ne = {cols, rows}; cols == 0 for a vector) into dst,
+ * or with dst NULL only checked to be there with that shape. */
 static int fill(gguf_file *g, const char *name, float *dst, uint64_t rows, uint64_t cols, err *e) {
     gguf_tensor *t = find_tensor(g, name);
     if (!t) return err_set(e, SPARQ_EINPUT, "%s: tensor %s is missing", g->path, name);
@@ -433,6 +435,8 @@ static int fill(gguf_file *g, const char *name, float *dst, uint64_t rows, uint6
         return err_set(e, SPARQ_EINPUT, "%s: tensor %s has ne %s but the metadata needs %s", g->path,
                        name, got, need_s);
     }
+    t->used = true;
+    if (!dst) return SPARQ_OK;
     size_t n = (size_t)(rows * (cols ? cols : 1));
     uint64_t at = g->data_off + t->off;
     size_t bad = dtype_to_f32(dst, g->f.data + at, t->dt, n);
@@ -440,7 +444,6 @@ static int fill(gguf_file *g, const char *name, float *dst, uint64_t rows, uint6
     for (size_t i = 0; bad && i < n; i++)
         if (!isfinite(dst[i]))
             return err_set(e, SPARQ_EINPUT, "%s: tensor %s: element %zu is not finite", g->path, name, i);
-    t->used = true;
     return SPARQ_OK;
 }
 
@@ -513,6 +516,25 @@ static double tensor_total(const gguf_file *g) {
     return have;
 }
 
+/* Tensor ft (copy l) of m: converted into m when `convert`, else only checked. */
+static int fill_tensor(gguf_file *g, const model *m, const family_tensor *ft, int l, bool convert, err *e) {
+    if (!model_has_tensor(m, ft)) return SPARQ_OK;
+    char nm[96];
+    snprintf(nm, sizeof nm, ft->gguf, l);
+    return fill(g, nm, convert ? model_tensor_ptr(m, ft, l) : NULL, family_size(&m->cfg, ft->rows),
+                ft->cols == SZ_ONE ? 0 : family_size(&m->cfg, ft->cols), e);
+}
+
+/* Block l of a streamed model, from the mapped file (model_source.fill). */
+static int fill_block(void *src, const model *m, int l, err *e) {
+    int rc = SPARQ_OK;
+    for (int i = 0; i < m->fam->n_tensor && !rc; i++)
+        if (family_tensor_per_block(&m->fam->tensor[i])) rc = fill_tensor(src, m, &m->fam->tensor[i], l, true, e);
+    return rc;
+}
+
+static void close_source(void *src) { gguf_close(src); }
+
 int gguf_load_model(model **out, const char *path, err *e) {
     *out = NULL;
     gguf_file *g;
@@ -523,27 +545,23 @@ int gguf_load_model(model **out, const char *path, err *e) {
     bool shared = find_tensor(g, "output.weight") == NULL;
     rc = read_config(g, &c, e);
     if (!rc) rc = model_check_tensor_total(&c, shared, tensor_total(g), g->path, "the metadata", e);
-    if (!rc) rc = model_alloc(&m, &c, shared, e);
-    if (!rc) {
-        char nm[96];
-        for (int i = 0; i < m->fam->n_tensor && !rc; i++) {
-            const family_tensor *ft = &m->fam->tensor[i];
-            int copies = family_tensor_per_block(ft) ? c.n_layers : 1;
-            for (int l = 0; l < copies && !rc; l++) {
-                float *dst = model_tensor_ptr(m, ft, l);
-                if (!dst) continue;
-                snprintf(nm, sizeof nm, ft->gguf, l);
-                rc = fill(g, nm, dst, family_size(&c, ft->rows),
-                          ft->cols == SZ_ONE ? 0 : family_size(&c, ft->cols), e);
-            }
-        }
-        for (uint64_t i = 0; i < g->n_tensors && !rc; i++)
-            if (!g->t[i].used)
-                rc = err_set(e, SPARQ_EINPUT, "%s: unexpected tensor %s (not part of a llama model with "
-                             "this metadata)", path, g->t[i].name);
+    if (rc) {
+        gguf_close(g);
+        return rc;
     }
+    /* The blocks stay in the file and are converted when used (stream.h); the store closes g. */
+    rc = model_alloc_streamed(&m, &c, shared, (model_source){g, fill_block, close_source}, e);
+    for (int i = 0; !rc && i < m->fam->n_tensor; i++) {
+        const family_tensor *ft = &m->fam->tensor[i];
+        bool per_block = family_tensor_per_block(ft);
+        for (int l = 0; l < (per_block ? c.n_layers : 1) && !rc; l++)
+            rc = fill_tensor(g, m, ft, l, !per_block, e);
+    }
+    for (uint64_t i = 0; !rc && i < g->n_tensors; i++)
+        if (!g->t[i].used)
+            rc = err_set(e, SPARQ_EINPUT, "%s: unexpected tensor %s (not part of a llama model with "
+                         "this metadata)", path, g->t[i].name);
     if (!rc) rc = model_init_rope(m, e);
-    gguf_close(g);
     if (rc) {
         model_free(m);
         return rc;
@@ -647,7 +665,8 @@ static void kv_bool(gbuf *b, const char *k, bool v) { key(b, k, GGUF_BOOL); uint
 
 typedef struct {
     char name[64];
-    const float *w;
+    const family_tensor *ft;   /* its values: model_tensor_ptr(m, ft, l), the block acquired */
+    int l;
     uint64_t rows, cols;       /* cols == 0: a vector, always F32 */
     int heads;                 /* q/k rows to bring to the adjacent layout */
     uint64_t off, nbytes;
@@ -757,11 +776,20 @@ int gguf_round_for_blocks(model *m, dtype dt, bool pure, err *e) {
         round_f16(m->tok_emb, ne);
         if (!m->shared_cls) round_f16(m->wcls, ne);
     }
-    for (int l = 0; l < c->n_layers; l++)
+    for (int l = 0; l < c->n_layers; l++) {
+        bool any = false;
+        for (int k = 0; k < m->fam->n_linear; k++) any = any || m->blocks[l].lin[k].cols % GGML_BLOCK;
+        if (!any) continue;
+        int rc = model_block_acquire(m, l, e);
+        if (rc) return rc;
         for (int k = 0; k < m->fam->n_linear; k++) {
             linear *x = &m->blocks[l].lin[k];
             if (x->cols % GGML_BLOCK) round_f16(x->w, (size_t)x->rows * x->cols);
         }
+        rc = model_block_store(m, l, e);
+        model_block_release(m, l);
+        if (rc) return rc;
+    }
     return SPARQ_OK;
 }
 
@@ -769,10 +797,9 @@ int gguf_round_for_blocks(model *m, dtype dt, bool pure, err *e) {
  * stay f32. */
 static int gtensor_set(gtensor *x, const model *m, const family_tensor *ft, int l, dtype dt) {
     const model_config *c = &m->cfg;
-    const float *w = model_tensor_ptr(m, ft, l);
-    if (!w) return 0;
+    if (!model_has_tensor(m, ft)) return 0;
     bool vec = ft->cols == SZ_ONE;
-    *x = (gtensor){.w = w, .rows = family_size(c, ft->rows), .cols = vec ? 0 : family_size(c, ft->cols),
+    *x = (gtensor){.ft = ft, .l = l, .rows = family_size(c, ft->rows), .cols = vec ? 0 : family_size(c, ft->cols),
                    .heads = ft->layout == TL_ROPE_Q ? c->n_heads : ft->layout == TL_ROPE_K ? c->n_kv_heads : 0,
                    .dt = vec ? DTYPE_F32 : dt, .name = {0}};
     snprintf(x->name, sizeof x->name, ft->gguf, l);
@@ -898,10 +925,18 @@ int gguf_save_model_blocks(const model *m, const tokenizer *tok, const char *pat
         atomic_pad(&a, (GGUF_DEFAULT_ALIGNMENT - h.n % GGUF_DEFAULT_ALIGNMENT) % GGUF_DEFAULT_ALIGNMENT, 0);
     }
     uint64_t pos = 0;
+    int held = -1;   /* the block acquired for its tensors (stream.h) */
     for (int i = 0; i < nt && !rc; i++) {
         atomic_pad(&a, (size_t)(t[i].off - pos), 0);
         size_t elems = (size_t)(t[i].rows * (t[i].cols ? t[i].cols : 1));
-        const float *src = t[i].w;
+        int want = family_tensor_per_block(t[i].ft) ? t[i].l : -1;
+        if (held != want) {
+            if (held >= 0) model_block_release(m, held);
+            held = -1;
+            if (want >= 0 && (rc = model_block_acquire(m, want, e))) break;
+            held = want;
+        }
+        const float *src = model_tensor_ptr(m, t[i].ft, t[i].l);
         if (t[i].heads && c->rope != ROPE_ADJACENT) {
             model_permute_rows(perm, src, t[i].heads, c->head_size, (int)t[i].cols, c->rope, ROPE_ADJACENT);
             src = perm;
@@ -941,6 +976,7 @@ int gguf_save_model_blocks(const model *m, const tokenizer *tok, const char *pat
         }
         pos = t[i].off + t[i].nbytes;
     }
+    if (held >= 0) model_block_release(m, held);
     if (!rc) rc = atomic_commit(&a, e);
     else if (a.f) atomic_abort(&a);
     if (!rc && info) {

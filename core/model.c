@@ -1,4 +1,5 @@
 #include "model.h"
+#include "stream.h"
 
 #include "clock.h"
 #include "family.h"
@@ -20,11 +21,14 @@ static const family *family_of(const model_config *c) { return c->family ? c->fa
 int model_n_linear(const model *m) { return m->fam->n_linear; }
 const char *model_linear_name(const model *m, int k) { return m->fam->linear[k].name; }
 
+static bool alloc_floats(const model_config *c, bool shared, bool blocks, uint64_t *out);
+
 /* Newer llama2.c exports (export.py version 1/2) start with this magic instead of a header. */
 #define LLAMA2C_MAGIC 0x616b3432u
 
 void model_free(model *m) {
     if (!m) return;
+    model_store_free(m);
     free(m->data);
     free(m->blocks);
     free(m->rope_cos);
@@ -273,7 +277,10 @@ static int load_llama2c_ak42(model **out, const char *path, err *e) {
         return rc;
     }
     model *m = NULL;
+    uint64_t whole;
     rc = model_config_check(&c, path, e);
+    if (!rc && !alloc_floats(&c, shared, true, &whole)) rc = err_set(e, SPARQ_EINPUT, "%s: model sizes overflow", path);
+    if (!rc) rc = check_memory(path, whole, c.seq_len, c.head_size, e);
     if (!rc) rc = model_alloc(&m, &c, shared, e);
     if (!rc) rc = ak42_read(m, b + LLAMA2C_HEADER, version, gs, path, e);
     mapped_close(&mf);
@@ -478,9 +485,13 @@ int model_save_llama2c(const model *m, const char *path, err *e) {
     size_t half = (size_t)c->head_size / 2, rows_max = (size_t)c->dim;
     float *tmp = malloc(rows_max * c->dim * sizeof(float) + 1);
     if (!tmp) return err_set(e, SPARQ_ERUNTIME, "out of memory");
-    atomic_file a;
-    int rc = atomic_open(&a, path, e);
+    /* llama2.c interleaves the layers kind by kind: a streamed model has every block as float32
+     * while it is written (this format is float32 anyway; safetensors is written block by block). */
+    int rc = model_blocks_acquire_all(m, e);
     if (rc) { free(tmp); return rc; }
+    atomic_file a;
+    rc = atomic_open(&a, path, e);
+    if (rc) { free(tmp); model_blocks_release_all(m); return rc; }
     /* llama2.c stores each kind of tensor for all layers together, in this order. */
     size_t d = (size_t)c->dim;
     atomic_write(&a, h, sizeof h);
@@ -508,6 +519,7 @@ int model_save_llama2c(const model *m, const char *path, err *e) {
     write_rows(&a, m->rope_sin, (size_t)c->seq_len * half);
     if (!m->shared_cls) write_rows(&a, m->wcls, (size_t)c->vocab_size * d);
     free(tmp);
+    model_blocks_release_all(m);
     return atomic_commit(&a, e);
 }
 
@@ -562,6 +574,11 @@ int model_save_llama2c_version(const model *m, const char *path, int version, er
         free(t); free(tmp); free(q); free(sc);
         return err_set(e, SPARQ_ERUNTIME, "out of memory");
     }
+    rc = model_blocks_acquire_all(m, e);   /* as in model_save_llama2c */
+    if (rc) {
+        free(t); free(tmp); free(q); free(sc);
+        return rc;
+    }
     size_t nt = ak42_tensors((model *)m, t), norms = 2 * L + 1;   /* only read: the list names the weights */
     atomic_file a;
     rc = atomic_open(&a, path, e);
@@ -585,6 +602,7 @@ int model_save_llama2c_version(const model *m, const char *path, int version, er
         }
         rc = atomic_commit(&a, e);
     }
+    model_blocks_release_all(m);
     free(t); free(tmp); free(q); free(sc);
     return rc;
 }
@@ -592,7 +610,7 @@ int model_save_llama2c_version(const model *m, const char *path, int version, er
 /* ---- every format ------------------------------------------------------------------------- */
 
 /* Weights model_alloc holds for c, or false on overflow. */
-static bool alloc_floats(const model_config *c, bool shared, uint64_t *out) {
+static bool alloc_floats(const model_config *c, bool shared, bool blocks, uint64_t *out) {
     const family *f = family_of(c);
     uint64_t n = 0;
     bool ok = true;
@@ -600,7 +618,7 @@ static bool alloc_floats(const model_config *c, bool shared, uint64_t *out) {
      * and only the sums and the copies can overflow. */
     for (int i = 0; i < f->n_tensor && ok; i++) {
         const family_tensor *t = &f->tensor[i];
-        if (t->slot == SLOT_HEAD && shared) continue;
+        if ((t->slot == SLOT_HEAD && shared) || (!blocks && family_tensor_per_block(t))) continue;
         ok = add_mul(&n, tensor_values(c, t), tensor_copies(c, t));
     }
     *out = n;
@@ -634,10 +652,14 @@ int model_config_check(const model_config *c, const char *path, err *e) {
     if (rope && (!(c->rope_theta > 1.0f) || !isfinite(c->rope_theta)))
         return err_set(e, SPARQ_EINPUT, "%s: rope_theta %g is not a number above 1", path,
                        (double)c->rope_theta);
-    uint64_t n;
-    if (!alloc_floats(c, false, &n) || (uint64_t)c->seq_len * c->head_size > SIZE_MAX / 8)
+    uint64_t n, rest;
+    if (!alloc_floats(c, false, true, &n) || (uint64_t)c->seq_len * c->head_size > SIZE_MAX / 8)
         return err_set(e, SPARQ_EINPUT, "%s: model sizes overflow", path);
-    return check_memory(path, n, rope ? c->seq_len : 0, c->head_size, e);
+    /* What a streamed model holds at least (stream.h): everything but the blocks, and two blocks
+     * (the one worked on and the one written back). A resident loader checks the whole. */
+    alloc_floats(c, false, false, &rest);
+    uint64_t block = (n - rest) / (uint64_t)c->n_layers;
+    return check_memory(path, rest + 2 * block, rope ? c->seq_len : 0, c->head_size, e);
 }
 
 int model_check_tensor_total(const model_config *c, bool shared, double have, const char *path,
@@ -657,10 +679,38 @@ int model_check_tensor_total(const model_config *c, bool shared, double have, co
     return SPARQ_OK;
 }
 
+/* The pointers of block l's tensors into base, laid out in the family table's order: a streamed
+ * block's one allocation (stream.c). */
+void model_block_point(model *m, int l, float *base) {
+    const model_config *c = &m->cfg;
+    for (int i = 0; i < m->fam->n_tensor; i++) {
+        const family_tensor *t = &m->fam->tensor[i];
+        size_t v = (size_t)tensor_values(c, t);
+        if (!family_tensor_per_block(t) || v == 0) continue;
+        float *q = base;
+        if (!base) q = NULL;
+        else base += v;
+        if (t->slot == SLOT_PARAM) m->blocks[l].p[t->index] = q;
+        else if (t->slot == SLOT_WEIGHT) m->blocks[l].lin[t->index].w = q;
+        else m->blocks[l].lin[t->index].b = q;
+    }
+}
+
+size_t model_block_floats(const model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->fam->n_tensor; i++)
+        if (family_tensor_per_block(&m->fam->tensor[i])) n += (size_t)tensor_values(&m->cfg, &m->fam->tensor[i]);
+    return n;
+}
+
 int model_alloc(model **out, const model_config *c, bool shared, err *e) {
+    return model_alloc_parts(out, c, shared, true, e);
+}
+
+int model_alloc_parts(model **out, const model_config *c, bool shared, bool blocks, err *e) {
     *out = NULL;
     uint64_t n;
-    if (!alloc_floats(c, shared, &n)) return err_set(e, SPARQ_EINPUT, "model sizes overflow");
+    if (!alloc_floats(c, shared, blocks, &n)) return err_set(e, SPARQ_EINPUT, "model sizes overflow");
     model *m = calloc(1, sizeof *m);
     if (!m) return err_set(e, SPARQ_ERUNTIME, "out of memory");
     m->cfg = *c;
@@ -683,8 +733,9 @@ int model_alloc(model **out, const model_config *c, bool shared, err *e) {
         const family_tensor *t = &m->fam->tensor[i];
         size_t v = (size_t)tensor_values(c, t), copies = (size_t)tensor_copies(c, t);
         if (v == 0 || (t->slot == SLOT_HEAD && shared)) continue;
+        bool per_block = family_tensor_per_block(t);
         for (size_t l = 0; l < copies; l++) {
-            float *q = p + l * v;
+            float *q = per_block && !blocks ? NULL : p + l * v;   /* streamed: set on acquire */
             linear *li = t->slot == SLOT_WEIGHT || t->slot == SLOT_BIAS ? &m->blocks[l].lin[t->index] : NULL;
             switch (t->slot) {
             case SLOT_EMBED: m->tok_emb = q; break;
@@ -699,7 +750,7 @@ int model_alloc(model **out, const model_config *c, bool shared, err *e) {
             case SLOT_BIAS: li->b = q; break;
             }
         }
-        p += v * copies;
+        if (!per_block || blocks) p += v * copies;
     }
     if (shared) m->wcls = m->tok_emb;
     *out = m;

@@ -59,8 +59,10 @@ typedef struct {
     float *wcls;             /* [vocab][embed_dim]; == tok_emb when shared     */
     bool   shared_cls;
     float *rope_cos, *rope_sin;   /* [seq_len][head_size/2], precomputed at load */
-    float *data;             /* one allocation holding every weight above      */
+    float *data;             /* one allocation holding every weight above (for a
+                                streamed model, stream.h, all but the blocks')    */
     size_t data_floats;
+    struct model_store *store;    /* streamed blocks (stream.h); NULL: all in data */
     /* What the file was, for `inspect`: the llama2.c export version read (0 legacy, 1 float32,
      * 2 Q8_0; -1 for other formats) and, for version 2, the values per int8 scale (else 0). */
     int    llama2c_version;
@@ -96,7 +98,8 @@ const char *model_linear_name(const model *m, int k);
 
 /* Check a configuration read from a file (path names it in the message): positive sizes, heads
  * dividing evenly, an even head size, finite epsilon and theta, and a weight count that fits
- * both size_t and this machine's memory (the resource guard: checked before any allocation). */
+ * size_t, and that what a streamed model holds (stream.h: all but the blocks, plus two blocks)
+ * fits this machine's memory (the resource guard: checked before any allocation). */
 int  model_config_check(const model_config *c, const char *path, err *e);
 
 /* Every weight a configuration implies is read from a tensor of the file, so tensors holding
@@ -111,6 +114,12 @@ int  model_check_tensor_total(const model_config *c, bool shared, double have, c
  * order without its legacy RoPE tables) and the tensor pointers set. RoPE tables are not built:
  * a loader fills the weights, then calls model_init_rope (a no-op for families without RoPE). */
 int  model_alloc(model **out, const model_config *c, bool shared_cls, err *e);
+/* The same, without the blocks' storage when blocks is false (their pointers NULL, their shapes
+ * set): what stream.c's model_alloc_streamed builds on. */
+int  model_alloc_parts(model **out, const model_config *c, bool shared_cls, bool blocks, err *e);
+/* Point block l's tensors into base (model_block_floats of them, in the family table's order),
+ * or clear them when base is NULL. */
+void model_block_point(model *m, int l, float *base);
 
 /* Load any supported model, the format told by the path and the first bytes:
  *   a folder with config.json, a .safetensors file or model.safetensors.index.json: Hugging Face;

@@ -1,4 +1,5 @@
 #include "safetensors.h"
+#include "stream.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -307,21 +308,22 @@ static int read_config(const char *path, model_config *c, bool *tied, err *e) {
 /* ---- loading -------------------------------------------------------------------------------- */
 
 typedef struct {
-    st_index *ix;
-    const char *src;            /* the path the caller gave */
-    const char *cfg_path;
-    const model_config *c;
+    st_index ix;
+    char *src;                  /* the path the caller gave */
+    char *cfg_path;
+    model_config c;
     float *tmp;                 /* q/k before the permutation */
 } loader;
 
-/* Convert tensor `name` (expected shape rows x cols, cols == 0 for a vector) into dst. heads > 0
- * marks q/k rows to move from rotate-half to the adjacent layout; depthwise, a conv1d weight
- * stored [rows, 1, cols] (the same values in the same order). */
+/* Convert tensor `name` (expected shape rows x cols, cols == 0 for a vector) into dst, or with
+ * dst NULL only check that it is there with that shape. heads > 0 marks q/k rows to move from
+ * rotate-half to the adjacent layout; depthwise, a conv1d weight stored [rows, 1, cols] (the same
+ * values in the same order). */
 static int fill(loader *L, const char *name, float *dst, uint64_t rows, uint64_t cols, int heads,
                 bool depthwise, err *e) {
-    st_tensor *t = find(L->ix, name);
+    st_tensor *t = find(&L->ix, name);
     if (!t) return err_set(e, SPARQ_EINPUT, "%s: tensor %s is missing", L->src, name);
-    const char *path = L->ix->paths[t->shard];
+    const char *path = L->ix.paths[t->shard];
     uint64_t want[3] = {rows, cols, 0};
     int wn = cols ? 2 : 1;
     if (depthwise) {
@@ -338,8 +340,10 @@ static int fill(loader *L, const char *name, float *dst, uint64_t rows, uint64_t
         return err_set(e, SPARQ_EINPUT, "%s: tensor %s has shape %s but %s needs %s", path, name, got,
                        L->cfg_path, need);
     }
+    t->used = true;
+    if (!dst) return SPARQ_OK;
     size_t n = (size_t)(rows * (cols ? cols : 1));
-    const mapped_file *f = &L->ix->files[t->shard];
+    const mapped_file *f = &L->ix.files[t->shard];
     float *to = heads ? L->tmp : dst;
     size_t bad = dtype_to_f32(to, f->data + t->off, t->dt, n);
     mapped_release(f, t->off, t->nbytes);
@@ -347,36 +351,62 @@ static int fill(loader *L, const char *name, float *dst, uint64_t rows, uint64_t
         if (!isfinite(to[i]))
             return err_set(e, SPARQ_EINPUT, "%s: tensor %s: element %zu is not finite (%g)", path, name,
                            i, (double)to[i]);
-    if (heads) model_permute_rows(dst, to, heads, L->c->head_size, (int)cols, ROPE_HALF, ROPE_ADJACENT);
-    t->used = true;
+    if (heads) model_permute_rows(dst, to, heads, L->c.head_size, (int)cols, ROPE_HALF, ROPE_ADJACENT);
     return SPARQ_OK;
 }
 
+/* Tensor t (copy l) of m: converted into m when `convert`, else only checked. */
+static int fill_tensor(loader *L, const model *m, const family_tensor *t, int l, bool convert, err *e) {
+    const model_config *c = &m->cfg;
+    if (family_size(c, t->rows) * family_size(c, t->cols) == 0 || (t->slot == SLOT_HEAD && m->shared_cls))
+        return SPARQ_OK;
+    char nm[160];
+    snprintf(nm, sizeof nm, t->hf, l);
+    uint64_t cols = t->cols == SZ_ONE ? 0 : family_size(c, t->cols);
+    int heads = t->layout == TL_ROPE_Q ? c->n_heads : t->layout == TL_ROPE_K ? c->n_kv_heads : 0;
+    return fill(L, nm, convert ? model_tensor_ptr(m, t, l) : NULL, family_size(c, t->rows), cols, heads,
+                t->layout == TL_DEPTHWISE, e);
+}
+
+/* Block l of a streamed model, from the mapped files (model_source.fill). */
+static int fill_block(void *src, const model *m, int l, err *e) {
+    loader *L = src;
+    int rc = SPARQ_OK;
+    for (int i = 0; i < m->fam->n_tensor && !rc; i++)
+        if (family_tensor_per_block(&m->fam->tensor[i])) rc = fill_tensor(L, m, &m->fam->tensor[i], l, true, e);
+    return rc;
+}
+
+static void loader_free(void *src) {
+    loader *L = src;
+    if (!L) return;
+    index_free(&L->ix);
+    free(L->src);
+    free(L->cfg_path);
+    free(L->tmp);
+    free(L);
+}
+
+/* The tensors that are not per block converted, the blocks' only checked: they are converted
+ * when used (stream.h). */
 static int fill_model(loader *L, model *m, err *e) {
     const model_config *c = &m->cfg;
-    char nm[160];
     int rc = SPARQ_OK;
     for (int i = 0; i < m->fam->n_tensor && !rc; i++) {
         const family_tensor *t = &m->fam->tensor[i];
-        int copies = family_tensor_per_block(t) ? c->n_layers : 1;
-        for (int l = 0; l < copies && !rc; l++) {
-            float *dst = model_tensor_ptr(m, t, l);
-            if (!dst) continue;
-            snprintf(nm, sizeof nm, t->hf, l);
-            uint64_t cols = t->cols == SZ_ONE ? 0 : family_size(c, t->cols);
-            int heads = t->layout == TL_ROPE_Q ? c->n_heads : t->layout == TL_ROPE_K ? c->n_kv_heads : 0;
-            rc = fill(L, nm, dst, family_size(c, t->rows), cols, heads, t->layout == TL_DEPTHWISE, e);
-        }
+        bool per_block = family_tensor_per_block(t);
+        for (int l = 0; l < (per_block ? c->n_layers : 1) && !rc; l++)
+            rc = fill_tensor(L, m, t, l, !per_block, e);
     }
     /* Anything else means another architecture or variant (biases, extra norms); a tied
      * checkpoint may still carry lm_head, and old ones carry the rotary inv_freq buffers. */
-    for (size_t i = 0; i < L->ix->n && !rc; i++) {
-        const st_tensor *t = &L->ix->t[i];
+    for (size_t i = 0; i < L->ix.n && !rc; i++) {
+        const st_tensor *t = &L->ix.t[i];
         if (t->used || strstr(t->name, "rotary_emb.inv_freq") ||
             (m->shared_cls && strcmp(t->name, "lm_head.weight") == 0))
             continue;
         rc = err_set(e, SPARQ_EINPUT, "%s: unexpected tensor %s (not part of a %s model with %s's "
-                     "config)", L->ix->paths[t->shard], t->name, m->fam->name, L->cfg_path);
+                     "config)", L->ix.paths[t->shard], t->name, m->fam->name, L->cfg_path);
     }
     return rc;
 }
@@ -435,26 +465,31 @@ int safetensors_load_model(model **out, const char *path, err *e) {
     bool tied;
     rc = read_config(cfg, &c, &tied, e);
     if (rc) return rc;
-    st_index ix = {0};
-    if (index[0]) rc = add_index(&ix, index, dir, e);
-    else {
-        rc = add_file(&ix, single, e);
-        if (!rc) sort_by_name(&ix);
+    loader *L = calloc(1, sizeof *L);
+    if (!L) return err_set(e, SPARQ_ERUNTIME, "out of memory");
+    L->c = c;
+    L->src = strdup(path);
+    L->cfg_path = strdup(cfg);
+    L->tmp = malloc((size_t)c.n_heads * c.head_size * c.dim * sizeof(float));
+    if (!L->src || !L->cfg_path || !L->tmp) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    st_index *ix = &L->ix;
+    if (!rc && index[0]) rc = add_index(ix, index, dir, e);
+    else if (!rc) {
+        rc = add_file(ix, single, e);
+        if (!rc) sort_by_name(ix);
     }
-    for (size_t i = 1; i < ix.n && !rc; i++)
-        if (strcmp(ix.t[i - 1].name, ix.t[i].name) == 0)
-            rc = err_set(e, SPARQ_EINPUT, "%s: tensor %s appears twice", path, ix.t[i].name);
+    for (size_t i = 1; i < ix->n && !rc; i++)
+        if (strcmp(ix->t[i - 1].name, ix->t[i].name) == 0)
+            rc = err_set(e, SPARQ_EINPUT, "%s: tensor %s appears twice", path, ix->t[i].name);
     model *m = NULL;
-    if (!rc) rc = model_check_tensor_total(&c, tied, tensor_total(&ix), path, "config.json", e);
-    if (!rc) rc = model_alloc(&m, &c, tied, e);
-    loader L = {&ix, path, cfg, &c, NULL};
-    if (!rc) {
-        L.tmp = malloc((size_t)c.n_heads * c.head_size * c.dim * sizeof(float));
-        if (!L.tmp) rc = err_set(e, SPARQ_ERUNTIME, "out of memory");
+    if (!rc) rc = model_check_tensor_total(&c, tied, tensor_total(ix), path, "config.json", e);
+    if (rc) {
+        loader_free(L);
+        return rc;
     }
-    if (!rc) rc = fill_model(&L, m, e);
-    free(L.tmp);
-    index_free(&ix);
+    /* The store owns L from here, and closes it on failure. */
+    rc = model_alloc_streamed(&m, &c, tied, (model_source){L, fill_block, loader_free}, e);
+    if (!rc) rc = fill_model(L, m, e);
     if (!rc) rc = model_init_rope(m, e);
     if (rc) {
         model_free(m);
@@ -508,7 +543,8 @@ static int write_config(const model *m, const char *path, dtype dt, err *e) {
 
 typedef struct {
     char name[96];
-    const float *w;
+    const family_tensor *ft;   /* its values: model_tensor_ptr(m, ft, l), the block acquired */
+    int l;
     uint64_t rows, cols;       /* cols == 0: a vector */
     int heads;                 /* q/k: heads to permute to rotate-half */
     bool depthwise;            /* written [rows, 1, cols] */
@@ -529,11 +565,11 @@ static int list_tensors(const model *m, out_tensor **out, int *n) {
             for (int i = 0; i < f->n_tensor; i++) {
                 const family_tensor *ft = &f->tensor[i];
                 int want = family_tensor_per_block(ft) ? 1 : i < first ? 0 : 2;
-                const float *w = want == pass ? model_tensor_ptr(m, ft, l) : NULL;
-                if (!w) continue;
+                if (want != pass || !model_has_tensor(m, ft)) continue;
                 out_tensor *x = &t[k++];
                 snprintf(x->name, sizeof x->name, ft->hf, l);
-                x->w = w;
+                x->ft = ft;
+                x->l = l;
                 x->rows = family_size(c, ft->rows);
                 x->cols = ft->cols == SZ_ONE ? 0 : family_size(c, ft->cols);
                 x->heads = ft->layout == TL_ROPE_Q ? c->n_heads : ft->layout == TL_ROPE_K ? c->n_kv_heads : 0;
@@ -590,9 +626,18 @@ static int write_file_of(const model *m, const char *file, const out_tensor *t, 
         atomic_write(&a, hs, hl);
         atomic_pad(&a, (size_t)(hlen - hl), ' ');
     }
+    int held = -1;
     for (int i = 0; i < n && !rc; i++) {
         size_t elems = (size_t)(t[i].rows * (t[i].cols ? t[i].cols : 1));
-        const float *src = t[i].w;
+        /* A block is made float32 for its tensors and let go after them (stream.h). */
+        int want = family_tensor_per_block(t[i].ft) ? t[i].l : -1;
+        if (held != want) {
+            if (held >= 0) model_block_release(m, held);
+            held = -1;
+            if (want >= 0 && (rc = model_block_acquire(m, want, e))) break;
+            held = want;
+        }
+        const float *src = model_tensor_ptr(m, t[i].ft, t[i].l);
         if (t[i].heads) {
             model_permute_rows(perm, src, t[i].heads, m->cfg.head_size, (int)t[i].cols, m->cfg.rope, ROPE_HALF);
             src = perm;
@@ -607,6 +652,7 @@ static int write_file_of(const model *m, const char *file, const out_tensor *t, 
                 atomic_write(&a, buf, k * esz);
         }
     }
+    if (held >= 0) model_block_release(m, held);
     if (!rc) rc = atomic_commit(&a, e);
     else if (a.f) atomic_abort(&a);
     free(hs);

@@ -8,6 +8,7 @@
 #include "../core/family.h"
 #include "../core/forward.h"
 #include "../core/hessian.h"
+#include "../core/stream.h"
 
 /* Tokens per forward_block call while capturing: bounds the capture buffers. */
 #define CHUNK_TOKENS 8192
@@ -41,7 +42,12 @@ void compress_estimate(const model *m, long ntok, int maxlen, bool pristine_copy
         double ws = 4.0 * (2.0 * R * C + 3.0 * C * C);
         solver = ws > solver ? ws : solver;
     }
-    out->weights = 4.0 * (double)m->data_floats * (pristine_copy ? 2.0 : 1.0);
+    /* A streamed model (stream.h) holds the rest and at most two blocks, and restores its
+     * pristine blocks from the file; a resident one all of it, and a copy for reuse. */
+    if (model_streamed(m))
+        out->weights = 4.0 * ((double)m->data_floats + 2.0 * (double)model_block_floats(m));
+    else
+        out->weights = 4.0 * (double)m->data_floats * (pristine_copy ? 2.0 : 1.0);
     /* X for every token, the chunk being re-run, its captures and the block's scratch (q, k, v,
      * attention, the MLP's hidden width twice) */
     out->activations = 4.0 * ((double)ntok * c->dim + chunk * (c->dim + widths) +
@@ -52,6 +58,9 @@ void compress_estimate(const model *m, long ntok, int maxlen, bool pristine_copy
 }
 
 int compress_check(const model *m, const compress_options *o, err *e) {
+    if (o->block_count > 0 && o->block_first + o->block_count > m->cfg.n_layers)
+        return err_set(e, SPARQ_EINPUT, "--blocks %d-%d: the model has blocks 0-%d", o->block_first,
+                       o->block_first + o->block_count - 1, m->cfg.n_layers - 1);
     if (o->schedule != SCHEDULE_UNIFORM && (o->target.m > 0 || o->target.sparsity <= 0.0))
         return err_set(e, SPARQ_EINPUT, "schedule %s allocates unstructured sparsity: give "
                        "--sparsity, not N:M", schedule_name(o->schedule));
@@ -120,17 +129,25 @@ static int propagate(driver *d, int l, float *X, err *e) {
     return SPARQ_OK;
 }
 
-static int compress_layer_at(model *m, int l, int k, const hessian *H,
-                             const compress_options *o, compress_report *out, err *e) {
-    linear *lin = &m->blocks[l].lin[k];
+/* Layer k of block l in the report, left as it is: counted at 16 bits, unpruned. */
+static compress_layer *layer_dense(const model *m, int l, int k, const compress_options *o,
+                                   compress_report *out) {
+    const linear *lin = &m->blocks[l].lin[k];
     compress_layer *cl = &out->layers[l * m->fam->n_linear + k];
     snprintf(cl->name, sizeof cl->name, "%d.%s", l, m->fam->linear[k].name);
     cl->rows = lin->rows;
     cl->cols = lin->cols;
-    if (o->dense_cols > 0 && lin->cols % o->dense_cols) {   /* left as it is, counted at 16 bits */
-        cl->report = (layer_report){.bits = 16, .group = -1, .damp = o->target.damp};
-        return SPARQ_OK;
-    }
+    cl->report = (layer_report){.bits = 16, .group = -1, .damp = o->target.damp};
+    return cl;
+}
+
+static int compress_layer_at(model *m, int l, int k, const hessian *H,
+                             const compress_options *o, compress_report *out, err *e) {
+    linear *lin = &m->blocks[l].lin[k];
+    double ts = out->layers[l * m->fam->n_linear + k].target_sparsity;
+    compress_layer *cl = layer_dense(m, l, k, o, out);
+    cl->target_sparsity = ts;
+    if (o->dense_cols > 0 && lin->cols % o->dense_cols) return SPARQ_OK;   /* stays as it is */
     target t = o->target;
     t.sparsity = cl->target_sparsity;
     int rc = solver_spec_run(&o->solver, lin->w, lin->rows, lin->cols, H->H, &t, &cl->report, e);
@@ -174,12 +191,14 @@ static int plan_schedule(driver *d, model *m, const compress_options *o, float *
             rc = hessian_init(&H[k], d->width[k], e);
         }
         if (!rc) rc = accumulate(d, l, X, want, H, e);
+        bool held = !rc && !(rc = model_block_acquire(m, l, e));
         for (int k = 0; k < nl && !rc; k++) {
             const linear *lin = &m->blocks[l].lin[k];
             rc = schedule_measure(lin->w, lin->rows, lin->cols, H[input_of(m, k)].H,
                                   o->target.sparsity, o->target.damp, &st[l * nl + k], e);
             st[l * nl + k].block = l;
         }
+        if (held) model_block_release(m, l);
         for (int k = 0; k < d->n_in; k++) hessian_free(&H[k]);
         if (!rc) rc = propagate(d, l, X, e);
     }
@@ -224,10 +243,20 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
     for (int i = 0; !rc && i < out->n; i++) out->layers[i].target_sparsity = o->target.sparsity;
     if (!rc && o->schedule != SCHEDULE_UNIFORM) rc = plan_schedule(&d, m, o, X, out, e);
     if (!rc) rc = embed_all(&d, X, e);
-    int done = 0;
+    int done = 0, last = o->block_count ? o->block_first + o->block_count - 1 : c->n_layers - 1;
+    int todo = (last - o->block_first + 1) * nl;
     for (int l = 0; l < c->n_layers && !rc; l++) {
+        if (l < o->block_first || l > last) {   /* outside --blocks: dense */
+            for (int k = 0; k < nl; k++) layer_dense(m, l, k, o, out);
+            if (l < o->block_first) rc = propagate(&d, l, X, e);
+            continue;
+        }
         hessian H[IN_MAX] = {{0}};
         double tb = clock_seconds(), f0 = d.t_forward, h0 = d.t_hessian;
+        /* Block l stays float32 from its first capture to its propagation (stream.h), and what
+         * the solvers made of it is kept (the spill file) before it is let go. */
+        rc = model_block_acquire(m, l, e);
+        if (rc) break;
         for (int k = 0; k < d.n_in && !rc; k++) rc = hessian_init(&H[k], d.width[k], e);
         /* One stage holding every layer, all inputs from the dense block; or the family's
          * true-sequential stages, the block re-run before each with earlier stages compressed.
@@ -241,11 +270,13 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
             for (int k = 0; k < nl && !rc; k++) {
                 if (o->true_sequential && m->fam->linear[k].stage != s) continue;
                 rc = compress_layer_at(m, l, k, &H[input_of(m, k)], o, out, e);
-                if (!rc && progress) progress(progress_ctx, ++done, out->n);
+                if (!rc && progress) progress(progress_ctx, ++done, todo);
             }
         }
         for (int k = 0; k < d.n_in; k++) hessian_free(&H[k]);
-        if (!rc) rc = propagate(&d, l, X, e);
+        if (!rc) rc = model_block_store(m, l, e);
+        if (!rc && l < last) rc = propagate(&d, l, X, e);   /* the last block's outputs: unused */
+        model_block_release(m, l);
         compress_block *cb = &out->blocks[l];
         cb->total = clock_seconds() - tb;
         cb->forward = d.t_forward - f0;

@@ -21,6 +21,9 @@ typedef struct {
                                         (gptq/sparsegpt llama.py / opt.py)                    */
     schedule_kind schedule;          /* per-layer sparsity around target.sparsity; hessian and
                                         owl measure the dense model in a first pass          */
+    int           block_first, block_count;  /* compress blocks first .. first + count - 1
+                                        only (--blocks A-B: the scale benchmark measures two
+                                        of 32); the others stay dense. count 0: to the end    */
     int           dense_cols;        /* layers whose input width is not a multiple of this stay
                                         dense (0: none): set by the run when a GGUF block type,
                                         which cannot hold them, is the output; not an option  */

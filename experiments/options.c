@@ -52,6 +52,27 @@ static void record_nm(const compress_options *o, cJSON *c) {
     cJSON_AddNumberToObject(c, "m", o->target.m);
 }
 
+static int parse_blocks(compress_options *o, const char *v, err *e) {
+    int a, b;
+    char extra;
+    if (sscanf(v, "%d-%d%c", &a, &b, &extra) != 2 || a < 0 || b < a)
+        return err_set(e, SPARQ_EINPUT, "expected FIRST-LAST block numbers, e.g. 0-1");
+    o->block_first = a;
+    o->block_count = b - a + 1;
+    return SPARQ_OK;
+}
+static void print_blocks(const compress_options *o, char *buf, size_t n) {
+    if (o->block_count == 0) snprintf(buf, n, "all");
+    else snprintf(buf, n, "%d-%d", o->block_first, o->block_first + o->block_count - 1);
+}
+static void record_blocks(const compress_options *o, cJSON *c) {
+    if (o->block_count == 0) return;
+    char b[32];
+    print_blocks(o, b, sizeof b);
+    cJSON_AddStringToObject(c, "blocks", b);
+}
+static bool blocks_shown(const compress_options *o) { return o->block_count > 0; }
+
 static bool nm_shown(const compress_options *o) { return o->target.m > 0; }
 /* A sparsity is named in the label unless the N:M pattern already says it. */
 static bool sparsity_shown(const compress_options *o) {
@@ -98,6 +119,8 @@ const option options_table[] = {
     {.name = "true_sequential", .type = OPT_BOOL, FIELD(true_sequential), .label = " true-seq"},
     {.name = "chain_mode", .arg = "mask|all", .type = OPT_SPECIAL, .label = " quantize-all", .shown = chain_all,
      .parse = parse_chain_mode, .print = print_chain_mode, .record = record_chain_mode},
+    {.name = "blocks", .arg = "A-B", .type = OPT_SPECIAL, .label = " blocks %s", .shown = blocks_shown,
+     .key_if_set = true, .parse = parse_blocks, .print = print_blocks, .record = record_blocks},
 };
 const int options_count = (int)(sizeof options_table / sizeof options_table[0]);
 

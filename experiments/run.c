@@ -1,4 +1,5 @@
 #include "run.h"
+#include "../core/stream.h"
 
 #include "../core/ggml_blocks.h"
 
@@ -81,7 +82,8 @@ int run_context_new(run_context **out, const run_setup *s, bool reuse, const cha
     if (!rc) rc = tokenizer_load_for_model(&c->tok, s->model, c->m->cfg.vocab_size,
                                            s->tokenizer[0] ? s->tokenizer : NULL, c->tok_path,
                                            sizeof c->tok_path, e);
-    if (!rc && reuse) {
+    /* A streamed model (stream.h) goes back to its file's blocks; a resident one needs a copy. */
+    if (!rc && reuse && !model_streamed(c->m)) {
         size_t bytes = c->m->data_floats * sizeof(float);
         c->pristine = malloc(bytes);
         if (!c->pristine) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for a copy of the weights");
@@ -331,11 +333,16 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
     const run_setup *s = c->setup;
     run_outcome out = {.setup = s, .spec = r};
     double t0 = clock_seconds();
-    if (c->dirty && !c->pristine)
+    int rc = SPARQ_OK;
+    if (c->dirty && model_streamed(c->m))
+        rc = model_blocks_reset(c->m, e);
+    else if (c->dirty && !c->pristine)
         return err_set(e, SPARQ_ERUNTIME, "this run context holds a compressed model and no copy to restore");
-    if (c->dirty) memcpy(c->m->data, c->pristine, c->m->data_floats * sizeof(float));
+    else if (c->dirty)
+        memcpy(c->m->data, c->pristine, c->m->data_floats * sizeof(float));
+    if (rc) return rc;
     c->dirty = false;
-    int rc = ensure_eval_data(c, e);
+    rc = ensure_eval_data(c, e);
     /* --out keeps the tokenizer (issue 20): a GGUF embeds it, other formats get it beside (or
      * inside) them; a different tokenizer already there is refused before the long part. */
     model_format fmt = out_path ? model_save_format(c->m, out_path, output->format) : MODEL_FORMAT_AUTO;

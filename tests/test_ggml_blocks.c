@@ -168,6 +168,7 @@ Test(ggml_blocks, llama_cpp_files_are_ggml_reference_quantization_of_the_float32
     model *src;
     err e = {0};
     cr_assert_eq(model_load(&src, data_path("stories3M/stories3M-q80.bin"), &e), 0, "%s", e.msg);
+    model_pin(src);
     for (int f = 0; f < 5; f++) {
         const ggml_block_type *b = type_of(TYPES[f]);
         gguf_file *g;
@@ -200,6 +201,7 @@ Test(ggml_blocks, llama_cpp_files_are_ggml_reference_quantization_of_the_float32
          * step of its block's grid of the source (wrong nibble or bit order would be many). */
         model *q;
         cr_assert_eq(model_load(&q, llamacpp_file(TYPES[f]), &e), 0, "%s", e.msg);
+        model_pin(q);
         cr_assert(q->shared_cls);
         size_t n = (size_t)src->cfg.vocab_size * src->cfg.dim;
         for (size_t blk = 0; blk < n / 32; blk++) {
@@ -226,6 +228,7 @@ Test(ggml_blocks, rtn_ggml_pure_writes_llama_cpp_s_bytes_for_every_tensor, .time
         model *m;
         err e = {0};
         cr_assert_eq(model_load(&m, data_path("stories3M/stories3M-q80.bin"), &e), 0, "%s", e.msg);
+        model_pin(m);
         target t = target_default();
         t.bits = b->bits;
         t.group = 32;
@@ -316,6 +319,7 @@ static void check_exact(const char *type, const char *solver, bool act_order, bo
     cr_assert_eq(out.info.embd_dtype, pure ? b->dt : DTYPE_F16);
     model *f;
     cr_assert_eq(model_load(&f, out.path, &e), 0, "%s", e.msg);
+    model_pin(f);
     const model *m = run_context_model(ctx);
     size_t nd = (size_t)m->cfg.vocab_size * m->cfg.dim;
     same_floats(f->tok_emb, m->tok_emb, nd, "token_embd", type, solver);
@@ -331,6 +335,7 @@ static void check_exact(const char *type, const char *solver, bool act_order, bo
     /* The 172-wide ffn_down no block can hold is left dense: the source's weights at f16. */
     model *src;
     cr_assert_eq(model_load(&src, s.model, &e), 0, "%s", e.msg);
+    model_pin(src);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const linear *x = &src->blocks[l].lin[LLAMA_DOWN];
         cr_assert_eq(x->cols % 32 != 0, true);

@@ -209,6 +209,7 @@ Test(opt, sparsegpt_beats_magnitude_and_the_written_model_reloads) {
     cr_assert_eq(model_save(m, dir, &e), 0, "%s", e.msg);
     model *back = NULL;
     cr_assert_eq(model_load(&back, dir, &e), 0, "%s", e.msg);
+    model_pin(back);
     cr_assert_str_eq(back->fam->name, "opt");
     cr_assert_eq(ppl_of_ids(back, ids), p1);
     cr_assert(memcmp(back->blocks[1].lin[OPT_FC1].w, m->blocks[1].lin[OPT_FC1].w, 256 * 64 * sizeof(float)) == 0);

@@ -12,6 +12,7 @@ static const char *other_value(const option *opt) {
     if (!strcmp(opt->name, "solver")) return "wanda";
     if (!strcmp(opt->name, "nm")) return "2:4";
     if (!strcmp(opt->name, "chain_mode")) return "all";
+    if (!strcmp(opt->name, "blocks")) return "0-1";
     if (!strcmp(opt->name, "sparsity")) return "0.5";
     if (!strcmp(opt->name, "damp")) return "0.1";
     switch (opt->type) {

@@ -194,6 +194,7 @@ Test(shard, safetensors_folders_are_sharded_and_reload) {
     model *a = load_stories(), *b = NULL;
     err e = {0};
     cr_assert_eq(model_load(&b, dir, &e), 0, "%s", e.msg);
+    model_pin(b);
     cr_assert_eq(model_params(a), model_params(b));
     for (int l = 0; l < 5; l++)
         for (int k = 0; k < model_n_linear(a); k++)

@@ -1,5 +1,6 @@
 #include "../core/family.h"
 #include "util.h"
+#include "../core/stream.h"
 
 #include "../core/fileio.h"
 #include "../core/forward.h"
@@ -200,12 +201,48 @@ int json_ints(const cJSON *a, int *out, int cap) {
     return n;
 }
 
+float *model_flat(const model *m) {
+    float *out = malloc(model_params(m) * sizeof(float) + 1), *p = out;
+    cr_assert_not_null(out);
+    err e = {0};
+    for (int i = 0; i < m->fam->n_tensor; i++) {
+        const family_tensor *t = &m->fam->tensor[i];
+        if (!model_has_tensor(m, t)) continue;
+        size_t v = family_size(&m->cfg, t->rows) * family_size(&m->cfg, t->cols);
+        bool per_block = family_tensor_per_block(t);
+        for (int l = 0; l < (per_block ? m->cfg.n_layers : 1); l++) {
+            if (per_block) cr_assert_eq(model_block_acquire(m, l, &e), 0, "%s", e.msg);
+            memcpy(p, model_tensor_ptr(m, t, l), v * sizeof(float));
+            p += v;
+            if (per_block) model_block_release(m, l);
+        }
+    }
+    cr_assert_eq((size_t)(p - out), (size_t)model_params(m));
+    return out;
+}
+
+bool model_weights_equal(const model *a, const model *b) {
+    size_t n = model_params(a);
+    if (n != model_params(b)) return false;
+    float *x = model_flat(a), *y = model_flat(b);
+    bool eq = memcmp(x, y, n * sizeof(float)) == 0;
+    free(x);
+    free(y);
+    return eq;
+}
+
+void model_pin(model *m) {
+    err e = {0};
+    cr_assert_eq(model_blocks_acquire_all(m, &e), 0, "%s", e.msg);
+}
+
 model *fixture_model(const char *fixture) {
     char rel[128];
     snprintf(rel, sizeof rel, "families/%s", fixture);
     model *m = NULL;
     err e = {0};
     cr_assert_eq(model_load(&m, data_path(rel), &e), 0, "%s: %s", fixture, e.msg);
+    model_pin(m);
     return m;
 }
 

@@ -29,6 +29,13 @@ int run_sparq_in(const char *dir, const char *args, char **out, char **errout);
 
 /* stories260K and its tokenizer, loaded once per test (asserts on failure). */
 model *load_stories(void);
+/* Every block of a (streamed) model made float32 for good, so a test may read and write
+ * m->blocks directly (stream.h); model_free lets go. */
+void   model_pin(model *m);
+/* Every weight of m in the family table's order (each per-block tensor for all blocks: a
+ * resident model's m->data), model_params(m) floats, acquiring streamed blocks as it goes. */
+float *model_flat(const model *m);
+bool   model_weights_equal(const model *a, const model *b);
 tokenizer *load_tok512(void);
 
 /* reference-outputs.md B2: BOS then the 256 greedy ids. */
