@@ -256,7 +256,8 @@ static void st_write_json(const char *path, cJSON *header, const void *data, siz
 }
 
 /* Split dir/model.safetensors into two shards + model.safetensors.index.json in out. `bad` 0:
- * correct; 1: the index names a missing shard; 2: the index puts a tensor in the wrong shard. */
+ * correct; 1: the index names a missing shard; 2: the index puts a tensor in the wrong shard;
+ * 3: a tensor is in both shards (overlapping shards). */
 static void make_shards(const char *dir, const char *out, int bad) {
     char p[600];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
@@ -287,6 +288,17 @@ static void make_shards(const char *dir, const char *out, int bad) {
         cJSON_AddItemToArray(no, cJSON_CreateNumber((double)used[s]));
         cJSON_AddItemToArray(no, cJSON_CreateNumber((double)(used[s] + b1 - b0)));
         used[s] += b1 - b0;
+        if (bad == 3 && k == 4) {   /* the same tensor in the other shard too */
+            int o = 1 - s;
+            memcpy(blob[o] + used[o], data + b0, b1 - b0);
+            cJSON *z = cJSON_AddObjectToObject(hdr[o], x->string);
+            cJSON_AddStringToObject(z, "dtype", cJSON_GetObjectItem(x, "dtype")->valuestring);
+            cJSON_AddItemToObject(z, "shape", cJSON_Duplicate(cJSON_GetObjectItem(x, "shape"), 1));
+            cJSON *zo = cJSON_AddArrayToObject(z, "data_offsets");
+            cJSON_AddItemToArray(zo, cJSON_CreateNumber((double)used[o]));
+            cJSON_AddItemToArray(zo, cJSON_CreateNumber((double)(used[o] + b1 - b0)));
+            used[o] += b1 - b0;
+        }
         const char *shard = names[s];
         if (bad == 1 && k == 3) shard = "model-00003-of-00002.safetensors";
         if (bad == 2 && k == 5) shard = names[1 - s];
@@ -332,9 +344,10 @@ Test(formats, sharded_safetensors_load_through_the_index) {
 
     TMP(bad0, "st-bad-shard");
     TMP(bad1, "st-wrong-shard");
-    const char *bad[2] = {bad0, bad1};
-    const char *needle[2] = {"cannot open", "does not hold it"};
-    for (int i = 0; i < 2; i++) {
+    TMP(bad2, "st-overlap-shard");
+    const char *bad[3] = {bad0, bad1, bad2};
+    const char *needle[3] = {"cannot open", "does not hold it", "appears twice"};
+    for (int i = 0; i < 3; i++) {
         make_shards(dir, bad[i], i + 1);
         model *m = NULL;
         err e = {0};
