@@ -109,6 +109,18 @@ bench: all $(BUILD)/bench-solvers $(BUILD)/bench-tokenizers $(BUILD)/bench-stori
 	@$(BUILD)/bench-solvers
 	@bench/sweep.sh
 
+# bench-scale (issue 17): a random LLaMA-shaped f16 checkpoint (SHAPE=7b, the default: 13.5 GB;
+# 1b: 2.2 GB; tiny), written once into $SCALE_DIR (else $TMPDIR, else /tmp)/sparq-scale-SHAPE and
+# reused; then compress on its first blocks, a short eval, the solvers on 7B's layer shapes and
+# the projection of the whole model at 128 x 2048 calibration tokens (see README, Scale benchmark).
+SHAPE ?= 7b
+.PHONY: bench-scale
+$(BUILD)/bench-scale: $(BUILD)/bench/scale.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+bench-scale: all $(BUILD)/bench-scale
+	@$(BUILD)/bench-scale --shape $(SHAPE)
+
 $(BUILD)/bench-stories3m: $(BUILD)/bench/stories3m.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
