@@ -116,6 +116,7 @@ Test(stream, compression_spills_blocks_and_reset_brings_back_the_file) {
         model_block_release(s, l);
         model_block_release(orig, l);
     }
+    compress_report_free(&rb);
     o.block_first = 4;
     cr_assert_eq(compress_model(s, &cs, &o, &rb, NULL, NULL, &e), SPARQ_EINPUT);
     cr_assert(strstr(e.msg, "--blocks 4-5: the model has blocks 0-4"), "%s", e.msg);
