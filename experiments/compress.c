@@ -231,7 +231,6 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
     d.scr = fwd_scratch_new();
     out->n = c->n_layers * nl;
     out->layers = calloc((size_t)out->n, sizeof(compress_layer));
-    out->n_blocks = c->n_layers;
     out->blocks = calloc((size_t)c->n_layers, sizeof(compress_block));
     bool ok = X && d.xc && d.scr && out->layers && out->blocks;
     for (int k = 0; k < d.n_in; k++) {
@@ -277,7 +276,8 @@ int compress_model(model *m, const token_seqs *calib, const compress_options *o,
         if (!rc) rc = model_block_store(m, l, e);
         if (!rc && l < last) rc = propagate(&d, l, X, e);   /* the last block's outputs: unused */
         model_block_release(m, l);
-        compress_block *cb = &out->blocks[l];
+        compress_block *cb = &out->blocks[out->n_blocks++];
+        cb->index = l;
         cb->total = clock_seconds() - tb;
         cb->forward = d.t_forward - f0;
         cb->hessians = d.t_hessian - h0;

@@ -39,13 +39,14 @@ typedef struct {
 /* Where one block's time went: the calibration forward passes (capture and propagation), the
  * Hessian accumulation, and the solvers on its layers. */
 typedef struct {
+    int    index;                    /* the model's block number */
     double forward, hessians, solve, total;
 } compress_block;
 
 typedef struct {
     compress_layer *layers;          /* n_layers * the family's linear count, in block order */
     int             n;
-    compress_block *blocks;          /* [n_blocks]                                            */
+    compress_block *blocks;          /* [n_blocks]: the blocks compressed, in order           */
     int             n_blocks;
     double          sparsity;        /* pruned fraction of all linear weights */
     double          seconds;

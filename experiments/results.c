@@ -270,7 +270,7 @@ cJSON *results_record(const run_outcome *o) {
     for (int i = 0; o->report && i < o->report->n_blocks; i++) {
         const compress_block *b = &o->report->blocks[i];
         cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "block", i);
+        cJSON_AddNumberToObject(x, "block", b->index);
         cJSON_AddNumberToObject(x, "forward", b->forward);
         cJSON_AddNumberToObject(x, "hessians", b->hessians);
         cJSON_AddNumberToObject(x, "solve", b->solve);
