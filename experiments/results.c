@@ -237,7 +237,7 @@ void results_task_fields(cJSON *x, const zeroshot_result *z) {
 static void add_evals(cJSON *j, const run_outcome *o) {
     const run_setup *s = o->setup;
     cJSON *ppl = cJSON_AddObjectToObject(j, "ppl");
-    for (int i = 0; i < s->n_ppl; i++)
+    for (int i = 0; o->ppl && i < s->n_ppl; i++)
         results_ppl_fields(cJSON_AddObjectToObject(ppl, s->ppl[i].name), &o->ppl[i], s->ppl[i].protocol,
                            o->ppl_seqlen[i]);
     cJSON *tasks = cJSON_AddObjectToObject(j, "tasks");

@@ -269,6 +269,13 @@ static int ensure_ppl(run_context *c, int i, err *e) {
     return rc;
 }
 
+int run_context_ppl(run_context *c, int i, const token_seqs **seqs, int *seqlen, err *e) {
+    int rc = ensure_ppl(c, i, e);
+    *seqs = rc ? NULL : &c->ppl[i];
+    *seqlen = c->setup->ppl[i].seqlen ? c->setup->ppl[i].seqlen : c->m->cfg.seq_len;
+    return rc;
+}
+
 /* Every evaluation input tokenized before the long part, so a bad file fails first. */
 static int ensure_eval_data(run_context *c, err *e) {
     const run_setup *s = c->setup;
@@ -373,7 +380,8 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
     ppl_result pr[SPEC_MAX_EVALS];
     zeroshot_result zr[SPEC_MAX_TASKS];
     double a = clock_seconds();
-    for (int i = 0; !rc && i < s->n_ppl; i++) {
+    bool skip_ppl = output && output->skip_ppl;
+    for (int i = 0; !rc && !skip_ppl && i < s->n_ppl; i++) {
         stage_progress sp = {progress, pctx, s->ppl[i].name};
         rc = ppl_score(c->m, &c->ppl[i], &pr[i], stage_update, &sp, e);
         out.ppl_seqlen[i] = s->ppl[i].seqlen ? s->ppl[i].seqlen : c->m->cfg.seq_len;
@@ -384,7 +392,7 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
     }
     out.seconds_eval = clock_seconds() - a;
     out.seconds_total = clock_seconds() - t0;
-    out.ppl = pr;
+    out.ppl = skip_ppl ? NULL : pr;
     out.tasks = zr;
     out.linear_params = (double)model_linear_params(c->m);
     out.other_params = (double)(model_params(c->m) - model_linear_params(c->m));

@@ -31,6 +31,10 @@ void run_context_free(run_context *ctx);
 const model     *run_context_model(const run_context *ctx);
 const tokenizer *run_context_tokenizer(const run_context *ctx);
 
+/* The setup's i-th perplexity text, tokenized as every run scores it (and cached), with the
+ * sequence length it is scored at. The sequences belong to the context. */
+int run_context_ppl(run_context *ctx, int i, const token_seqs **seqs, int *seqlen, err *e);
+
 /* Whether the point can run on this model's layers (N:M against every width, ...). */
 int run_check(const run_context *ctx, const run_spec *r, err *e);
 
@@ -46,6 +50,8 @@ typedef struct {
     bool           pure;       /* block types: the token embedding in the type too (ggml's
                                   rounding, as llama-quantize --pure), not F16                 */
     gguf_save_info info;       /* filled when a GGUF is written                                */
+    bool           skip_ppl;   /* score no perplexity: the record's "ppl" stays empty, to be
+                                  filled from sharded scores (sweep.h, eval_shards)            */
 } run_output;
 
 /* Whether the run's compressed model can be written as out asks, checked before any work: a
