@@ -28,8 +28,13 @@ int  run_context_new(run_context **ctx, const run_setup *s, bool reuse, const ch
                      err *e);
 void run_context_free(run_context *ctx);
 
-const model     *run_context_model(const run_context *ctx);
+const model     *run_context_model(const run_context *ctx);    /* NULL once released */
 const tokenizer *run_context_tokenizer(const run_context *ctx);
+
+/* Free the model (and its pristine copy) for a process that loads the models it scores itself
+ * (sweep's eval stage), so that a big model is not held twice; the tokenizer, hashes, keys and
+ * tokenized data stay. run_check and run_execute fail afterwards. */
+void run_context_release_model(run_context *ctx);
 
 /* The setup's i-th perplexity text, tokenized as every run scores it (and cached), with the
  * sequence length it is scored at. The sequences belong to the context. */
