@@ -52,6 +52,8 @@ static const char *usage_text =
     "            (M, OUT: llama2.c .bin, .gguf, .safetensors or a HF folder; llama2.c version 0 =\n"
     "            legacy, the default, 1 = float32, 2 = Q8_0 int8)\n"
     "  sweep     CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] [--threads N] [--dry-run] [--slurm]\n"
+    "            [--stage compress|eval|merge]   (eval_shards = K in [sweep]: a run compressed, its\n"
+    "            perplexities scored in K shards, merged; --slurm writes arrays for the stages)\n"
     "  report    RESULTS_DIR [--format md|csv|latex] [--plots DIR] [--srcr-formula recon|ratio]\n"
     "  compress  --model M [--tokenizer T] --calib F|self [--nsamples N] [--calib-seqlen L] [--seed S]\n"
     "            [--max-memory SIZE]\n"
@@ -630,15 +632,18 @@ static void print_note(void *ctx, sweep_note_kind kind, const char *line) {
 static int cmd_sweep(int argc, char **argv, err *e) {
     if (argc < 1 || argv[0][0] == '-')
         return err_set(e, SPARQ_EINPUT, "usage: sparq sweep CONFIG.ini [--out DIR] [--jobs N] [--shard I/N] "
-                       "[--dry-run] [--slurm]");
+                       "[--stage compress|eval|merge] [--dry-run] [--slurm]");
     const char *config = argv[0];
-    flag f[] = {FV("--out"), FV("--jobs"), FV("--shard"), FV("--threads"),
+    flag f[] = {FV("--out"), FV("--jobs"), FV("--shard"), FV("--threads"), FV("--stage"),
                 FB("--dry-run"), FB("--slurm"), {0}};
-    sweep_options o = {.jobs = 1, .shard_i = 0, .shard_n = 1, .note = print_note};
+    sweep_options o = {.stage = SWEEP_RUN, .jobs = 1, .shard_i = 0, .shard_n = 1, .note = print_note};
     int rc = flags_parse(f, argc - 1, argv + 1, e);
     if (!rc) rc = flag_int(f, "--jobs", 1, 256, &o.jobs, e);
     if (!rc) rc = flag_int(f, "--threads", 1, 1024, &o.threads, e);
     if (!rc && flag_str(f, "--shard")) rc = parse_shard(flag_str(f, "--shard"), &o.shard_i, &o.shard_n, e);
+    if (!rc && flag_str(f, "--stage")) rc = sweep_stage_parse(flag_str(f, "--stage"), &o.stage, e);
+    if (!rc && flag_str(f, "--stage") && flag_str(f, "--slurm"))
+        rc = err_set(e, SPARQ_EINPUT, "--slurm writes the scripts that run the stages: give one or the other");
     if (rc) return rc;
     o.dry_run = flag_str(f, "--dry-run") != NULL;
     sweep_config *cfg = calloc(1, sizeof *cfg);
@@ -648,9 +653,17 @@ static int cmd_sweep(int argc, char **argv, err *e) {
     rc = config_load(config, cfg, &runs, &n, e);
     if (!rc && flag_str(f, "--out")) snprintf(cfg->out, sizeof cfg->out, "%s", flag_str(f, "--out"));
     if (!rc && flag_str(f, "--slurm")) {
-        rc = sweep_write_slurm(cfg, n, config, e);
-        if (!rc) printf("wrote %s/sweep.slurm, %s/report.slurm and %s/submit.sh (%d array tasks)\n", cfg->out,
-                        cfg->out, cfg->out, n);
+        /* The tasks call this very binary: the cluster's nodes need no sparq on their PATH. */
+        char self[4096];
+        ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+        snprintf(self + (len > 0 ? len : 0), sizeof self - (size_t)(len > 0 ? len : 0), "%s", len > 0 ? "" : "sparq");
+        rc = sweep_write_slurm(cfg, n, config, self, e);
+        if (!rc && cfg->eval_shards)
+            printf("wrote %s/sweep.slurm (%d compress tasks), eval.slurm (%ld eval tasks: %d shards a run), "
+                   "report.slurm and submit.sh\n", cfg->out, n, (long)n * cfg->eval_shards, cfg->eval_shards);
+        else if (!rc)
+            printf("wrote %s/sweep.slurm, %s/report.slurm and %s/submit.sh (%d array tasks)\n", cfg->out,
+                   cfg->out, cfg->out, n);
     } else if (!rc) {
         rc = sweep_execute(cfg, runs, n, &o, e);
     }

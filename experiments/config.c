@@ -1,9 +1,11 @@
 #include "config.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,49 +77,93 @@ static int parse_int(const char *v, int lo, int hi, int *out) {
     return 1;
 }
 
+/* ---- [sweep]: one row per key ----------------------------------------------------------------- */
+
+typedef enum {
+    KEY_PATH,                /* a data path, resolved as resolve() says                    */
+    KEY_TEXT,                /* a string kept as written                                   */
+    KEY_INT,                 /* an integer in [lo, hi]                                     */
+    KEY_SIZE,                /* a memory size: 20G, 512M (run_parse_memory)                */
+    KEY_LIST,                /* comma-separated, continued on indented lines; parsed once
+                                the file is read (parse_evals)                             */
+} sweep_key_type;
+
+typedef struct {
+    const char    *name;
+    sweep_key_type type;
+    size_t         offset, size;     /* the field: in sweep_config, KEY_LIST's in parse_state */
+    int            lo, hi;           /* KEY_INT                                              */
+} sweep_key;
+
+#define CFG(f) .offset = offsetof(sweep_config, f), .size = sizeof(((sweep_config *)0)->f)
+#define RAW(f) .offset = offsetof(parse_state, f), .size = sizeof(((parse_state *)0)->f)
+#define ANY_INT (1 << 30)
+
+/* configs/README.md's table, in its order. */
+static const sweep_key sweep_keys[] = {
+    {"model", KEY_PATH, CFG(setup.model)},
+    {"tokenizer", KEY_PATH, CFG(setup.tokenizer)},
+    {"calib", KEY_PATH, CFG(setup.calib)},
+    {"nsamples", KEY_INT, CFG(setup.nsamples), .lo = 1, .hi = ANY_INT},
+    {"seqlen", KEY_INT, CFG(setup.calib_seqlen), .lo = 1, .hi = ANY_INT},
+    {"seed", KEY_INT, CFG(setup.seed), .lo = 0, .hi = ANY_INT},
+    {"eval.ppl", KEY_LIST, RAW(eval_ppl)},
+    {"eval.tasks", KEY_LIST, RAW(eval_tasks)},
+    {"eval.limit", KEY_INT, CFG(setup.limit), .lo = 0, .hi = ANY_INT},
+    /* At most 1024: a SLURM array holds runs x shards tasks, and clusters cap arrays (1001 by
+     * default) well below what more shards would need. */
+    {"eval_shards", KEY_INT, CFG(eval_shards), .lo = 1, .hi = 1024},
+    {"out", KEY_TEXT, CFG(out)},
+    {"srcr_formula", KEY_TEXT, CFG(setup.srcr_formula)},
+    {"max_memory", KEY_SIZE, CFG(setup.max_memory)},
+};
+
 static int on_sweep_key(parse_state *ps, const char *name, const char *value) {
-    sweep_config *cfg = ps->cfg;
-    run_setup *c = &cfg->setup;
-    char v[2048];
-    snprintf(v, sizeof v, "%s", value);
-    char *t = trim(v);
-    if (strcmp(name, "model") == 0) resolve(ps, t, c->model);
-    else if (strcmp(name, "tokenizer") == 0) resolve(ps, t, c->tokenizer);
-    else if (strcmp(name, "calib") == 0) resolve(ps, t, c->calib);
-    else if (strcmp(name, "out") == 0) snprintf(cfg->out, sizeof cfg->out, "%s", t);
-    else if (strcmp(name, "srcr_formula") == 0) snprintf(c->srcr_formula, sizeof c->srcr_formula, "%s", t);
-    else if (strcmp(name, "max_memory") == 0) {
-        if (!run_parse_memory(t, &c->max_memory)) {
-            snprintf(ps->bad, sizeof ps->bad, "[sweep] max_memory = %s: expected a size such as 20G or 512M", t);
-            return 0;
-        }
-    }
-    else if (strcmp(name, "eval.ppl") == 0 || strcmp(name, "eval.tasks") == 0) {
-        /* Lists: an indented continuation line (inih hands it over under the same key) adds to
-         * the list, so long task lists fit the 200-byte lines. */
-        char *list = strcmp(name, "eval.ppl") == 0 ? ps->eval_ppl : ps->eval_tasks;
-        size_t have = strlen(list), cap = sizeof ps->eval_ppl;
-        if (have + strlen(t) + 2 >= cap) {
-            snprintf(ps->bad, sizeof ps->bad, "[sweep] %s: the list is longer than %zu characters", name, cap - 2);
-            return 0;
-        }
-        snprintf(list + have, cap - have, "%s%s", have ? "," : "", t);
-    }
-    else if (strcmp(name, "nsamples") == 0 || strcmp(name, "seqlen") == 0 || strcmp(name, "seed") == 0 ||
-             strcmp(name, "eval.limit") == 0) {
-        int *dst = strcmp(name, "nsamples") == 0 ? &c->nsamples
-                 : strcmp(name, "seqlen") == 0 ? &c->calib_seqlen
-                 : strcmp(name, "seed") == 0 ? &c->seed : &c->limit;
-        int lo = strcmp(name, "seed") == 0 || strcmp(name, "eval.limit") == 0 ? 0 : 1;
-        if (!parse_int(t, lo, 1 << 30, dst)) {
-            snprintf(ps->bad, sizeof ps->bad, "[sweep] %s = %s: expected an integer >= %d", name, t, lo);
-            return 0;
-        }
-    } else {
+    const sweep_key *k = NULL;
+    for (size_t i = 0; i < sizeof sweep_keys / sizeof sweep_keys[0]; i++)
+        if (strcmp(sweep_keys[i].name, name) == 0) k = &sweep_keys[i];
+    if (!k) {
         snprintf(ps->bad, sizeof ps->bad, "unknown key '%s' in [sweep]", name);
         return 0;
     }
-    return 1;
+    char v[2048];
+    snprintf(v, sizeof v, "%s", value);
+    char *t = trim(v);
+    char *field = (char *)(k->type == KEY_LIST ? (void *)ps : (void *)ps->cfg) + k->offset;
+    switch (k->type) {
+    case KEY_PATH:
+        assert(k->size == SPEC_PATH);    /* what resolve() writes */
+        resolve(ps, t, field);
+        return 1;
+    case KEY_TEXT:
+        copystr(field, k->size, t);
+        return 1;
+    case KEY_INT:
+        if (parse_int(t, k->lo, k->hi, (int *)(void *)field)) return 1;
+        if (k->hi == ANY_INT)
+            snprintf(ps->bad, sizeof ps->bad, "[sweep] %s = %s: expected an integer >= %d", name, t, k->lo);
+        else
+            snprintf(ps->bad, sizeof ps->bad, "[sweep] %s = %s: expected an integer in [%d, %d]", name, t,
+                     k->lo, k->hi);
+        return 0;
+    case KEY_SIZE:
+        if (run_parse_memory(t, (double *)(void *)field)) return 1;
+        snprintf(ps->bad, sizeof ps->bad, "[sweep] %s = %s: expected a size such as 20G or 512M", name, t);
+        return 0;
+    case KEY_LIST: {
+        /* An indented continuation line (inih hands it over under the same key) adds to the
+         * list, so long task lists fit the 200-byte lines. */
+        size_t have = strlen(field);
+        if (have + strlen(t) + 2 >= k->size) {
+            snprintf(ps->bad, sizeof ps->bad, "[sweep] %s: the list is longer than %zu characters", name,
+                     k->size - 2);
+            return 0;
+        }
+        snprintf(field + have, k->size - have, "%s%s", have ? "," : "", t);
+        return 1;
+    }
+    }
+    return 0;
 }
 
 static int on_grid_key(parse_state *ps, grid_section *g, const char *name, const char *value) {
@@ -303,6 +349,9 @@ int config_load(const char *path, sweep_config *cfg, run_spec **runs, int *n, er
     if (!rc) rc = parse_evals(ps, path, e);
     if (!rc && s->n_ppl + s->n_tasks == 0)
         rc = err_set(e, SPARQ_EINPUT, "%s: [sweep] needs eval.ppl and/or eval.tasks", path);
+    if (!rc && cfg->eval_shards && s->n_ppl == 0)
+        rc = err_set(e, SPARQ_EINPUT, "%s: [sweep] eval_shards splits the perplexities of eval.ppl, "
+                     "and there are none", path);
     int solver_k = (int)(options_find("solver") - options_table);
     for (int i = 0; !rc && i < ps->n_grids; i++)
         if (ps->grids[i].n[solver_k] == 0)

@@ -12,6 +12,10 @@ typedef struct {
     run_setup setup;
     char      out[SPEC_PATH];        /* the results folder                    */
     char      source[SPEC_PATH];     /* the config file                       */
+    int       eval_shards;           /* [sweep] eval_shards: --slurm scores each run's perplexities
+                                        in this many tasks after one compressing task (sweep.h);
+                                        0 = one task per run. Not part of a run's key: the
+                                        records are the same either way                      */
 } sweep_config;
 
 /* Parse the config and expand its grid (the dense baseline first). Unknown keys and sections

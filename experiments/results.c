@@ -237,7 +237,7 @@ void results_task_fields(cJSON *x, const zeroshot_result *z) {
 static void add_evals(cJSON *j, const run_outcome *o) {
     const run_setup *s = o->setup;
     cJSON *ppl = cJSON_AddObjectToObject(j, "ppl");
-    for (int i = 0; i < s->n_ppl; i++)
+    for (int i = 0; o->ppl && i < s->n_ppl; i++)
         results_ppl_fields(cJSON_AddObjectToObject(ppl, s->ppl[i].name), &o->ppl[i], s->ppl[i].protocol,
                            o->ppl_seqlen[i]);
     cJSON *tasks = cJSON_AddObjectToObject(j, "tasks");
@@ -297,11 +297,16 @@ int results_ppl_part_save(const char *path, const ppl_shard_meta *m, const ppl_p
     cJSON_AddNumberToObject(j, "sequences", m->sequences);
     cJSON_AddNumberToObject(j, "tokens_forward", (double)r->tokens_forward);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
-    /* [index, n, sum, mean, m2]: cJSON prints doubles so that they read back exactly. */
+    /* [index, n, sum, mean, m2], the doubles in 17 significant digits, which read back exactly.
+     * cJSON's own printing keeps 15 digits whenever they read back within a relative DBL_EPSILON
+     * (cJSON 1.7's compare_double), and a part an ulp off moves the merged standard error by an
+     * ulp. The values are finite: ppl_score_parts fails otherwise. */
     cJSON *a = cJSON_AddArrayToObject(j, "parts");
     for (int i = 0; i < n; i++) {
-        double v[5] = {index[i], (double)parts[i].n, parts[i].sum, parts[i].mean, parts[i].m2};
-        cJSON_AddItemToArray(a, cJSON_CreateDoubleArray(v, 5));
+        char v[128];
+        snprintf(v, sizeof v, "[%d,%ld,%.17g,%.17g,%.17g]", index[i], parts[i].n, parts[i].sum, parts[i].mean,
+                 parts[i].m2);
+        cJSON_AddItemToArray(a, cJSON_CreateRaw(v));
     }
     char *txt = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);

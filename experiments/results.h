@@ -20,7 +20,8 @@ typedef struct {
     const run_setup       *setup;
     const run_spec        *spec;
     const compress_report *report;           /* NULL: not compressed (the dense baseline)  */
-    const ppl_result      *ppl;              /* [setup->n_ppl]                              */
+    const ppl_result      *ppl;              /* [setup->n_ppl]; NULL: not scored yet (the
+                                                "ppl" object is left empty)                 */
     int                    ppl_seqlen[SPEC_MAX_EVALS];
     const zeroshot_result *tasks;            /* [setup->n_tasks]                            */
     double linear_params, other_params;

@@ -20,7 +20,8 @@
 
 struct run_context {
     const run_setup *setup;
-    model      *m;
+    model      *m;                   /* NULL once released (run_context_release_model)     */
+    int         seq_len;             /* the model's context, known after a release too     */
     float      *pristine;            /* the loaded weights, when the context is reused     */
     bool        dirty;               /* m holds a compressed model                         */
     tokenizer  *tok;
@@ -78,6 +79,7 @@ int run_context_new(run_context **out, const run_setup *s, bool reuse, const cha
     c->setup = s;
     c->cache = cache_dir;
     int rc = model_load(&c->m, s->model, e);
+    if (!rc) c->seq_len = c->m->cfg.seq_len;
     if (!rc) rc = check_setup(s, c->m, e);
     if (!rc) rc = tokenizer_load_for_model(&c->tok, s->model, c->m->cfg.vocab_size,
                                            s->tokenizer[0] ? s->tokenizer : NULL, c->tok_path,
@@ -120,7 +122,15 @@ bool run_parse_memory(const char *v, double *bytes) {
     return true;
 }
 
+void run_context_release_model(run_context *c) {
+    model_free(c->m);
+    c->m = NULL;
+    free(c->pristine);
+    c->pristine = NULL;
+}
+
 int run_check(const run_context *c, const run_spec *r, err *e) {
+    if (!c->m) return err_set(e, SPARQ_ERUNTIME, "run_check: the context's model was released");
     if (r->dense) return SPARQ_OK;
     int rc = options_check(&r->opts, e);
     if (!rc) rc = compress_check(c->m, &r->opts, e);
@@ -231,7 +241,7 @@ static int ensure_calib(run_context *c, err *e) {
     if (c->have_calib) return SPARQ_OK;
     const run_setup *s = c->setup;
     bool self = strcmp(s->calib, "self") == 0;
-    int seqlen = s->calib_seqlen ? s->calib_seqlen : c->m->cfg.seq_len;
+    int seqlen = s->calib_seqlen ? s->calib_seqlen : c->seq_len;
     char desc[256], path[SPEC_PATH + 64];
     int rc = SPARQ_OK;
     if (c->cache) {
@@ -254,7 +264,7 @@ static int ensure_ppl(run_context *c, int i, err *e) {
     if (c->have_ppl[i]) return SPARQ_OK;
     const run_setup *s = c->setup;
     const spec_ppl *p = &s->ppl[i];
-    int seqlen = p->seqlen ? p->seqlen : c->m->cfg.seq_len;
+    int seqlen = p->seqlen ? p->seqlen : c->seq_len;
     char desc[256], path[SPEC_PATH + 64];
     int rc = SPARQ_OK;
     if (c->cache) {
@@ -268,6 +278,13 @@ static int ensure_ppl(run_context *c, int i, err *e) {
     rc = ppl_prepare(c->tok, p->path, p->protocol, seqlen, s->limit, &c->ppl[i], e);
     if (!rc && c->cache) rc = cache_write(path, &c->ppl[i], e);
     c->have_ppl[i] = rc == SPARQ_OK;
+    return rc;
+}
+
+int run_context_ppl(run_context *c, int i, const token_seqs **seqs, int *seqlen, err *e) {
+    int rc = ensure_ppl(c, i, e);
+    *seqs = rc ? NULL : &c->ppl[i];
+    *seqlen = c->setup->ppl[i].seqlen ? c->setup->ppl[i].seqlen : c->seq_len;
     return rc;
 }
 
@@ -329,6 +346,7 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
     int crc = out_path ? run_check_output(r, output, e) : SPARQ_OK;
     if (crc) return crc;
     *record = NULL;
+    if (!c->m) return err_set(e, SPARQ_ERUNTIME, "run_execute: the context's model was released");
     if (r->invalid[0]) return err_set(e, SPARQ_EINPUT, "run %s is invalid: %s", r->label, r->invalid);
     const run_setup *s = c->setup;
     run_outcome out = {.setup = s, .spec = r};
@@ -380,10 +398,11 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
     ppl_result pr[SPEC_MAX_EVALS];
     zeroshot_result zr[SPEC_MAX_TASKS];
     double a = clock_seconds();
-    for (int i = 0; !rc && i < s->n_ppl; i++) {
+    bool skip_ppl = output && output->skip_ppl;
+    for (int i = 0; !rc && !skip_ppl && i < s->n_ppl; i++) {
         stage_progress sp = {progress, pctx, s->ppl[i].name};
         rc = ppl_score(c->m, &c->ppl[i], &pr[i], stage_update, &sp, e);
-        out.ppl_seqlen[i] = s->ppl[i].seqlen ? s->ppl[i].seqlen : c->m->cfg.seq_len;
+        out.ppl_seqlen[i] = s->ppl[i].seqlen ? s->ppl[i].seqlen : c->seq_len;
     }
     for (int i = 0; !rc && i < s->n_tasks; i++) {
         stage_progress sp = {progress, pctx, s->tasks[i].name};
@@ -391,7 +410,7 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
     }
     out.seconds_eval = clock_seconds() - a;
     out.seconds_total = clock_seconds() - t0;
-    out.ppl = pr;
+    out.ppl = skip_ppl ? NULL : pr;
     out.tasks = zr;
     out.linear_params = (double)model_linear_params(c->m);
     out.other_params = (double)(model_params(c->m) - model_linear_params(c->m));

@@ -28,8 +28,17 @@ int  run_context_new(run_context **ctx, const run_setup *s, bool reuse, const ch
                      err *e);
 void run_context_free(run_context *ctx);
 
-const model     *run_context_model(const run_context *ctx);
+const model     *run_context_model(const run_context *ctx);    /* NULL once released */
 const tokenizer *run_context_tokenizer(const run_context *ctx);
+
+/* Free the model (and its pristine copy) for a process that loads the models it scores itself
+ * (sweep's eval stage), so that a big model is not held twice; the tokenizer, hashes, keys and
+ * tokenized data stay. run_check and run_execute fail afterwards. */
+void run_context_release_model(run_context *ctx);
+
+/* The setup's i-th perplexity text, tokenized as every run scores it (and cached), with the
+ * sequence length it is scored at. The sequences belong to the context. */
+int run_context_ppl(run_context *ctx, int i, const token_seqs **seqs, int *seqlen, err *e);
 
 /* Whether the point can run on this model's layers (N:M against every width, ...). */
 int run_check(const run_context *ctx, const run_spec *r, err *e);
@@ -46,6 +55,8 @@ typedef struct {
     bool           pure;       /* block types: the token embedding in the type too (ggml's
                                   rounding, as llama-quantize --pure), not F16                 */
     gguf_save_info info;       /* filled when a GGUF is written                                */
+    bool           skip_ppl;   /* score no perplexity: the record's "ppl" stays empty, to be
+                                  filled from sharded scores (sweep.h, eval_shards)            */
 } run_output;
 
 /* Whether the run's compressed model can be written as out asks, checked before any work: a
