@@ -679,20 +679,25 @@ int model_check_tensor_total(const model_config *c, bool shared, double have, co
     return SPARQ_OK;
 }
 
-/* The pointers of block l's tensors into base, laid out in the family table's order: a streamed
- * block's one allocation (stream.c). */
+/* The pointers of block l's tensors into base: the linear weights in the family's linear order
+ * (LLaMA's q, k, v and gate, up back to back, so the forward can take each group as one GEMM),
+ * then the biases, then the vectors. A streamed block's one allocation (stream.c). */
 void model_block_point(model *m, int l, float *base) {
     const model_config *c = &m->cfg;
-    for (int i = 0; i < m->fam->n_tensor; i++) {
-        const family_tensor *t = &m->fam->tensor[i];
-        size_t v = (size_t)tensor_values(c, t);
-        if (!family_tensor_per_block(t) || v == 0) continue;
-        float *q = base;
-        if (!base) q = NULL;
-        else base += v;
-        if (t->slot == SLOT_PARAM) m->blocks[l].p[t->index] = q;
-        else if (t->slot == SLOT_WEIGHT) m->blocks[l].lin[t->index].w = q;
-        else m->blocks[l].lin[t->index].b = q;
+    static const tensor_slot order[] = {SLOT_WEIGHT, SLOT_BIAS, SLOT_PARAM};
+    for (int o = 0; o < 3; o++) {
+        int n = order[o] == SLOT_PARAM ? MODEL_MAX_PARAM : MODEL_MAX_LINEAR;
+        for (int idx = 0; idx < n; idx++)
+            for (int i = 0; i < m->fam->n_tensor; i++) {
+                const family_tensor *t = &m->fam->tensor[i];
+                size_t v = (size_t)tensor_values(c, t);
+                if (t->slot != order[o] || t->index != idx || v == 0) continue;
+                float *q = base;
+                if (base) base += v;
+                if (t->slot == SLOT_PARAM) m->blocks[l].p[idx] = q;
+                else if (t->slot == SLOT_WEIGHT) m->blocks[l].lin[idx].w = q;
+                else m->blocks[l].lin[idx].b = q;
+            }
     }
 }
 

@@ -117,8 +117,8 @@ int  model_alloc(model **out, const model_config *c, bool shared_cls, err *e);
 /* The same, without the blocks' storage when blocks is false (their pointers NULL, their shapes
  * set): what stream.c's model_alloc_streamed builds on. */
 int  model_alloc_parts(model **out, const model_config *c, bool shared_cls, bool blocks, err *e);
-/* Point block l's tensors into base (model_block_floats of them, in the family table's order),
- * or clear them when base is NULL. */
+/* Point block l's tensors into base (model_block_floats of them: the linear weights in the
+ * family's linear order, then biases, then vectors), or clear them when base is NULL. */
 void model_block_point(model *m, int l, float *base);
 
 /* Load any supported model, the format told by the path and the first bytes:
