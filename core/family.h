@@ -106,6 +106,9 @@ struct family {
     int  (*block)(const model *m, int layer, float *x, const fwd_batch *b, float *const *cap,
                   fwd_scratch *s, err *e);
     int  (*head)(const model *m, float *x, int n_tok, float *logits, err *e);
+    /* The head's norm alone, in place, where head is exactly that norm followed by logits =
+     * x wcls^T (so callers may take the classifier in column slices); NULL otherwise. */
+    int  (*head_norm)(const model *m, float *x, int n_tok, err *e);
     /* The single-token reference path with a cache; NULL: forward.c re-runs the batched
      * forward over the prefix (exact, quadratic in the length). */
     int  (*token)(const model *m, fwd_cache *c, int token, int pos, float *logits, err *e);

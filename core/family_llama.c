@@ -155,14 +155,19 @@ static void rmsnorm_rows(float *o, const float *x, const float *w, int n, int d,
     }
 }
 
-/* g[i] = silu(g[i]) * u[i] for i in [i0, i1), with sigmoid(g) = (g >= 0 ? 1 : t) / (1 + t),
- * t = e^-|g|: no overflow, so no clamp at the top, and one division per element. */
+/* g[i] = silu(g[i]) * u[i] for i < hid on rows t0 .. t1-1 (rows ld floats apart), with
+ * sigmoid(g) = (g >= 0 ? 1 : t) / (1 + t), t = e^-|g|: no overflow, so no clamp at the top, and
+ * one division per element. */
 HOT_CLONES
-static void silu_mul(float *g, const float *u, size_t i0, size_t i1) {
-    #pragma omp simd
-    for (size_t i = i0; i < i1; i++) {
-        float x = g[i], t = vmath_exp_neg(-fabsf(x));
-        g[i] = x * ((x >= 0.0f ? 1.0f : t) / (1.0f + t)) * u[i];
+static void silu_mul(float *g, const float *u, size_t ld, int hid, int t0, int t1) {
+    for (int t = t0; t < t1; t++) {
+        float *gr = g + (size_t)t * ld;
+        const float *ur = u + (size_t)t * ld;
+        #pragma omp simd
+        for (int i = 0; i < hid; i++) {
+            float x = gr[i], e = vmath_exp_neg(-fabsf(x));
+            gr[i] = x * ((x >= 0.0f ? 1.0f : e) / (1.0f + e)) * ur[i];
+        }
     }
 }
 
@@ -239,11 +244,23 @@ static int llama_block(const model *m, int layer, float *x, const fwd_batch *b, 
     bool nested = omp_in_parallel();
     int nth = nested ? 1 : blas_threads();
     size_t N = (size_t)n;
-    float *xb = fwd_buf(s, FWD_XB, N * dim), *q = fwd_buf(s, FWD_Q, N * qdim);
-    float *k = fwd_buf(s, FWD_K, N * kvd), *v = fwd_buf(s, FWD_V, N * kvd);
-    float *att = fwd_buf(s, FWD_ATT, N * qdim), *hb = fwd_buf(s, FWD_HB, N * hid);
-    float *hb2 = fwd_buf(s, FWD_HB2, N * hid);
-    float *scores = fwd_buf(s, FWD_SCORES, (size_t)nth * fwd_att_scratch_floats(hs, maxT));
+    /* q, k and v come from one GEMM when their weights lie back to back (one allocation in the
+     * family table's order), gate and up likewise: the normed input is packed once per GEMM
+     * instead of per layer, and k and v (64 outputs on stories3M) stop being thin GEMMs of
+     * their own. Each output is the same dot product either way. */
+    const float *wq = bl->lin[LLAMA_Q].w, *wk = bl->lin[LLAMA_K].w, *wv = bl->lin[LLAMA_V].w;
+    bool qkv1 = wk == wq + (size_t)qdim * dim && wv == wk + (size_t)kvd * dim;
+    const float *wg = bl->lin[LLAMA_GATE].w, *wu = bl->lin[LLAMA_UP].w;
+    size_t gu = (size_t)hid * dim;
+    bool ffn1 = wu == wg + gu || wg == wu + gu;
+    size_t ldq = qkv1 ? (size_t)(qdim + 2 * kvd) : (size_t)qdim, ldkv = qkv1 ? ldq : (size_t)kvd;
+    size_t ldh = ffn1 ? 2 * (size_t)hid : (size_t)hid;
+    float *xb = fwd_buf(s, FWD_XB, N * dim), *q = fwd_buf(s, FWD_Q, N * ldq);
+    float *k = qkv1 ? q + qdim : fwd_buf(s, FWD_K, N * kvd);
+    float *v = qkv1 ? q + qdim + kvd : fwd_buf(s, FWD_V, N * kvd);
+    float *att = fwd_buf(s, FWD_ATT, N * qdim), *hb = fwd_buf(s, FWD_HB, N * ldh);
+    float *hb2 = ffn1 ? hb : fwd_buf(s, FWD_HB2, N * hid);
+    float *scores = fwd_buf(s, FWD_SCORES, (size_t)nth * fwd_att_scratch_floats(m, maxT));
     int *offs = fwd_offsets(s, b);
     if (!xb || !q || !k || !v || !att || !hb || !hb2 || !scores || !offs)
         return err_set(e, SPARQ_ERUNTIME, "out of memory for a batch of %d tokens", n);
@@ -251,41 +268,58 @@ static int llama_block(const model *m, int layer, float *x, const fwd_batch *b, 
     /* Attention: x += Wo . attn(rope(Wq xn), rope(Wk xn), Wv xn), xn = rmsnorm(x). */
     rmsnorm_rows(xb, x, bl->p[LLAMA_ATTN_NORM], n, dim, c->norm_eps);
     if (cap && cap[0]) memcpy(cap[0], xb, N * dim * sizeof(float));
-    blas_linear(xb, bl->lin[LLAMA_Q].w, q, n, dim, qdim);
-    blas_linear(xb, bl->lin[LLAMA_K].w, k, n, dim, kvd);
-    blas_linear(xb, bl->lin[LLAMA_V].w, v, n, dim, kvd);
+    if (qkv1) {
+        blas_linear(xb, wq, q, n, dim, (int)ldq);
+    } else {
+        blas_linear(xb, wq, q, n, dim, qdim);
+        blas_linear(xb, wk, k, n, dim, kvd);
+        blas_linear(xb, wv, v, n, dim, kvd);
+    }
     #pragma omp parallel for schedule(static) if (b->n_seq > 1 && !nested)
     for (int i = 0; i < b->n_seq; i++) {
-        rope_rows(m, q + (size_t)offs[i] * qdim, (size_t)qdim, c->n_heads, b->lens[i]);
-        rope_rows(m, k + (size_t)offs[i] * kvd, (size_t)kvd, c->n_kv_heads, b->lens[i]);
+        rope_rows(m, q + (size_t)offs[i] * ldq, ldq, c->n_heads, b->lens[i]);
+        rope_rows(m, k + (size_t)offs[i] * ldkv, ldkv, c->n_kv_heads, b->lens[i]);
     }
-    fwd_attention(m, b, offs, q, k, v, att, scores, maxT);
+    fwd_attention(m, b, offs, q, ldq, k, v, ldkv, att, scores, maxT);
     if (cap && cap[1]) memcpy(cap[1], att, N * qdim * sizeof(float));
     blas_gemm(false, true, n, dim, qdim, 1.0f, att, qdim, bl->lin[LLAMA_O].w, qdim, 1.0f, x, dim);
 
     /* Feed-forward: x += Wdown (silu(Wgate xn) * Wup xn). */
     rmsnorm_rows(xb, x, bl->p[LLAMA_FFN_NORM], n, dim, c->norm_eps);
     if (cap && cap[2]) memcpy(cap[2], xb, N * dim * sizeof(float));
-    blas_linear(xb, bl->lin[LLAMA_GATE].w, hb, n, dim, hid);
-    blas_linear(xb, bl->lin[LLAMA_UP].w, hb2, n, dim, hid);
-    size_t nh = N * hid;
-    if (nh <= 65536 || nested) {
-        silu_mul(hb, hb2, 0, nh);
+    float *g = hb, *u = hb2;
+    if (ffn1) {
+        blas_linear(xb, wg < wu ? wg : wu, hb, n, dim, 2 * hid);
+        g = wg < wu ? hb : hb + hid;
+        u = wg < wu ? hb + hid : hb;
+    } else {
+        blas_linear(xb, wg, hb, n, dim, hid);
+        blas_linear(xb, wu, hb2, n, dim, hid);
+    }
+    if (N * hid <= 65536 || nested) {
+        silu_mul(g, u, ldh, hid, 0, n);
     } else {
         #pragma omp parallel
         {
-            size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-            silu_mul(hb, hb2, nh * t / nt, nh * (t + 1) / nt);
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            silu_mul(g, u, ldh, hid, (int)((long)n * t / nt), (int)((long)n * (t + 1) / nt));
         }
     }
-    if (cap && cap[3]) memcpy(cap[3], hb, nh * sizeof(float));
-    blas_gemm(false, true, n, dim, hid, 1.0f, hb, hid, bl->lin[LLAMA_DOWN].w, hid, 1.0f, x, dim);
+    if (cap && cap[3])
+        for (size_t t = 0; t < N; t++)
+            memcpy(cap[3] + t * hid, g + t * ldh, (size_t)hid * sizeof(float));
+    blas_gemm(false, true, n, dim, hid, 1.0f, g, (int)ldh, bl->lin[LLAMA_DOWN].w, hid, 1.0f, x, dim);
+    return SPARQ_OK;
+}
+
+static int llama_head_norm(const model *m, float *x, int n_tok, err *e) {
+    (void)e;
+    rmsnorm_rows(x, x, m->g[LLAMA_FINAL_NORM], n_tok, m->cfg.dim, m->cfg.norm_eps);
     return SPARQ_OK;
 }
 
 static int llama_head(const model *m, float *x, int n_tok, float *logits, err *e) {
-    (void)e;
-    rmsnorm_rows(x, x, m->g[LLAMA_FINAL_NORM], n_tok, m->cfg.dim, m->cfg.norm_eps);
+    llama_head_norm(m, x, n_tok, e);
     blas_linear(x, m->wcls, logits, n_tok, m->cfg.dim, m->cfg.vocab_size);
     return SPARQ_OK;
 }
@@ -363,5 +397,6 @@ const family family_llama = {
     .embed = llama_embed,
     .block = llama_block,
     .head = llama_head,
+    .head_norm = llama_head_norm,
     .token = llama_token,
 };

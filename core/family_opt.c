@@ -187,7 +187,7 @@ static int opt_block(const model *m, int layer, float *x, const fwd_batch *b, fl
                      fwd_scratch *s, err *e) {
     const model_config *c = &m->cfg;
     const block *bl = &m->blocks[layer];
-    int n = b->n_tok, dim = c->dim, hid = c->hidden_dim, hs = c->head_size;
+    int n = b->n_tok, dim = c->dim, hid = c->hidden_dim;
     int maxT, rc = fwd_check_batch(m, b, &maxT, e);
     if (rc) return rc;
     int nth = omp_in_parallel() ? 1 : blas_threads();
@@ -195,7 +195,7 @@ static int opt_block(const model *m, int layer, float *x, const fwd_batch *b, fl
     float *xb = fwd_buf(s, FWD_XB, N * dim), *q = fwd_buf(s, FWD_Q, N * dim);
     float *k = fwd_buf(s, FWD_K, N * dim), *v = fwd_buf(s, FWD_V, N * dim);
     float *att = fwd_buf(s, FWD_ATT, N * dim), *hb = fwd_buf(s, FWD_HB, N * hid);
-    float *scores = fwd_buf(s, FWD_SCORES, (size_t)nth * fwd_att_scratch_floats(hs, maxT));
+    float *scores = fwd_buf(s, FWD_SCORES, (size_t)nth * fwd_att_scratch_floats(m, maxT));
     int *offs = fwd_offsets(s, b);
     if (!xb || !q || !k || !v || !att || !hb || !scores || !offs)
         return err_set(e, SPARQ_ERUNTIME, "out of memory for a batch of %d tokens", n);
@@ -206,7 +206,7 @@ static int opt_block(const model *m, int layer, float *x, const fwd_batch *b, fl
     linear_fwd(xb, &bl->lin[OPT_Q], q, n);
     linear_fwd(xb, &bl->lin[OPT_K], k, n);
     linear_fwd(xb, &bl->lin[OPT_V], v, n);
-    fwd_attention(m, b, offs, q, k, v, att, scores, maxT);
+    fwd_attention(m, b, offs, q, (size_t)dim, k, v, (size_t)dim, att, scores, maxT);
     if (cap && cap[IN_OUT]) memcpy(cap[IN_OUT], att, N * dim * sizeof(float));
     blas_gemm(false, true, n, dim, dim, 1.0f, att, dim, bl->lin[OPT_OUT].w, dim, 1.0f, x, dim);
     add_bias(x, bl->lin[OPT_OUT].b, n, dim);

@@ -6,6 +6,8 @@
 #ifndef SPARQ_FORWARD_H
 #define SPARQ_FORWARD_H
 
+#include <stdbool.h>
+
 #include "err.h"
 #include "model.h"
 
@@ -40,6 +42,12 @@ int forward_block(const model *m, int layer, float *x, const fwd_batch *b, block
 
 /* Final norm and classifier: logits[n_tok][vocab] from x[n_tok][dim] (x is overwritten). */
 int forward_head(const model *m, float *x, int n_tok, float *logits, err *e);
+
+/* The head in two steps, for callers that take the classifier in column slices (perplexity):
+ * forward_head_splits is true when forward_head(x) is forward_head_norm(x) (x normed in place)
+ * followed by logits = x wcls^T, with wcls [vocab][dim]. */
+bool forward_head_splits(const model *m);
+int  forward_head_norm(const model *m, float *x, int n_tok, err *e);
 
 /* The whole model: logits[n_tok][vocab] for the batch of tokens. */
 int forward_logits(const model *m, const int *tokens, const fwd_batch *b, float *logits,

@@ -22,10 +22,11 @@ int  fwd_check_batch(const model *m, const fwd_batch *b, int *maxT, err *e);
 int *fwd_offsets(fwd_scratch *s, const fwd_batch *b);
 
 /* Scratch floats attention needs (per thread, times the thread count). */
-size_t fwd_att_scratch_floats(int head_size, int maxT);
-/* att[n_tok][n_heads * hs] = causal softmax(q k^T / sqrt(hs)) v per sequence and head. */
-void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const float *q,
-                   const float *k, const float *v, float *att, float *scratch, int maxT);
+size_t fwd_att_scratch_floats(const model *m, int maxT);
+/* att[n_tok][n_heads * hs] = causal softmax(q k^T / sqrt(hs)) v per sequence and head; q's rows
+ * are ldq floats apart, k's and v's ldkv (they may be column ranges of one fused output). */
+void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const float *q, size_t ldq,
+                   const float *k, const float *v, size_t ldkv, float *att, float *scratch, int maxT);
 
 /* y[rows] = W x, a plain loop: the single-token reference path. */
 void fwd_matvec(float *y, const float *x, const float *W, int rows, int cols);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/blas.h"
 #include "../core/clock.h"
 #include "../core/forward.h"
 #include "../core/stream.h"
@@ -34,6 +35,12 @@
  * bytes a token per thread) fit an eighth of the machine's memory. */
 #define TASK_TOKENS_STREAMED 8192
 #define HEAD_ROWS_MIN 128
+/* Where the head splits (forward_head_splits), the classifier runs in slices of HEAD_COLS
+ * vocabulary columns over SLICE_ROWS rows at a time, and each row's log-sum-exp is carried from
+ * slice to slice: the classifier is packed once per SLICE_ROWS rows as before, but a slice of
+ * logits (1 MB) stays in L2 for the GEMM's zeroing and accumulation and for the NLL pass. */
+#define HEAD_COLS 256
+#define SLICE_ROWS 1024
 
 static int prepare_windows(const tokenizer *t, const char *path, int L, int limit, token_seqs *out,
                            err *e) {
@@ -281,6 +288,51 @@ static double row_nll(const float *l, int target, int vocab) {
     return (double)m + log((double)vmath_lanes_sum(acc)) - (double)l[target];
 }
 
+/* One row's log-sum-exp carried over slices of its logits: per lane the largest logit so far
+ * and the sum of e^(l - that max). */
+typedef struct {
+    float mx[LANES], sum[LANES];
+} lse_acc;
+
+static void lse_init(lse_acc *a) {
+    for (int k = 0; k < LANES; k++) {
+        a->mx[k] = -INFINITY;
+        a->sum[k] = 0.0f;
+    }
+}
+
+/* Add the w logits l[0 .. w) (lane k takes l[j] with j % LANES == k): each lane's sum is
+ * rescaled once to the slice's new max, then the slice's terms are added in order. A row's
+ * result depends on its logits and the fixed slicing of the vocabulary alone. */
+HOT_CLONES
+static void lse_add(lse_acc *a, const float *l, int w) {
+    float mx[LANES], sum[LANES];
+    int j;
+    for (int k = 0; k < LANES; k++) mx[k] = a->mx[k];
+    for (j = 0; j + LANES <= w; j += LANES) {
+        #pragma omp simd
+        for (int k = 0; k < LANES; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
+    }
+    for (int k = 0; j + k < w; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
+    #pragma omp simd
+    for (int k = 0; k < LANES; k++)   /* a lane still at -inf has nothing to rescale */
+        sum[k] = mx[k] == -INFINITY ? 0.0f : a->sum[k] * vmath_exp_neg(a->mx[k] - mx[k]);
+    for (j = 0; j + LANES <= w; j += LANES) {
+        #pragma omp simd
+        for (int k = 0; k < LANES; k++) sum[k] += vmath_exp_neg(l[j + k] - mx[k]);
+    }
+    for (int k = 0; j + k < w; k++) sum[k] += vmath_exp_neg(l[j + k] - mx[k]);
+    memcpy(a->mx, mx, sizeof mx);
+    memcpy(a->sum, sum, sizeof sum);
+}
+
+/* -log softmax[target] of the row, from its carried sums and its target's logit. */
+static double lse_nll(const lse_acc *a, float target) {
+    float m = vmath_lanes_max(a->mx), t[LANES];
+    for (int k = 0; k < LANES; k++) t[k] = a->sum[k] * vmath_exp_neg(a->mx[k] - m);
+    return (double)m + log((double)vmath_lanes_sum(t)) - (double)target;
+}
+
 typedef ppl_part nll_stats;
 
 static void nll_stats_add(nll_stats *s, double x) {
@@ -320,10 +372,42 @@ static int head_rows(int vocab) {
 /* One thread's buffers: forward scratch, hidden states of a task, head_rows rows of logits. */
 typedef struct {
     fwd_scratch *scr;
-    float       *x, *logits;
+    float       *x, *logits, *target;   /* target: each row's logit of its next token */
+    lse_acc     *lse;
     int          failed_task;    /* first task that failed here, or INT_MAX */
     err          e;
 } worker;
+
+/* The head of score_task where it splits: x normed once, then per SLICE_ROWS rows the classifier
+ * in slices of HEAD_COLS columns, each row's log-sum-exp carried across them (lse_add). Rows are
+ * those of sequences i, i+1, ... (n_tok in all). */
+static int score_sliced(const model *m, const token_seqs *s, int i, int n_tok, worker *w,
+                        nll_stats *nll) {
+    int dim = m->cfg.dim, vocab = m->cfg.vocab_size, rc = forward_head_norm(m, w->x, n_tok, &w->e);
+    const int *toks = s->tokens + s->offs[i];
+    int k = i, p = 0;                                /* sequence and position of row r0 + r */
+    for (int r0 = 0; rc == SPARQ_OK && r0 < n_tok; r0 += SLICE_ROWS) {
+        int nr = n_tok - r0 < SLICE_ROWS ? n_tok - r0 : SLICE_ROWS;
+        for (int r = 0; r < nr; r++) lse_init(&w->lse[r]);
+        for (int c0 = 0; c0 < vocab; c0 += HEAD_COLS) {
+            int nc = vocab - c0 < HEAD_COLS ? vocab - c0 : HEAD_COLS;
+            blas_gemm(false, true, nr, nc, dim, 1.0f, w->x + (size_t)r0 * dim, dim,
+                      m->wcls + (size_t)c0 * dim, dim, 0.0f, w->logits, nc);
+            for (int r = 0; r < nr; r++) {
+                const float *l = w->logits + (size_t)r * nc;
+                int t = r0 + r + 1 < n_tok ? toks[r0 + r + 1] : -1;
+                lse_add(&w->lse[r], l, nc);
+                if (t >= c0 && t < c0 + nc) w->target[r] = l[t - c0];
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            if (p >= s->unscored && p + 1 < s->lens[k])
+                nll_stats_add(&nll[k], lse_nll(&w->lse[r], w->target[r]));
+            if (++p == s->lens[k]) { k++; p = 0; }
+        }
+    }
+    return rc;
+}
 
 /* Forward sequences [i, j) (n_tok tokens stored back to back), then add each scored position's
  * -log p to nll[k] of its sequence, in position order. */
@@ -336,6 +420,7 @@ static int score_task(const model *m, const token_seqs *s, int i, int j, int n_t
     int rc = forward_embed(m, toks, &b, w->x, e);
     for (int l = 0; rc == SPARQ_OK && l < m->cfg.n_layers; l++)
         rc = forward_block(m, l, w->x, &b, NULL, w->scr, e);
+    if (rc == SPARQ_OK && forward_head_splits(m)) return score_sliced(m, s, i, n_tok, w, nll);
     int k = i, p = 0, rows = head_rows(vocab);       /* sequence and position of row r0 + r */
     for (int r0 = 0; rc == SPARQ_OK && r0 < n_tok; r0 += rows) {
         int nr = n_tok - r0 < rows ? n_tok - r0 : rows;
@@ -401,9 +486,13 @@ int ppl_score_parts(const model *m, const token_seqs *s, ppl_part *parts, ppl_re
         w[t].scr = fwd_scratch_new();
         w[t].x = malloc((size_t)maxtok * m->cfg.dim * sizeof(float));
         int rows = maxtok < head_rows(vocab) ? maxtok : head_rows(vocab);
-        w[t].logits = malloc((size_t)rows * vocab * sizeof(float));
+        size_t srows = (size_t)(maxtok < SLICE_ROWS ? maxtok : SLICE_ROWS);
+        size_t lf = (size_t)rows * vocab, sf = srows * HEAD_COLS;
+        w[t].logits = malloc((lf > sf ? lf : sf) * sizeof(float));
+        w[t].target = malloc(srows * sizeof(float));
+        w[t].lse = malloc(srows * sizeof(lse_acc));
         w[t].failed_task = INT_MAX;
-        ok = w[t].scr && w[t].x && w[t].logits;
+        ok = w[t].scr && w[t].x && w[t].logits && w[t].target && w[t].lse;
     }
     int rc = ok ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory for tasks of %d tokens",
                                      maxtok);
@@ -456,6 +545,8 @@ int ppl_score_parts(const model *m, const token_seqs *s, ppl_part *parts, ppl_re
         fwd_scratch_free(w[t].scr);
         free(w[t].x);
         free(w[t].logits);
+        free(w[t].target);
+        free(w[t].lse);
     }
     free(w);
     free(task);

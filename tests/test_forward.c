@@ -245,3 +245,60 @@ Test(forward, results_do_not_depend_on_thread_count) {
     free(l1); free(l2); free(toks);
     model_free(m);
 }
+
+/* A copy of the n matrices w[i] (sizes n_i floats) back to back, each w[i] repointed into it. */
+static float *relay(float **w[], const size_t *n, int k) {
+    size_t total = 0;
+    for (int i = 0; i < k; i++) total += n[i];
+    float *p = malloc(total * sizeof(float)), *at = p;
+    for (int i = 0; i < k; i++) {
+        memcpy(at, *w[i], n[i] * sizeof(float));
+        *w[i] = at;
+        at += n[i];
+    }
+    return p;
+}
+
+/* llama_block takes q, k, v (and gate, up) in one GEMM when their weights lie back to back; each
+ * output is the same dot product, so the logits must not move by a bit. Layer 0 gets up before
+ * gate, the other order the block also fuses. */
+Test(forward, fused_qkv_and_gate_up_gemms_give_the_same_bits) {
+    model *m = load_stories();
+    const model_config *c = &m->cfg;
+    int lens[2] = {120, 77}, total = 197;
+    int *toks = malloc(total * sizeof(int));
+    for (int i = 0; i < total; i++) toks[i] = ref_greedy_ids[i % 257];
+    size_t nl = (size_t)total * c->vocab_size;
+    float *l1 = malloc(nl * sizeof(float)), *l2 = malloc(nl * sizeof(float));
+    fwd_batch b = {.n_seq = 2, .lens = lens, .n_tok = total};
+    fwd_scratch *s = fwd_scratch_new();
+    err e = {0};
+    cr_assert_eq(forward_logits(m, toks, &b, l1, s, &e), 0, "%s", e.msg);
+    cr_assert_eq(m->blocks[0].lin[LLAMA_K].w == m->blocks[0].lin[LLAMA_Q].w + (size_t)c->dim * c->dim,
+                 false, "the fixture already has q, k, v back to back: nothing to compare");
+    float *orig[64][7], *copies[64][2];
+    cr_assert(c->n_layers <= 64);
+    for (int l = 0; l < c->n_layers; l++) {
+        linear *li = m->blocks[l].lin;
+        for (int j = 0; j < 7; j++) orig[l][j] = li[j].w;
+        size_t q = (size_t)li[LLAMA_Q].rows * li[LLAMA_Q].cols;
+        size_t kv = (size_t)li[LLAMA_K].rows * li[LLAMA_K].cols;
+        size_t h = (size_t)li[LLAMA_GATE].rows * li[LLAMA_GATE].cols;
+        float **qkv[3] = {&li[LLAMA_Q].w, &li[LLAMA_K].w, &li[LLAMA_V].w};
+        size_t nqkv[3] = {q, kv, kv}, nh[2] = {h, h};
+        float **gu[2] = {&li[LLAMA_GATE].w, &li[LLAMA_UP].w};
+        float **ug[2] = {&li[LLAMA_UP].w, &li[LLAMA_GATE].w};
+        copies[l][0] = relay(qkv, nqkv, 3);
+        copies[l][1] = relay(l == 0 ? ug : gu, nh, 2);
+    }
+    cr_assert_eq(forward_logits(m, toks, &b, l2, s, &e), 0, "%s", e.msg);
+    cr_assert_eq(memcmp(l1, l2, nl * sizeof(float)), 0, "fused GEMMs changed the logits");
+    for (int l = 0; l < c->n_layers; l++) {
+        for (int j = 0; j < 7; j++) m->blocks[l].lin[j].w = orig[l][j];
+        free(copies[l][0]);
+        free(copies[l][1]);
+    }
+    fwd_scratch_free(s);
+    free(l1); free(l2); free(toks);
+    model_free(m);
+}
