@@ -818,6 +818,26 @@ model_format model_save_format(const model *m, const char *path, model_format re
     return f;
 }
 
+int model_save_check(const model *m, const char *path, const model_save_options *o, err *e) {
+    switch (model_save_format(m, path, o->format)) {
+    case MODEL_FORMAT_SAFETENSORS:
+        if (o->dtype != DTYPE_F32 && o->dtype != DTYPE_F16 && o->dtype != DTYPE_BF16)
+            return err_set(e, SPARQ_EINPUT, "%s: safetensors output is f32, f16 or bf16, not %s", path,
+                           dtype_name(o->dtype));
+        return SPARQ_OK;
+    case MODEL_FORMAT_GGUF:
+        if (!m->fam->gguf_arch || strcmp(m->fam->gguf_arch, "llama") != 0)
+            return err_set(e, SPARQ_EINPUT, "%s: GGUF output holds llama.cpp's \"llama\" architecture; this "
+                           "model is %s (use safetensors)", path, m->fam->name);
+        return SPARQ_OK;
+    default:
+        if (o->dtype != DTYPE_F32)
+            return err_set(e, SPARQ_EINPUT, "%s: llama2.c checkpoints are float32 only, not %s (a folder "
+                           "or .safetensors path writes Hugging Face safetensors)", path, dtype_name(o->dtype));
+        return check_llama2c_writable(m, path, e);
+    }
+}
+
 int model_save_opts(const model *m, const char *path, const model_save_options *o, err *e) {
     model_format f = model_save_format(m, path, o->format);
     switch (f) {
@@ -825,8 +845,7 @@ int model_save_opts(const model *m, const char *path, const model_save_options *
     case MODEL_FORMAT_GGUF: return gguf_save_model_blocks(m, o->tok, path, o->dtype, o->grids, o->pure, o->info, e);
     default:
         if (o->dtype != DTYPE_F32)
-            return err_set(e, SPARQ_EINPUT, "%s: llama2.c checkpoints are float32 only, not %s", path,
-                           dtype_name(o->dtype));
+            return model_save_check(m, path, o, e);
         return model_save_llama2c_version(m, path, o->llama2c_version, e);
     }
 }

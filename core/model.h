@@ -160,6 +160,10 @@ int  model_save(const model *m, const char *path, err *e);
  * path not ending in .safetensors writes model.safetensors + config.json into that folder. */
 int  model_save_opts(const model *m, const char *path, const model_save_options *o, err *e);
 
+/* What model_save_opts would refuse before writing anything (a dtype the format cannot hold, a
+ * family it cannot describe): for commands to check before hours of work. */
+int  model_save_check(const model *m, const char *path, const model_save_options *o, err *e);
+
 model_format model_format_for_path(const char *path);
 /* The format model_save_opts writes m to path in: `requested` unless AUTO, else the path's. */
 model_format model_save_format(const model *m, const char *path, model_format requested);

@@ -347,6 +347,10 @@ int run_execute(run_context *c, const run_spec *r, run_output *output, run_progr
     if (crc) return crc;
     *record = NULL;
     if (!c->m) return err_set(e, SPARQ_ERUNTIME, "run_execute: the context's model was released");
+    if (out_path) {   /* what the writer would refuse, refused before the work */
+        model_save_options so = {.format = output->format, .dtype = output->dtype};
+        if ((crc = model_save_check(c->m, out_path, &so, e))) return crc;
+    }
     if (r->invalid[0]) return err_set(e, SPARQ_EINPUT, "run %s is invalid: %s", r->label, r->invalid);
     const run_setup *s = c->setup;
     run_outcome out = {.setup = s, .spec = r};

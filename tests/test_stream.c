@@ -155,3 +155,17 @@ Test(stream, an_unwritable_spill_folder_is_one_clear_error) {
     tokenizer_free(t);
     model_free(s);
 }
+
+/* An output the writer cannot make is refused before calibration, not after hours of work. */
+Test(stream, an_impossible_output_is_refused_before_the_work) {
+    char args[2048], *out, *er;
+    snprintf(args, sizeof args, "compress --model '%s' --tokenizer '%s' --calib '%s' --nsamples 2 "
+             "--calib-seqlen 16 --solver sparsegpt --sparsity 0.5 --out '%s' --dtype f16",
+             data_path("stories260K/stories260K.bin"), data_path("stories260K/tok512.model"), C4,
+             tmp_path("no-extension"));
+    cr_assert_eq(run_sparq(args, &out, &er), 2, "%s", er);
+    cr_assert(strstr(er, "llama2.c checkpoints are float32 only, not f16"), "%s", er);
+    cr_assert_null(strstr(er, "layer"), "the compression ran: %s", er);
+    free(out);
+    free(er);
+}
