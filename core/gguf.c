@@ -930,12 +930,7 @@ int gguf_save_model_blocks(const model *m, const tokenizer *tok, const char *pat
         atomic_pad(&a, (size_t)(t[i].off - pos), 0);
         size_t elems = (size_t)(t[i].rows * (t[i].cols ? t[i].cols : 1));
         int want = family_tensor_per_block(t[i].ft) ? t[i].l : -1;
-        if (held != want) {
-            if (held >= 0) model_block_release(m, held);
-            held = -1;
-            if (want >= 0 && (rc = model_block_acquire(m, want, e))) break;
-            held = want;
-        }
+        if ((rc = model_block_hold(m, &held, want, e))) break;
         const float *src = model_tensor_ptr(m, t[i].ft, t[i].l);
         if (t[i].heads && c->rope != ROPE_ADJACENT) {
             model_permute_rows(perm, src, t[i].heads, c->head_size, (int)t[i].cols, c->rope, ROPE_ADJACENT);

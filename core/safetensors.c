@@ -631,12 +631,7 @@ static int write_file_of(const model *m, const char *file, const out_tensor *t, 
         size_t elems = (size_t)(t[i].rows * (t[i].cols ? t[i].cols : 1));
         /* A block is made float32 for its tensors and let go after them (stream.h). */
         int want = family_tensor_per_block(t[i].ft) ? t[i].l : -1;
-        if (held != want) {
-            if (held >= 0) model_block_release(m, held);
-            held = -1;
-            if (want >= 0 && (rc = model_block_acquire(m, want, e))) break;
-            held = want;
-        }
+        if ((rc = model_block_hold(m, &held, want, e))) break;
         const float *src = model_tensor_ptr(m, t[i].ft, t[i].l);
         if (t[i].heads) {
             model_permute_rows(perm, src, t[i].heads, m->cfg.head_size, (int)t[i].cols, m->cfg.rope, ROPE_HALF);

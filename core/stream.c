@@ -157,6 +157,15 @@ int model_block_store(const model *m, int l, err *e) {
     return rc;
 }
 
+int model_block_hold(const model *m, int *held, int want, err *e) {
+    if (*held == want) return SPARQ_OK;
+    if (*held >= 0) model_block_release(m, *held);
+    *held = -1;
+    int rc = want >= 0 ? model_block_acquire(m, want, e) : SPARQ_OK;
+    if (!rc) *held = want;
+    return rc;
+}
+
 int model_blocks_acquire_all(const model *m, err *e) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
         int rc = model_block_acquire(m, l, e);

@@ -41,6 +41,9 @@ void model_block_release(const model *m, int l);
 /* Keep block l's changes (it must be acquired): written to the spill file, from which later
  * acquires read it. A no-op for a resident model. */
 int  model_block_store(const model *m, int l, err *e);
+/* For a writer walking tensors block by block: make `want` the one block held (-1: none),
+ * releasing the block *held was and acquiring `want` when they differ. */
+int  model_block_hold(const model *m, int *held, int want, err *e);
 /* Every block of l in [0, n_layers) at once, released together (the token path, which runs all
  * blocks per token). Acquires none on failure. */
 int  model_blocks_acquire_all(const model *m, err *e);
