@@ -115,13 +115,13 @@ bench: all $(BUILD)/bench-solvers $(BUILD)/bench-tokenizers $(BUILD)/bench-stori
 # the projection of the whole model at 128 x 2048 calibration tokens (see README, Scale benchmark).
 SHAPE ?= 7b
 .PHONY: bench-scale
-$(BUILD)/bench-scale: $(BUILD)/bench/scale.o $(LIB_OBJ)
+$(BUILD)/bench-scale: $(BUILD)/bench/scale.o $(BUILD)/bench/peak.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 bench-scale: all $(BUILD)/bench-scale
 	@$(BUILD)/bench-scale --shape $(SHAPE)
 
-$(BUILD)/bench-stories3m: $(BUILD)/bench/stories3m.o $(LIB_OBJ)
+$(BUILD)/bench-stories3m: $(BUILD)/bench/stories3m.o $(BUILD)/bench/peak.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bench-mamba: $(BUILD)/bench/mamba.o $(LIB_OBJ)

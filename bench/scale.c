@@ -25,6 +25,7 @@
 
 #include "../core/blas.h"
 #include "../core/clock.h"
+#include "peak.h"
 #include "../core/dtype.h"
 #include "../core/err.h"
 #include "../core/fileio.h"
@@ -499,37 +500,6 @@ static double json_num(const cJSON *j, const char *a, const char *b) {
 
 /* ---- sgemm peak ---------------------------------------------------------------------------- */
 
-/* bench/stories3m.c's yardstick: aggregate GFLOP/s of `threads` concurrent single-threaded
- * n x n x n sgemms, per thread the fastest of 10 slices of at least 50 ms after a warm-up, since
- * the machine may be shared and a peak is what the least disturbed slice reaches. */
-static double sgemm_gflops(int n, int threads) {
-    double best = 0;
-    #pragma omp parallel num_threads(threads) reduction(+:best)
-    {
-        size_t nn = (size_t)n * n;
-        float *x = malloc(nn * 4), *w = malloc(nn * 4), *y = malloc(nn * 4);
-        double mine = 0;
-        if (x && w && y) {
-            for (size_t i = 0; i < nn; i++) x[i] = (float)(i % 7) * 0.1f, w[i] = (float)(i % 5) * 0.1f;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, x, n, w, n, 0, y, n);
-            #pragma omp barrier
-            for (int slice = 0; slice < 10; slice++) {
-                double t0 = clock_seconds(), t;
-                long reps = 0;
-                do {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, x, n, w, n, 0, y, n);
-                    reps++;
-                } while ((t = clock_seconds() - t0) < 0.05);
-                double g = 2.0 * n * (double)n * n * reps / t / 1e9;
-                if (g > mine) mine = g;
-            }
-        }
-        best += mine;
-        free(x); free(w); free(y);
-    }
-    return best;
-}
-
 /* ---- solvers on the 7B layer shapes -------------------------------------------------------- */
 
 #define SOLVER_TOKENS 2048    /* rows of the random inputs behind each Hessian */
@@ -843,7 +813,7 @@ static int bench_run(bench *b) {
     double peak[3];
     blas_set_threads(2);   /* also makes OpenBLAS single-threaded: one sgemm per OpenMP thread */
     for (int th = 1; th <= 2; th++) {
-        peak[th] = sgemm_gflops(2048, th);
+        peak[th] = bench_sgemm_gflops(2048, 2048, 2048, th, 10, 0.05);
         printf("sgemm.2048.threads%d_gflops %.1f\n", th, peak[th]);
     }
     fflush(stdout);

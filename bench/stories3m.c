@@ -16,6 +16,7 @@
 
 #include "../core/blas.h"
 #include "../core/clock.h"
+#include "peak.h"
 #include "../core/fileio.h"
 #include "../core/model.h"
 #include "../core/tokenizer.h"
@@ -31,36 +32,6 @@ static const struct { int M, K, N; const char *what; } shapes[] = {
     {1024, 192, 256, "classifier slice"}, {512, 512, 512, "square"}, {1024, 1024, 1024, "square"},
     {2048, 2048, 2048, "square"},
 };
-
-/* Aggregate GFLOP/s of `threads` concurrent single-threaded sgemms of one shape (y = x W^T):
- * per thread the fastest of 20 slices of at least 25 ms (and at least one call) after a
- * warm-up, since the machine may be shared and a peak is what the least disturbed slice
- * reaches. */
-static double sgemm_gflops(int M, int K, int N, int threads) {
-    double best = 0;
-    #pragma omp parallel num_threads(threads) reduction(+:best)
-    {
-        float *x = malloc((size_t)M * K * 4), *w = malloc((size_t)N * K * 4), *y = malloc((size_t)M * N * 4);
-        for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)(i % 7) * 0.1f;
-        for (size_t i = 0; i < (size_t)N * K; i++) w[i] = (float)(i % 5) * 0.1f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, x, K, w, K, 0, y, N);
-        #pragma omp barrier
-        double mine = 0;
-        for (int slice = 0; slice < 20; slice++) {
-            double t0 = clock_seconds(), t;
-            long reps = 0;
-            do {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, x, K, w, K, 0, y, N);
-                reps++;
-            } while ((t = clock_seconds() - t0) < 0.025);
-            double g = 2.0 * M * K * N * reps / t / 1e9;
-            if (g > mine) mine = g;
-        }
-        best += mine;
-        free(x); free(w); free(y);
-    }
-    return best;
-}
 
 /* Useful multiply-adds x 2 of the forward pass over sequences of these lengths: every linear
  * layer and the classifier per token, and causal attention (q.k and the weighted sum of v over
@@ -87,7 +58,7 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         double g[3];
         for (int th = 1; th <= 2; th++) {
-            g[th] = sgemm_gflops(shapes[k].M, shapes[k].K, shapes[k].N, th);
+            g[th] = bench_sgemm_gflops(shapes[k].M, shapes[k].K, shapes[k].N, th, 20, 0.025);
             if (g[th] > peak[th]) peak[th] = g[th];
         }
         printf("%-26s %5d %5d %5d %9.1f %9.1f\n", shapes[k].what, shapes[k].M, shapes[k].K, shapes[k].N,
