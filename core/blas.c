@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Below this many multiply-adds a split costs more in thread wake-up than it saves. */
 #define SPLIT_MIN_FLOPS (1L << 18)
@@ -93,7 +95,10 @@ lin_tile_rows(int mr, int kc, const float *x, size_t ldx, const float *wp, float
 __attribute__((target("avx512f"))) static void lin_transpose16(const float *s, size_t lds, float *d,
                                                                size_t ldd) {
     __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(s + (size_t)i * lds);
+    for (int i = 0; i < 16; i++) {
+        r[i] = _mm512_loadu_ps(s + (size_t)i * lds);
+        _mm_prefetch((const char *)(s + (size_t)i * lds + 64), _MM_HINT_T0);
+    }
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
@@ -136,52 +141,65 @@ __attribute__((target("avx512f"))) static void lin_pack(const float *W, size_t l
     }
 }
 
+/* y[M][ncol] (+)= x[M][kc] . panels[kc][ncol] for one block of k: the panels (LIN_NR columns
+ * each, kc x LIN_NR floats apart) hold ncol columns. Rows in blocks of LIN_MC so that block of x
+ * stays in L2 while each panel, in L1, meets all of its rows. */
+__attribute__((target("avx512f"))) static void
+lin_panels(int M, int ncol, int kc, const float *x, size_t ldx, const float *panels, bool add,
+           float *y, size_t ldy) {
+    for (int ic = 0; ic < M; ic += LIN_MC) {
+        int mc = M - ic < LIN_MC ? M - ic : LIN_MC;
+        for (int jr = 0; jr < ncol; jr += LIN_NR) {
+            int cols = ncol - jr < LIN_NR ? ncol - jr : LIN_NR;
+            __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+            __mmask16 m1 = cols >= 32   ? 0xffff
+                           : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1)
+                                       : 0;
+            const float *panel = panels + (size_t)(jr / LIN_NR) * kc * LIN_NR;
+            for (int ir = 0; ir < mc; ir += LIN_MR) {
+                int mr = mc - ir < LIN_MR ? mc - ir : LIN_MR;
+                size_t row = (size_t)(ic + ir);
+                lin_tile_rows(mr, kc, x + row * ldx, ldx, panel, y + row * ldy + jr, ldy, m0, m1, add);
+            }
+        }
+    }
+}
+
+/* K split into equal blocks of at most LIN_KC, so no block is a short remainder; the packed and
+ * the per-call paths block alike, so they give the same bits. */
+static int lin_kblock(int K) {
+    int nkb = (K + LIN_KC - 1) / LIN_KC;
+    return (K + nkb - 1) / nkb;
+}
+
 /* False (nothing written) when out of memory: the caller falls back to OpenBLAS. */
 __attribute__((target("avx512f"))) static bool
 lin_gemm(int M, int N, int K, const float *x, int ldx, const float *W, int ldw, bool add, float *y,
          int ldy) {
-    /* K split into equal blocks of at most LIN_KC, so no block is a short remainder. */
-    int nkb = (K + LIN_KC - 1) / LIN_KC, kb = (K + nkb - 1) / nkb;
-    int ncmax = N < LIN_NC ? N : LIN_NC;
+    int kb = lin_kblock(K), ncmax = N < LIN_NC ? N : LIN_NC;
     size_t panels = (size_t)(ncmax + LIN_NR - 1) / LIN_NR;
     float *wp = aligned_alloc(64, panels * (size_t)kb * LIN_NR * sizeof(float));
     if (!wp) return false;
     for (int pc = 0; pc < K; pc += kb) {
         int kc = K - pc < kb ? K - pc : kb;
-        bool acc = add || pc > 0;
         for (int jc = 0; jc < N; jc += LIN_NC) {
             int nc = N - jc < LIN_NC ? N - jc : LIN_NC;
             lin_pack(W + (size_t)jc * ldw + pc, (size_t)ldw, nc, kc, wp);
-            for (int ic = 0; ic < M; ic += LIN_MC) {
-                int mc = M - ic < LIN_MC ? M - ic : LIN_MC;
-                for (int jr = 0; jr < nc; jr += LIN_NR) {
-                    int cols = nc - jr < LIN_NR ? nc - jr : LIN_NR;
-                    __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-                    __mmask16 m1 = cols >= 32   ? 0xffff
-                                   : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1)
-                                               : 0;
-                    const float *panel = wp + (size_t)(jr / LIN_NR) * kc * LIN_NR;
-                    for (int ir = 0; ir < mc; ir += LIN_MR) {
-                        int mr = mc - ir < LIN_MR ? mc - ir : LIN_MR;
-                        size_t row = (size_t)(ic + ir);
-                        lin_tile_rows(mr, kc, x + row * ldx + pc, (size_t)ldx, panel,
-                                      y + row * ldy + jc + jr, (size_t)ldy, m0, m1, acc);
-                    }
-                }
-            }
+            lin_panels(M, nc, kc, x + pc, (size_t)ldx, wp, add || pc > 0, y + jc, (size_t)ldy);
         }
     }
     free(wp);
     return true;
 }
 
-static bool lin_gemm_fits(bool ta, bool tb, int K, float alpha, float beta) {
-    return !ta && tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && K > 0 &&
-           K <= LIN_MAX_K && __builtin_cpu_supports("avx512f");
+static bool lin_available(int K) {
+    return K > 0 && K <= LIN_MAX_K && __builtin_cpu_supports("avx512f");
 }
+#define LIN_ALIGN LIN_NR
 #else
-static bool lin_gemm_fits(bool ta, bool tb, int K, float alpha, float beta) {
-    (void)ta, (void)tb, (void)K, (void)alpha, (void)beta;
+#define LIN_ALIGN 1
+static bool lin_available(int K) {
+    (void)K;
     return false;
 }
 static bool lin_gemm(int M, int N, int K, const float *x, int ldx, const float *W, int ldw, bool add,
@@ -191,22 +209,27 @@ static bool lin_gemm(int M, int N, int K, const float *x, int ldx, const float *
 }
 #endif
 
-static void gemm1(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-                  const float *B, int ldb, float beta, float *C, int ldc) {
-    if (lin_gemm_fits(ta, tb, K, alpha, beta) &&
-        lin_gemm(M, N, K, A, lda, B, ldb, beta == 1.0f, C, ldc))
-        return;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
+/* One call's operands, for the row splitting below. */
+typedef struct {
+    bool ta, tb;
+    int N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int lda, ldb, ldc;
+    float *C;
+    const blas_packed *P;   /* blas_linear_packed: P instead of B ... */
+    int col0;               /* ... from its column col0 */
+} gemm_args;
 
-void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-               const float *B, int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
+static void gemm_rows(const gemm_args *g, int i0, int i1);
+
+/* Rows i0 .. i1-1 of each call on its own thread, when called outside a parallel region and the
+ * product is large enough to pay for waking threads; every row's result is the same either way. */
+static void split_rows(const gemm_args *g, int M) {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    long work = (long)M * N * (K > 0 ? K : 1);
+    long work = (long)M * g->N * (g->K > 0 ? g->K : 1);
     if (nt <= 1 || work < SPLIT_MIN_FLOPS || M < 2 * nt) {
-        gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_rows(g, 0, M);
         return;
     }
     #pragma omp parallel num_threads(nt)
@@ -215,11 +238,99 @@ void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *
         /* Chunks are multiples of 8 rows so kernels see aligned tiles. */
         int chunk = ((M + n - 1) / n + 7) & ~7;
         int i0 = t * chunk, i1 = i0 + chunk < M ? i0 + chunk : M;
-        if (i0 < i1) {
-            const float *Ai = ta ? A + i0 : A + (long)i0 * lda;
-            gemm1(ta, tb, i1 - i0, N, K, alpha, Ai, lda, B, ldb, beta, C + (long)i0 * ldc, ldc);
-        }
+        if (i0 < i1) gemm_rows(g, i0, i1);
     }
+}
+
+/* ---- weights packed once --------------------------------------------------------------------- */
+
+struct blas_packed {
+    int N, K, kb;
+    size_t npad;   /* N rounded up to whole panels */
+    float *wp;     /* per block of kb k's (the last may be shorter): npad / LIN_NR panels */
+};
+
+#if LIN_ALIGN > 1
+blas_packed *blas_pack(const float *const *W, const int *rows, int nw, int K) {
+    int N = 0;
+    for (int i = 0; i < nw; i++) N += rows[i];
+    if (N <= 0 || !lin_available(K)) return NULL;
+    blas_packed *p = calloc(1, sizeof *p);
+    float *all = malloc((size_t)N * K * sizeof(float));
+    size_t npad = (size_t)(N + LIN_NR - 1) / LIN_NR * LIN_NR;
+    if (p) p->wp = aligned_alloc(64, npad * (size_t)K * sizeof(float));
+    if (!p || !all || !p->wp) {
+        free(all);
+        blas_packed_free(p);
+        return NULL;
+    }
+    for (int i = 0, r = 0; i < nw; r += rows[i], i++)
+        memcpy(all + (size_t)r * K, W[i], (size_t)rows[i] * K * sizeof(float));
+    *p = (blas_packed){N, K, lin_kblock(K), npad, p->wp};
+    for (int pc = 0; pc < K; pc += p->kb) {
+        int kc = K - pc < p->kb ? K - pc : p->kb;
+        lin_pack(all + pc, (size_t)K, N, kc, p->wp + (size_t)pc * npad);
+    }
+    free(all);
+    return p;
+}
+
+static void packed_rows(const gemm_args *g, int i0, int i1) {
+    const blas_packed *p = g->P;
+    for (int pc = 0; pc < p->K; pc += p->kb) {
+        int kc = p->K - pc < p->kb ? p->K - pc : p->kb;
+        const float *panels = p->wp + (size_t)pc * p->npad + (size_t)(g->col0 / LIN_NR) * kc * LIN_NR;
+        lin_panels(i1 - i0, g->N, kc, g->A + (size_t)i0 * g->lda + pc, (size_t)g->lda, panels,
+                   g->beta == 1.0f || pc > 0, g->C + (size_t)i0 * g->ldc, (size_t)g->ldc);
+    }
+}
+#else
+blas_packed *blas_pack(const float *const *W, const int *rows, int nw, int K) {
+    (void)W, (void)rows, (void)nw, (void)K;
+    return NULL;
+}
+
+static void packed_rows(const gemm_args *g, int i0, int i1) {
+    (void)g, (void)i0, (void)i1;
+}
+#endif
+
+void blas_packed_free(blas_packed *p) {
+    if (!p) return;
+    free(p->wp);
+    free(p);
+}
+
+void blas_linear_packed(const float *x, int ldx, const blas_packed *W, int col0, int ncol, float *y,
+                        int ldy, int n, bool add) {
+    if (n <= 0 || ncol <= 0) return;
+    gemm_args g = {.N = ncol, .K = W->K, .beta = add ? 1.0f : 0.0f, .A = x, .lda = ldx, .C = y,
+                   .ldc = ldy, .P = W, .col0 = col0};
+    split_rows(&g, n);
+}
+
+/* ---- calls ------------------------------------------------------------------------------------ */
+
+static void gemm_rows(const gemm_args *g, int i0, int i1) {
+    if (g->P) {
+        packed_rows(g, i0, i1);
+        return;
+    }
+    int M = i1 - i0;
+    const float *A = g->ta ? g->A + i0 : g->A + (size_t)i0 * g->lda;
+    float *C = g->C + (size_t)i0 * g->ldc;
+    if (!g->ta && g->tb && g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f) &&
+        lin_available(g->K) && lin_gemm(M, g->N, g->K, A, g->lda, g->B, g->ldb, g->beta == 1.0f, C, g->ldc))
+        return;
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, M,
+                g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta, C, g->ldc);
+}
+
+void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    gemm_args g = {ta, tb, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0};
+    split_rows(&g, M);
 }
 
 void blas_linear(const float *x, const float *W, float *y, int n, int in, int out) {

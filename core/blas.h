@@ -20,6 +20,21 @@ void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *
 /* y[n][out] = x[n][in] W^T for a linear layer W stored [out][in]: the forward pass's GEMM. */
 void blas_linear(const float *x, const float *W, float *y, int n, int in, int out);
 
+/* A linear layer's weights laid out once for the forward pass's kernel: several matrices
+ * W[i] [rows[i]][K] stacked as one [sum rows][K] (q, k and v as one GEMM). NULL when this machine
+ * has no such kernel (it needs AVX-512 and K <= 1024) or memory is short: callers then use
+ * blas_gemm on the matrices themselves, which gives the same bits wherever the kernel exists. */
+typedef struct blas_packed blas_packed;
+#define BLAS_PACK_COLS 32   /* column ranges of a packed matrix start at multiples of this */
+
+blas_packed *blas_pack(const float *const *W, const int *rows, int nw, int K);
+void         blas_packed_free(blas_packed *p);
+
+/* y[n][ncol] (+)= x[n][K] W^T for columns col0 .. col0+ncol-1 of the stacked W; col0 a multiple
+ * of BLAS_PACK_COLS; rows of x ldx apart, of y ldy. Splits rows across threads as blas_gemm. */
+void blas_linear_packed(const float *x, int ldx, const blas_packed *W, int col0, int ncol, float *y,
+                        int ldy, int n, bool add);
+
 /* Let OpenBLAS use every thread for the calls until blas_wide_end(): for single large level-3
  * or LAPACK calls made from serial code (SYRK of a big Hessian, Cholesky factorisations). */
 void blas_wide_begin(void);

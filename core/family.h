@@ -97,6 +97,8 @@ struct family {
     bool rope;                         /* rotary positions: RoPE tables, q/k row layouts */
     bool llama2c;                      /* storable as a llama2.c checkpoint               */
     const char *gguf_arch;             /* GGUF general.architecture; NULL: none           */
+    bool linear_in;                    /* block runs its linears through fwd_linear_in, so
+                                          an evaluation packs them once (forward_pack)    */
     /* config.json <-> model_config (path names the file in messages). Sets family. */
     int  (*config_read)(const cJSON *j, model_config *c, bool *tied, const char *path, err *e);
     void (*config_write)(const model *m, cJSON *j);

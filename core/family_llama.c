@@ -244,37 +244,22 @@ static int llama_block(const model *m, int layer, float *x, const fwd_batch *b, 
     bool nested = omp_in_parallel();
     int nth = nested ? 1 : blas_threads();
     size_t N = (size_t)n;
-    /* q, k and v come from one GEMM when their weights lie back to back (one allocation in the
-     * family table's order), gate and up likewise: the normed input is packed once per GEMM
-     * instead of per layer, and k and v (64 outputs on stories3M) stop being thin GEMMs of
-     * their own. Each output is the same dot product either way. */
-    const float *wq = bl->lin[LLAMA_Q].w, *wk = bl->lin[LLAMA_K].w, *wv = bl->lin[LLAMA_V].w;
-    bool qkv1 = wk == wq + (size_t)qdim * dim && wv == wk + (size_t)kvd * dim;
-    const float *wg = bl->lin[LLAMA_GATE].w, *wu = bl->lin[LLAMA_UP].w;
-    size_t gu = (size_t)hid * dim;
-    bool ffn1 = wu == wg + gu || wg == wu + gu;
-    size_t ldq = qkv1 ? (size_t)(qdim + 2 * kvd) : (size_t)qdim, ldkv = qkv1 ? ldq : (size_t)kvd;
-    size_t ldh = ffn1 ? 2 * (size_t)hid : (size_t)hid;
+    /* q, k, v side by side in one output (one GEMM on packed weights), gate and up likewise.
+     * hb's rows are padded off a multiple of 4 KB: down's kernel reads 12 of them at once, and
+     * rows 4 KB apart would all fall in one L1 set. */
+    size_t ldq = (size_t)(qdim + 2 * kvd), ldkv = ldq, ldh = 2 * (size_t)hid + 16;
     float *xb = fwd_buf(s, FWD_XB, N * dim), *q = fwd_buf(s, FWD_Q, N * ldq);
-    float *k = qkv1 ? q + qdim : fwd_buf(s, FWD_K, N * kvd);
-    float *v = qkv1 ? q + qdim + kvd : fwd_buf(s, FWD_V, N * kvd);
     float *att = fwd_buf(s, FWD_ATT, N * qdim), *hb = fwd_buf(s, FWD_HB, N * ldh);
-    float *hb2 = ffn1 ? hb : fwd_buf(s, FWD_HB2, N * hid);
     float *scores = fwd_buf(s, FWD_SCORES, (size_t)nth * fwd_att_scratch_floats(m, maxT));
     int *offs = fwd_offsets(s, b);
-    if (!xb || !q || !k || !v || !att || !hb || !hb2 || !scores || !offs)
+    if (!xb || !q || !att || !hb || !scores || !offs)
         return err_set(e, SPARQ_ERUNTIME, "out of memory for a batch of %d tokens", n);
+    float *k = q + qdim, *v = q + qdim + kvd;
 
     /* Attention: x += Wo . attn(rope(Wq xn), rope(Wk xn), Wv xn), xn = rmsnorm(x). */
     rmsnorm_rows(xb, x, bl->p[LLAMA_ATTN_NORM], n, dim, c->norm_eps);
     if (cap && cap[0]) memcpy(cap[0], xb, N * dim * sizeof(float));
-    if (qkv1) {
-        blas_linear(xb, wq, q, n, dim, (int)ldq);
-    } else {
-        blas_linear(xb, wq, q, n, dim, qdim);
-        blas_linear(xb, wk, k, n, dim, kvd);
-        blas_linear(xb, wv, v, n, dim, kvd);
-    }
+    fwd_linear_in(m, s, layer, IN_QKV, xb, dim, n, q, (int)ldq, false);
     #pragma omp parallel for schedule(static) if (b->n_seq > 1 && !nested)
     for (int i = 0; i < b->n_seq; i++) {
         rope_rows(m, q + (size_t)offs[i] * ldq, ldq, c->n_heads, b->lens[i]);
@@ -282,20 +267,13 @@ static int llama_block(const model *m, int layer, float *x, const fwd_batch *b, 
     }
     fwd_attention(m, b, offs, q, ldq, k, v, ldkv, att, scores, maxT);
     if (cap && cap[1]) memcpy(cap[1], att, N * qdim * sizeof(float));
-    blas_gemm(false, true, n, dim, qdim, 1.0f, att, qdim, bl->lin[LLAMA_O].w, qdim, 1.0f, x, dim);
+    fwd_linear_in(m, s, layer, IN_O, att, qdim, n, x, dim, true);
 
     /* Feed-forward: x += Wdown (silu(Wgate xn) * Wup xn). */
     rmsnorm_rows(xb, x, bl->p[LLAMA_FFN_NORM], n, dim, c->norm_eps);
     if (cap && cap[2]) memcpy(cap[2], xb, N * dim * sizeof(float));
-    float *g = hb, *u = hb2;
-    if (ffn1) {
-        blas_linear(xb, wg < wu ? wg : wu, hb, n, dim, 2 * hid);
-        g = wg < wu ? hb : hb + hid;
-        u = wg < wu ? hb + hid : hb;
-    } else {
-        blas_linear(xb, wg, hb, n, dim, hid);
-        blas_linear(xb, wu, hb2, n, dim, hid);
-    }
+    fwd_linear_in(m, s, layer, IN_FFN, xb, dim, n, hb, (int)ldh, false);
+    float *g = hb, *u = hb + hid;
     if (N * hid <= 65536 || nested) {
         silu_mul(g, u, ldh, hid, 0, n);
     } else {
@@ -308,7 +286,7 @@ static int llama_block(const model *m, int layer, float *x, const fwd_batch *b, 
     if (cap && cap[3])
         for (size_t t = 0; t < N; t++)
             memcpy(cap[3] + t * hid, g + t * ldh, (size_t)hid * sizeof(float));
-    blas_gemm(false, true, n, dim, hid, 1.0f, g, (int)ldh, bl->lin[LLAMA_DOWN].w, hid, 1.0f, x, dim);
+    fwd_linear_in(m, s, layer, IN_DOWN, g, (int)ldh, n, x, dim, true);
     return SPARQ_OK;
 }
 
@@ -392,6 +370,7 @@ const family family_llama = {
     .rope = true,
     .llama2c = true,
     .gguf_arch = "llama",
+    .linear_in = true,
     .config_read = llama_config_read,
     .config_write = llama_config_write,
     .embed = llama_embed,

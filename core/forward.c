@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "clock.h"
 #include "family.h"
 #include "forward_ops.h"
 
@@ -22,6 +23,7 @@ struct fwd_scratch {
     size_t cap[FWD_BUFS];
     int   *offs;
     size_t offs_n;
+    const fwd_packs *packs;   /* the caller's, or NULL */
 };
 
 fwd_scratch *fwd_scratch_new(void) { return calloc(1, sizeof(fwd_scratch)); }
@@ -213,6 +215,97 @@ int forward_logits(const model *m, const int *tokens, const fwd_batch *b, float 
     for (int l = 0; rc == SPARQ_OK && l < m->cfg.n_layers; l++)
         rc = forward_block(m, l, x, b, NULL, s, e);
     return rc ? rc : forward_head(m, x, b->n_tok, logits, e);
+}
+
+/* ---- packed weights ------------------------------------------------------------------------ */
+
+/* An evaluation runs thousands of forward passes over the same weights; packed per call, the
+ * weights of stories3M are read from L3 and re-laid out once per 1024-token task, ~4% of its
+ * eval time. Packed once, the kernel streams them as they are. */
+struct fwd_packs {
+    size_t       n_blocks;
+    int          n_in;
+    blas_packed **in;    /* [layer * n_in + input]: the linears reading that input, stacked */
+    blas_packed *head;   /* the classifier                                                   */
+};
+
+void forward_packs_free(fwd_packs *p) {
+    if (!p) return;
+    for (size_t i = 0; p->in && i < p->n_blocks * (size_t)p->n_in; i++) blas_packed_free(p->in[i]);
+    blas_packed_free(p->head);
+    free(p->in);
+    free(p);
+}
+
+/* The linears of block l reading input `in`, in family order: their weights and rows. */
+static int linears_of_input(const model *m, int l, int in, const float **w, int *rows) {
+    int n = 0;
+    for (int i = 0; i < m->fam->n_linear; i++)
+        if (m->fam->linear[i].input == in) {
+            w[n] = m->blocks[l].lin[i].w;
+            rows[n++] = m->blocks[l].lin[i].rows;
+        }
+    return n;
+}
+
+fwd_packs *forward_pack(const model *m) {
+    const model_config *c = &m->cfg;
+    double bytes = 4.0 * ((double)model_linear_params(m) + (double)c->vocab_size * c->dim);
+    if (model_streamed(m) || bytes > clock_memory_bytes() / 8) return NULL;
+    fwd_packs *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n_blocks = (size_t)c->n_layers;
+    p->n_in = m->fam->n_input;
+    p->in = calloc((size_t)c->n_layers * p->n_in, sizeof *p->in);
+    bool ok = p->in != NULL;
+    for (int l = 0; ok && m->fam->linear_in && l < c->n_layers; l++)
+        for (int in = 0; ok && in < p->n_in; in++) {
+            const float *w[MODEL_MAX_LINEAR];
+            int rows[MODEL_MAX_LINEAR], n = linears_of_input(m, l, in, w, rows);
+            int cols = (int)family_size(c, m->fam->input[in]);
+            ok = n == 0 || (p->in[l * p->n_in + in] = blas_pack(w, rows, n, cols)) != NULL;
+        }
+    const float *wc = m->wcls;
+    int vocab = c->vocab_size;
+    if (ok && forward_head_splits(m)) ok = (p->head = blas_pack(&wc, &vocab, 1, c->dim)) != NULL;
+    if (!ok) {
+        forward_packs_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void fwd_scratch_use(fwd_scratch *s, const fwd_packs *p) { s->packs = p; }
+
+void fwd_linear_in(const model *m, fwd_scratch *s, int layer, int in, const float *x, int ldx, int n,
+                   float *y, int ldy, bool add) {
+    const float *w[MODEL_MAX_LINEAR];
+    int rows[MODEL_MAX_LINEAR], k = linears_of_input(m, layer, in, w, rows);
+    int cols = (int)family_size(&m->cfg, m->fam->input[in]), total = 0;
+    for (int i = 0; i < k; i++) total += rows[i];
+    if (s->packs && s->packs->in[layer * s->packs->n_in + in]) {
+        blas_linear_packed(x, ldx, s->packs->in[layer * s->packs->n_in + in], 0, total, y, ldy, n, add);
+        return;
+    }
+    /* Without packs, linears whose weights lie back to back still make one GEMM: x is packed
+     * once, and thin ones (k and v: 64 outputs on stories3M) stop being GEMMs of their own. */
+    for (int i = 0, col = 0; i < k;) {
+        int j = i + 1, r = rows[i];
+        while (j < k && w[j] == w[j - 1] + (size_t)rows[j - 1] * cols) r += rows[j++];
+        blas_gemm(false, true, n, r, cols, 1.0f, x, ldx, w[i], cols, add ? 1.0f : 0.0f, y + col, ldy);
+        col += r;
+        i = j;
+    }
+}
+
+void fwd_head_slice(const model *m, fwd_scratch *s, const float *x, int n, int c0, int nc,
+                    float *logits) {
+    int dim = m->cfg.dim;
+    if (s->packs && s->packs->head && c0 % BLAS_PACK_COLS == 0)
+        blas_linear_packed(x, dim, s->packs->head, c0, nc, logits, nc, n, false);
+    else
+        blas_gemm(false, true, n, nc, dim, 1.0f, x, dim, m->wcls + (size_t)c0 * dim, dim, 0.0f,
+                  logits, nc);
 }
 
 /* ---- single-token path -------------------------------------------------------------------- */

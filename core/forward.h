@@ -32,6 +32,17 @@ typedef struct fwd_scratch fwd_scratch;
 fwd_scratch *fwd_scratch_new(void);
 void         fwd_scratch_free(fwd_scratch *s);
 
+/* The linear layers and the classifier of a resident model packed once for the GEMM kernel
+ * (blas_pack), for callers that run many forward passes over unchanged weights (the
+ * evaluations): made once, handed to each scratch, freed after the last pass. NULL when the
+ * machine has no such kernel, the model is streamed or memory is short. A pass gives the same
+ * bits with or without it; the weights must not change while it is in use. */
+typedef struct fwd_packs fwd_packs;
+
+fwd_packs *forward_pack(const model *m);
+void       forward_packs_free(fwd_packs *p);
+void       fwd_scratch_use(fwd_scratch *s, const fwd_packs *p);
+
 /* x[n_tok][dim] = the inputs of the first block for the batch's tokens (embeddings, plus
  * learned positions where the family has them). Ids must be < vocab_size. */
 int forward_embed(const model *m, const int *tokens, const fwd_batch *b, float *x, err *e);
@@ -48,6 +59,11 @@ int forward_head(const model *m, float *x, int n_tok, float *logits, err *e);
  * followed by logits = x wcls^T, with wcls [vocab][dim]. */
 bool forward_head_splits(const model *m);
 int  forward_head_norm(const model *m, float *x, int n_tok, err *e);
+
+/* logits[n][nc] = x[n][dim] wcls^T for vocabulary columns c0 .. c0+nc-1 (after
+ * forward_head_norm), on the scratch's packed classifier when it has one. */
+void fwd_head_slice(const model *m, fwd_scratch *s, const float *x, int n, int c0, int nc,
+                    float *logits);
 
 /* The whole model: logits[n_tok][vocab] for the batch of tokens. */
 int forward_logits(const model *m, const int *tokens, const fwd_batch *b, float *logits,

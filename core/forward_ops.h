@@ -28,6 +28,12 @@ size_t fwd_att_scratch_floats(const model *m, int maxT);
 void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const float *q, size_t ldq,
                    const float *k, const float *v, size_t ldkv, float *att, float *scratch, int maxT);
 
+/* y[n][ldy] (+)= x[n][ldx] W^T for the linears of block `layer` that read input `in` (one
+ * GEMM on the scratch's packs when it has them), their outputs side by side in the family's
+ * order; biases are the caller's. */
+void fwd_linear_in(const model *m, fwd_scratch *s, int layer, int in, const float *x, int ldx, int n,
+                   float *y, int ldy, bool add);
+
 /* y[rows] = W x, a plain loop: the single-token reference path. */
 void fwd_matvec(float *y, const float *x, const float *W, int rows, int cols);
 

@@ -255,6 +255,8 @@ int zeroshot_score(const model *m, const zeroshot_task *t, double *ll, bool *gre
     }
     if (!ok) rc = err_set(e, SPARQ_ERUNTIME, "out of memory for tasks of %d tokens", p.max_tok);
     double t0 = clock_seconds();
+    fwd_packs *packs = rc == SPARQ_OK ? forward_pack(m) : NULL;   /* forward.h */
+    for (int i = 0; packs && i < nth; i++) fwd_scratch_use(w[i].scr, packs);
     long done = 0;
     int failed = 0;
     #pragma omp parallel num_threads(nth) if (rc == SPARQ_OK)
@@ -280,6 +282,7 @@ int zeroshot_score(const model *m, const zeroshot_task *t, double *ll, bool *gre
         }
     }
     double secs = clock_seconds() - t0;
+    forward_packs_free(packs);
     if (rc == SPARQ_OK && failed) {
         int first = 0;                 /* report the earliest failing task's error */
         for (int i = 1; i < nth; i++)

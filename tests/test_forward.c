@@ -302,3 +302,44 @@ Test(forward, fused_qkv_and_gate_up_gemms_give_the_same_bits) {
     free(l1); free(l2); free(toks);
     model_free(m);
 }
+
+/* An evaluation packs the weights once (forward_pack); the logits must be the same bits as
+ * without, the classifier's column slices included. */
+Test(forward, packed_weights_give_the_same_bits) {
+    model *m = load_stories();
+    const model_config *c = &m->cfg;
+    int lens[2] = {120, 77}, total = 197;
+    int *toks = malloc(total * sizeof(int));
+    for (int i = 0; i < total; i++) toks[i] = ref_greedy_ids[i % 257];
+    size_t nl = (size_t)total * c->vocab_size;
+    float *l1 = malloc(nl * sizeof(float)), *l2 = malloc(nl * sizeof(float));
+    float *slice = malloc((size_t)total * 64 * sizeof(float));
+    fwd_batch b = {.n_seq = 2, .lens = lens, .n_tok = total};
+    fwd_scratch *s = fwd_scratch_new();
+    err e = {0};
+    cr_assert_eq(forward_logits(m, toks, &b, l1, s, &e), 0, "%s", e.msg);
+    fwd_packs *p = forward_pack(m);
+    if (!p) {
+        fwd_scratch_free(s);
+        free(l1); free(l2); free(slice); free(toks);
+        model_free(m);
+        cr_skip_test("forward_pack: no packed kernel on this machine");
+    }
+    fwd_scratch_use(s, p);
+    cr_assert_eq(forward_logits(m, toks, &b, l2, s, &e), 0, "%s", e.msg);
+    cr_assert_eq(memcmp(l1, l2, nl * sizeof(float)), 0, "packed weights changed the logits");
+    /* The head in slices, as perplexity takes it: x through the blocks, normed, then columns
+     * 64 .. 127 of the classifier. */
+    float *x = malloc((size_t)total * c->dim * sizeof(float));
+    cr_assert_eq(forward_embed(m, toks, &b, x, &e), 0);
+    for (int l = 0; l < c->n_layers; l++) cr_assert_eq(forward_block(m, l, x, &b, NULL, s, &e), 0);
+    cr_assert_eq(forward_head_norm(m, x, total, &e), 0);
+    fwd_head_slice(m, s, x, total, 64, 64, slice);
+    for (int t = 0; t < total; t++)
+        cr_assert_eq(memcmp(slice + (size_t)t * 64, l1 + (size_t)t * c->vocab_size + 64, 64 * sizeof(float)), 0,
+                     "row %d of the classifier slice", t);
+    forward_packs_free(p);
+    fwd_scratch_free(s);
+    free(x); free(l1); free(l2); free(slice); free(toks);
+    model_free(m);
+}
