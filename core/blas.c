@@ -31,14 +31,14 @@ int blas_threads(void) {
  * layer of models up to dim 1024 and the classifier. At these sizes OpenBLAS spends a third of
  * the time outside its kernel: it packs both operands on every call and zeroes y first for
  * beta = 0 (stories3M's eval: 62% kernel, 9.5% packing, 3% memset). Here only W is packed, into
- * panels of LIN_NR columns, once per call; rows of x are broadcast straight from memory, which
- * is cheap while a few rows of K floats stay in L1; y is written once, or added to. A row's
+ * panels of LIN_NR columns, once per call or once for good (blas_pack: an evaluation's weights);
+ * rows of x are broadcast straight from memory, which is cheap while a few rows of K floats
+ * stay in L1; y is written once, or added to. A row's
  * K-sum runs in fixed blocks of k, whatever M, the row's place in x and the thread count, so
  * the result of a row depends on that row and W alone (the eval's bits do not depend on how
  * sequences are grouped). Bigger K goes to OpenBLAS, which packs x as it must there. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#include <stdlib.h>
 
 #define LIN_MR 12          /* rows of x per kernel call: 24 accumulators in zmm registers */
 #define LIN_NR 32          /* columns of W per panel: two zmm vectors                      */
@@ -46,6 +46,7 @@ int blas_threads(void) {
 #define LIN_NC 512         /* columns packed at once: 512 KB, in L2                         */
 #define LIN_MC 480         /* rows of x per sweep over the panels: their block stays in L2   */
 #define LIN_MAX_K 1024
+_Static_assert(LIN_NR == BLAS_PACK_COLS, "packed column ranges start on whole panels");
 
 /* c[mr][cols] (+)= x[mr][kc] . wp[kc][LIN_NR], the columns past cols masked off. Inlined with a
  * constant mr so the accumulators are registers. */
