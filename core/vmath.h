@@ -29,13 +29,14 @@ static inline float vmath_fma(float a, float b, float c) { return __builtin_fmaf
 
 /* e^x without a libm call, so the loops around it vectorize: Cephes' expf scheme. x = n ln2 + r
  * with |r| <= ln2/2 (ln2 split in two for an exact n ln2), e^r = 1 + r + r^2 P(r) with P of
- * degree 5, and 2^n written into the exponent bits. Written with fused multiply-adds (16 vector
+ * degree 5, and 2^n added into the exponent bits. Written with fused multiply-adds (14 vector
  * operations instead of 26): alone the loop runs 2.5x faster on an AVX-512 core with one FMA
  * port, and the softmax, SiLU and NLL rows of the forward about a quarter faster. Max relative
  * error 8.5e-8 (1.4 ulp; 8.3e-8 unfused) against double exp, checked at every float in
  * [-87, 88], the range x must be in. */
 static inline float vmath_exp(float x) {
-    float n = vmath_fma(x, 1.44269504f, 12582912.0f) - 12582912.0f;   /* round(x / ln2): 1.5 * 2^23 */
+    float t = vmath_fma(x, 1.44269504f, 12582912.0f);   /* 1.5 * 2^23 + round(x / ln2) */
+    float n = t - 12582912.0f;
     float r = vmath_fma(n, 2.12194440e-4f, vmath_fma(-n, 0.693359375f, x));
     float p = 1.9875691500e-4f;
     p = vmath_fma(p, r, 1.3981999507e-3f);
@@ -44,10 +45,15 @@ static inline float vmath_exp(float x) {
     p = vmath_fma(p, r, 1.6666665459e-1f);
     p = vmath_fma(p, r, 5.0000001201e-1f);
     p = vmath_fma(p * r, r, r) + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    /* p 2^n by adding n to p's exponent: t's low bits hold n, and the shift drops the rest.
+     * For x in [-87, 88] the result is normal, so this is the product p * 2^n to the bit
+     * (checked at every float there) in two integer operations instead of four. */
+    uint32_t tb, pb;
+    memcpy(&tb, &t, sizeof tb);
+    memcpy(&pb, &p, sizeof pb);
+    pb += tb << 23;
+    memcpy(&p, &pb, sizeof p);
+    return p;
 }
 
 /* e^x for x <= 0 (softmax after subtracting the max): exactly 0 below -87, also for -inf. The
