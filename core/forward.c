@@ -119,33 +119,34 @@ static void softmax_causal_tile(float *S, int nr, int ld, int r0, float *inv) {
     }
 }
 
-/* Per-thread attention scratch: the group's keys transposed (rows padded by LANES) and values;
- * one tile's scores and row sums; a junk row. */
+/* Per-thread attention scratch: the group's keys transposed (rows padded by LANES) and values
+ * (LANES more); one tile's scores and row sums; a junk row. */
 size_t fwd_att_scratch_floats(const model *m, int maxT) {
     size_t np = (size_t)round_lanes(maxT), hs = (size_t)m->cfg.head_size;
     size_t rows = (size_t)ATT_ROWS * (size_t)(m->cfg.n_heads / m->cfg.n_kv_heads);
-    return hs * (np + LANES) + np * hs + rows * (np + 1) + ATT_W;
+    return hs * (np + LANES) + np * hs + LANES + rows * (np + 1) + ATT_W;
 }
 
 /* Statement s(r) for each of the ATT_R rows of att_block. */
 #define ATT_EACH(s) s(0) s(1) s(2) s(3) s(4) s(5) s(6) s(7)
 
-/* c_r[0 .. w) = sum over t < n of a_r[t] b_t[0 .. w) for the ATT_R rows a_r, b_t = b + t * ldb,
- * each c_r starting from 0 or (carry) from o_r; then o_r = c_r * f_r, or c_r itself when f is
- * NULL (a partial sum, carried into the next call). w is ATT_W, LANES or 1, a constant after
- * inlining. One chain of fused multiply-adds per result, t in order: the same bits for any
- * vector width, row grouping, tile or chunking of t. */
+/* c_r = sum over t < n of a_r[t] b_t for the ATT_R rows a_r, b_t = b + t * ldb, over ATT_W
+ * columns (wide) or LANES, each c_r starting from 0 or (carry) from o_r; then o_r = c_r * f_r,
+ * or c_r itself when f is NULL (a partial sum, carried into the next call). Only the first nout
+ * <= LANES columns are read from and written to o_r unless wide: a head narrower than LANES
+ * computes lanes past its end from whatever follows in b and drops them. One chain of fused
+ * multiply-adds per result, t in order: the same bits for any vector width, row grouping, tile
+ * or chunking of t. */
 __attribute__((always_inline))
 static inline void att_block(float *const *o, const float *const *ar, const float *b, size_t ldb,
-                             int n, int w, bool carry, const float *f) {
+                             int n, bool wide, int nout, bool carry, const float *f) {
     enum { H = LANES };
-    int h = w < H ? w : H;
-    bool in1 = carry, in2 = carry && w == ATT_W;
+    bool in2 = carry && wide;
 #define ATT_INIT(r) \
     float c##r[H], d##r[H], *o##r = o[r]; \
     const float *a##r = ar[r]; \
     _Pragma("omp simd") for (int l = 0; l < H; l++) { \
-        c##r[l] = in1 && l < h ? o##r[l] : 0.0f; \
+        c##r[l] = carry && l < nout ? o##r[l] : 0.0f; \
         d##r[l] = in2 ? o##r[H + l] : 0.0f; \
     }
     ATT_EACH(ATT_INIT)
@@ -157,9 +158,9 @@ static inline void att_block(float *const *o, const float *const *ar, const floa
 #undef ATT_X
 #define ATT_FMA(r) c##r[l] = vmath_fma(x##r, bt[l], c##r[l]);
         #pragma omp simd
-        for (int l = 0; l < h; l++) { ATT_EACH(ATT_FMA) }
+        for (int l = 0; l < H; l++) { ATT_EACH(ATT_FMA) }
 #undef ATT_FMA
-        if (w == ATT_W) {
+        if (wide) {
 #define ATT_FMA2(r) d##r[l] = vmath_fma(x##r, bt[H + l], d##r[l]);
             #pragma omp simd
             for (int l = 0; l < H; l++) { ATT_EACH(ATT_FMA2) }
@@ -168,8 +169,8 @@ static inline void att_block(float *const *o, const float *const *ar, const floa
     }
 #define ATT_OUT(r) { \
     float fr = f ? f[r] : 1.0f; \
-    _Pragma("omp simd") for (int l = 0; l < h; l++) o##r[l] = c##r[l] * fr; \
-    if (w == ATT_W) { \
+    _Pragma("omp simd") for (int l = 0; l < nout; l++) o##r[l] = c##r[l] * fr; \
+    if (wide) { \
         _Pragma("omp simd") for (int l = 0; l < H; l++) o##r[H + l] = d##r[l] * fr; \
     } }
     ATT_EACH(ATT_OUT)
@@ -194,7 +195,7 @@ static void attend_group(const model *m, int T, int g, const float *q, size_t ld
     float scale = 1.0f / sqrtf((float)hs), fs[ATT_R];
     for (int r = 0; r < ATT_R; r++) fs[r] = scale;
     size_t rows = (size_t)ATT_ROWS * group;
-    float *Kt = work, *V = Kt + (size_t)hs * ldk, *S = V + (size_t)np * hs;
+    float *Kt = work, *V = Kt + (size_t)hs * ldk, *S = V + (size_t)np * hs + LANES;
     float *inv = S + rows * np, *junk = inv + rows;
     const float *K = k + (size_t)g * hs;
     for (int d = 0; d < hs; d++) {
@@ -204,6 +205,7 @@ static void attend_group(const model *m, int T, int g, const float *q, size_t ld
     }
     for (int t = 0; t < T; t++)
         memcpy(V + (size_t)t * hs, v + (size_t)t * ldkv + (size_t)g * hs, (size_t)hs * sizeof *V);
+    memset(V + (size_t)T * hs, 0, LANES * sizeof *V);   /* read by the lanes past a narrow head */
     const float *ar[ATT_R];
     float *o[ATT_R], f[ATT_R];
     for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
@@ -218,8 +220,9 @@ static void attend_group(const model *m, int T, int g, const float *q, size_t ld
                         ar[r] = q + (size_t)(r0 + ir) * ldq + (size_t)(g * group + h) * hs;
                         o[r] = r < nb ? S + ((size_t)h * nr + i + r) * ld + j : junk;
                     }
-                    if (j + ATT_W <= nk) att_block(o, ar, Kt + j, (size_t)ldk, hs, ATT_W, false, fs);
-                    else att_block(o, ar, Kt + j, (size_t)ldk, hs, LANES, false, fs);
+                    const float *kb = Kt + j;
+                    if (j + ATT_W <= nk) att_block(o, ar, kb, (size_t)ldk, hs, true, LANES, false, fs);
+                    else att_block(o, ar, kb, (size_t)ldk, hs, false, LANES, false, fs);
                 }
         for (int h = 0; h < group; h++)
             softmax_causal_tile(S + (size_t)h * nr * ld, nr, ld, r0, inv + (size_t)h * nr);
@@ -237,13 +240,13 @@ static void attend_group(const model *m, int T, int g, const float *q, size_t ld
                     }
                     const float *fl = last ? f : NULL;
                     for (int d = 0, w; d < hs; d += w) {
-                        w = hs - d >= ATT_W ? ATT_W : hs - d >= LANES ? LANES : 1;
-                        float *od = att + (size_t)(r0 + i) * qdim + (size_t)(g * group + h) * hs + d;
+                        w = hs - d >= ATT_W ? ATT_W : hs - d >= LANES ? LANES : hs - d;
+                        float *od = att + (size_t)(r0 + i) * qdim + (size_t)(g * group + h) * hs;
+                        od += d;
                         for (int r = 0; r < ATT_R; r++) o[r] = r < nb ? od + (size_t)r * qdim : junk;
                         const float *vb = V + (size_t)t0 * hs + d;
-                        if (w == ATT_W) att_block(o, ar, vb, (size_t)hs, tn, ATT_W, t0 > 0, fl);
-                        else if (w == LANES) att_block(o, ar, vb, (size_t)hs, tn, LANES, t0 > 0, fl);
-                        else att_block(o, ar, vb, (size_t)hs, tn, 1, t0 > 0, fl);
+                        if (w == ATT_W) att_block(o, ar, vb, (size_t)hs, tn, true, LANES, t0 > 0, fl);
+                        else att_block(o, ar, vb, (size_t)hs, tn, false, w, t0 > 0, fl);
                     }
                 }
     }
