@@ -11,12 +11,20 @@
 #include "family.h"
 #include "forward_ops.h"
 
-/* Attention processes query rows in tiles of this many rows for all heads of a kv group at once
- * (one GEMM of group x ATT_ROWS rows against the group's keys), so a tile's scores only span the
- * keys up to its last row: the causal mask wastes at most a 16 x 16 triangle per head and tile,
- * and a tile's scores stay near L1 (48 x 256 floats on stories3M's windows). Against tiles of
- * 64 rows per head: ~17% less time in the attention GEMMs (stories3M, 256 and 512 keys). */
+/* Attention processes query rows in tiles of this many rows for all heads of a kv group at once,
+ * so a tile's scores only span the keys up to its last row and stay near L1 (48 x 256 floats on
+ * stories3M's windows). Against tiles of 64 rows per head: ~17% less time in the attention's
+ * products (stories3M, 256 and 512 keys). */
 #define ATT_ROWS 16
+
+/* The attention's products keep ATT_R rows x ATT_W columns of results in registers: 16 chains
+ * of fused multiply-adds, enough to cover the FMA latency on two ports (AVX2's 16 registers
+ * spill some). */
+#define ATT_R 8
+#define ATT_W (2 * LANES)
+_Static_assert(ATT_R == 8, "ATT_EACH names eight rows");
+/* Values per pass of the weighted sum: 64 rows of 32 floats stay in L1 with the tile's scores. */
+#define ATT_T 64
 
 struct fwd_scratch {
     float *buf[FWD_BUFS];
@@ -111,56 +119,136 @@ static void softmax_causal_tile(float *S, int nr, int ld, int r0, float *inv) {
     }
 }
 
-/* Per-thread attention scratch: the group's keys transposed; one tile's queries, scores, row
- * sums and outputs. */
+/* Per-thread attention scratch: the group's keys transposed (rows padded by LANES) and values
+ * (LANES more); one tile's scores and row sums; a junk row. */
 size_t fwd_att_scratch_floats(const model *m, int maxT) {
-    size_t ldk = (size_t)round_lanes(maxT), hs = (size_t)m->cfg.head_size;
+    size_t np = (size_t)round_lanes(maxT), hs = (size_t)m->cfg.head_size;
     size_t rows = (size_t)ATT_ROWS * (size_t)(m->cfg.n_heads / m->cfg.n_kv_heads);
-    return hs * ldk + rows * (hs + ldk + 1 + hs);
+    return hs * (np + LANES) + np * hs + LANES + rows * (np + 1) + ATT_W;
 }
 
-/* Attention of one sequence for the heads sharing kv head g: keys are transposed once (padded
- * with zero keys to a LANES multiple) so Q K^T is a plain NN product, which OpenBLAS serves with
- * its small-matrix kernel instead of packing both operands for every tile. A tile's query rows
- * of the group's heads are gathered head by head into Qt, so one GEMM serves them all. */
+/* Statement s(r) for each of the ATT_R rows of att_block. */
+#define ATT_EACH(s) s(0) s(1) s(2) s(3) s(4) s(5) s(6) s(7)
+
+/* c_r = sum over t < n of a_r[t] b_t for the ATT_R rows a_r, b_t = b + t * ldb, over ATT_W
+ * columns (wide) or LANES, each c_r starting from 0 or (carry) from o_r; then o_r = c_r * f_r,
+ * or c_r itself when f is NULL (a partial sum, carried into the next call). Only the first nout
+ * <= LANES columns are read from and written to o_r unless wide: a head narrower than LANES
+ * computes lanes past its end from whatever follows in b and drops them. One chain of fused
+ * multiply-adds per result, t in order: the same bits for any vector width, row grouping, tile
+ * or chunking of t. */
+__attribute__((always_inline))
+static inline void att_block(float *const *o, const float *const *ar, const float *b, size_t ldb,
+                             int n, bool wide, int nout, bool carry, const float *f) {
+    enum { H = LANES };
+    bool in2 = carry && wide;
+#define ATT_INIT(r) \
+    float c##r[H], d##r[H], *o##r = o[r]; \
+    const float *a##r = ar[r]; \
+    _Pragma("omp simd") for (int l = 0; l < H; l++) { \
+        c##r[l] = carry && l < nout ? o##r[l] : 0.0f; \
+        d##r[l] = in2 ? o##r[H + l] : 0.0f; \
+    }
+    ATT_EACH(ATT_INIT)
+#undef ATT_INIT
+    for (int t = 0; t < n; t++) {
+        const float *bt = b + (size_t)t * ldb;
+#define ATT_X(r) float x##r = a##r[t];
+        ATT_EACH(ATT_X)
+#undef ATT_X
+#define ATT_FMA(r) c##r[l] = vmath_fma(x##r, bt[l], c##r[l]);
+        #pragma omp simd
+        for (int l = 0; l < H; l++) { ATT_EACH(ATT_FMA) }
+#undef ATT_FMA
+        if (wide) {
+#define ATT_FMA2(r) d##r[l] = vmath_fma(x##r, bt[H + l], d##r[l]);
+            #pragma omp simd
+            for (int l = 0; l < H; l++) { ATT_EACH(ATT_FMA2) }
+#undef ATT_FMA2
+        }
+    }
+#define ATT_OUT(r) { \
+    float fr = f ? f[r] : 1.0f; \
+    _Pragma("omp simd") for (int l = 0; l < nout; l++) o##r[l] = c##r[l] * fr; \
+    if (wide) { \
+        _Pragma("omp simd") for (int l = 0; l < H; l++) o##r[H + l] = d##r[l] * fr; \
+    } }
+    ATT_EACH(ATT_OUT)
+#undef ATT_OUT
+}
+
+/* Attention of one sequence for the heads sharing kv head g, with the products written out
+ * (att_block) rather than as OpenBLAS's small GEMMs: no copies of a tile's queries and outputs,
+ * and no work past a block's diagonal. Keys are transposed once so the scores vectorize over
+ * keys, their rows padded by LANES (1 KB apart at 256 keys, a block's 32 rows would crowd a few
+ * L1 sets) and values copied to contiguous rows: together ~4% less time than unpadded keys and
+ * values read in place. Each product runs over one block of keys (or values) at a time for all
+ * rows of the tile, so that block stays in L1. A block of ATT_R rows works up to its longest
+ * row: past a row's diagonal the softmax clears the scores, and the weighted sum adds only exact
+ * zeros there. Rows a block lacks are computed from its first row and written to junk. */
 HOT_CLONES
 static void attend_group(const model *m, int T, int g, const float *q, size_t ldq, const float *k,
                          const float *v, size_t ldkv, float *att, float *work) {
     const model_config *c = &m->cfg;
     int hs = c->head_size, qdim = c->n_heads * hs;
-    int group = c->n_heads / c->n_kv_heads, ldk = round_lanes(T);
-    float scale = 1.0f / sqrtf((float)hs);
+    int group = c->n_heads / c->n_kv_heads, np = round_lanes(T), ldk = np + LANES;
+    float scale = 1.0f / sqrtf((float)hs), fs[ATT_R];
+    for (int r = 0; r < ATT_R; r++) fs[r] = scale;
     size_t rows = (size_t)ATT_ROWS * group;
-    float *Kt = work, *Qt = Kt + (size_t)hs * ldk, *S = Qt + rows * hs, *inv = S + rows * ldk;
-    float *Ot = inv + rows;
-    const float *K = k + (size_t)g * hs, *V = v + (size_t)g * hs;
+    float *Kt = work, *V = Kt + (size_t)hs * ldk, *S = V + (size_t)np * hs + LANES;
+    float *inv = S + rows * np, *junk = inv + rows;
+    const float *K = k + (size_t)g * hs;
     for (int d = 0; d < hs; d++) {
         float *kr = Kt + (size_t)d * ldk;
         for (int t = 0; t < T; t++) kr[t] = K[(size_t)t * ldkv + d];
-        for (int t = T; t < ldk; t++) kr[t] = 0.0f;
+        for (int t = T; t < np; t++) kr[t] = 0.0f;
     }
+    for (int t = 0; t < T; t++)
+        memcpy(V + (size_t)t * hs, v + (size_t)t * ldkv + (size_t)g * hs, (size_t)hs * sizeof *V);
+    memset(V + (size_t)T * hs, 0, LANES * sizeof *V);   /* read by the lanes past a narrow head */
+    const float *ar[ATT_R];
+    float *o[ATT_R], f[ATT_R];
     for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
         int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nc = r0 + nr, ld = round_lanes(nc);
-        int M = group * nr;
-        for (int h = 0; h < group; h++)
-            for (int i = 0; i < nr; i++) {
-                float *qt = Qt + ((size_t)h * nr + i) * hs;
-                const float *qr = q + (size_t)(r0 + i) * ldq + (size_t)(g * group + h) * hs;
-                #pragma omp simd
-                for (int d = 0; d < hs; d++) qt[d] = qr[d];
-            }
-        blas_gemm(false, false, M, ld, hs, scale, Qt, hs, Kt, ldk, 0.0f, S, ld);
+        for (int j = 0; j < ld; j += ATT_W)
+            for (int h = 0; h < group; h++)
+                for (int i = 0; i < nr; i += ATT_R) {
+                    int nb = nr - i < ATT_R ? nr - i : ATT_R, nk = round_lanes(r0 + i + nb);
+                    if (j >= nk) continue;
+                    for (int r = 0; r < ATT_R; r++) {
+                        int ir = i + (r < nb ? r : 0);
+                        ar[r] = q + (size_t)(r0 + ir) * ldq + (size_t)(g * group + h) * hs;
+                        o[r] = r < nb ? S + ((size_t)h * nr + i + r) * ld + j : junk;
+                    }
+                    const float *kb = Kt + j;
+                    if (j + ATT_W <= nk) att_block(o, ar, kb, (size_t)ldk, hs, true, LANES, false, fs);
+                    else att_block(o, ar, kb, (size_t)ldk, hs, false, LANES, false, fs);
+                }
         for (int h = 0; h < group; h++)
             softmax_causal_tile(S + (size_t)h * nr * ld, nr, ld, r0, inv + (size_t)h * nr);
-        blas_gemm(false, false, M, hs, nc, 1.0f, S, ld, V, (int)ldkv, 0.0f, Ot, hs);
-        for (int h = 0; h < group; h++)
-            for (int i = 0; i < nr; i++) {
-                float a = inv[h * nr + i];
-                float *o = att + (size_t)(r0 + i) * qdim + (size_t)(g * group + h) * hs;
-                const float *ot = Ot + ((size_t)h * nr + i) * hs;
-                #pragma omp simd
-                for (int d = 0; d < hs; d++) o[d] = ot[d] * a;
-            }
+        for (int t0 = 0; t0 < nc; t0 += ATT_T)
+            for (int h = 0; h < group; h++)
+                for (int i = 0; i < nr; i += ATT_R) {
+                    int nb = nr - i < ATT_R ? nr - i : ATT_R, n = r0 + i + nb;
+                    int tn = n - t0 < ATT_T ? n - t0 : ATT_T;
+                    bool last = t0 + ATT_T >= n;
+                    if (tn <= 0) continue;
+                    for (int r = 0; r < ATT_R; r++) {
+                        int ir = i + (r < nb ? r : 0);
+                        ar[r] = S + ((size_t)h * nr + ir) * ld + t0;
+                        f[r] = inv[(size_t)h * nr + ir];
+                    }
+                    const float *fl = last ? f : NULL;
+                    for (int d = 0, w; d < hs; d += w) {
+                        w = hs - d >= ATT_W ? ATT_W : hs - d >= LANES ? LANES : hs - d;
+                        float *od = att + (size_t)(r0 + i) * qdim + (size_t)(g * group + h) * hs;
+                        od += d;
+                        for (int r = 0; r < ATT_R; r++) o[r] = r < nb ? od + (size_t)r * qdim : junk;
+                        const float *vb = V + (size_t)t0 * hs + d;
+                        if (w == ATT_W) att_block(o, ar, vb, (size_t)hs, tn, true, LANES, t0 > 0, fl);
+                        else att_block(o, ar, vb, (size_t)hs, tn, false, w, t0 > 0, fl);
+                    }
+                }
     }
 }
 

@@ -12,33 +12,48 @@
  * vectorize without scalar tails and give the same bits at any vector width. */
 #define LANES 16
 
-/* The elementwise hot loops get AVX2 and AVX-512 clones chosen at load time; the rest of the
- * build stays baseline x86-64. The clones compute identical bits: no FMA contraction happens
- * (ISO C mode means -ffp-contract=off) and reductions run in LANES fixed lanes. */
+/* The elementwise hot loops get AVX-512 and x86-64-v3 (AVX2 + FMA) clones chosen at load time;
+ * the rest of the build stays baseline x86-64. The clones compute identical bits: no FMA
+ * contraction happens (ISO C mode means -ffp-contract=off), the fused multiply-adds that are
+ * wanted are written as vmath_fma (one rounding on every ISA), and reductions run in LANES
+ * fixed lanes. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define HOT_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define HOT_CLONES
 #endif
 
+/* a * b + c rounded once. The clones above have the instruction; the baseline clone (CPUs
+ * without FMA, and sanitizer builds) calls libm's fmaf, which is slower but gives the same bits. */
+static inline float vmath_fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+
 /* e^x without a libm call, so the loops around it vectorize: Cephes' expf scheme. x = n ln2 + r
  * with |r| <= ln2/2 (ln2 split in two for an exact n ln2), e^r = 1 + r + r^2 P(r) with P of
- * degree 5, and 2^n written into the exponent bits. Max relative error 8.3e-8 (1.4 ulp) against
- * double exp, checked at every float in [-87, 88], the range x must be in. */
+ * degree 5, and 2^n added into the exponent bits. Written with fused multiply-adds (14 vector
+ * operations instead of 26): alone the loop runs 2.5x faster on an AVX-512 core with one FMA
+ * port, and the softmax, SiLU and NLL rows of the forward about a quarter faster. Max relative
+ * error 8.5e-8 (1.4 ulp; 8.3e-8 unfused) against double exp, checked at every float in
+ * [-87, 88], the range x must be in. */
 static inline float vmath_exp(float x) {
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round(x / ln2): 1.5 * 2^23 */
-    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float t = vmath_fma(x, 1.44269504f, 12582912.0f);   /* 1.5 * 2^23 + round(x / ln2) */
+    float n = t - 12582912.0f;
+    float r = vmath_fma(n, 2.12194440e-4f, vmath_fma(-n, 0.693359375f, x));
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = (p * r) * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    p = vmath_fma(p, r, 1.3981999507e-3f);
+    p = vmath_fma(p, r, 8.3334519073e-3f);
+    p = vmath_fma(p, r, 4.1665795894e-2f);
+    p = vmath_fma(p, r, 1.6666665459e-1f);
+    p = vmath_fma(p, r, 5.0000001201e-1f);
+    p = vmath_fma(p * r, r, r) + 1.0f;
+    /* p 2^n by adding n to p's exponent: t's low bits hold n, and the shift drops the rest.
+     * For x in [-87, 88] the result is normal, so this is the product p * 2^n to the bit
+     * (checked at every float there) in two integer operations instead of four. */
+    uint32_t tb, pb;
+    memcpy(&tb, &t, sizeof tb);
+    memcpy(&pb, &p, sizeof pb);
+    pb += tb << 23;
+    memcpy(&p, &pb, sizeof p);
+    return p;
 }
 
 /* e^x for x <= 0 (softmax after subtracting the max): exactly 0 below -87, also for -inf. The

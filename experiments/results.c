@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,28 +210,48 @@ static void add_layers(cJSON *j, const compress_report *rep) {
     }
 }
 
+/* v as the shortest decimal that reads back as the same double. cJSON's own printing keeps 15
+ * digits whenever they read back within a relative DBL_EPSILON (cJSON 1.7's compare_double), so
+ * a perplexity printed by `eval --json` could be an ulp off the one the run computed. The raw
+ * item keeps valuedouble too, for readers of the record in memory. Not finite (a stderr of one
+ * token is NaN): cJSON's null. */
+static void add_exact(cJSON *x, const char *key, double v) {
+    if (!isfinite(v)) {
+        cJSON_AddNumberToObject(x, key, v);
+        return;
+    }
+    char buf[40];
+    for (int p = 15; p <= 17; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    cJSON *n = cJSON_CreateRaw(buf);
+    if (n) n->valuedouble = v;
+    cJSON_AddItemToObject(x, key, n);
+}
+
 void results_ppl_fields(cJSON *x, const ppl_result *p, ppl_protocol protocol, int seqlen) {
-    cJSON_AddNumberToObject(x, "ppl", p->ppl);
-    cJSON_AddNumberToObject(x, "ppl_stderr", p->ppl_stderr);
-    cJSON_AddNumberToObject(x, "nll", p->nll);
-    cJSON_AddNumberToObject(x, "nll_stderr", p->nll_stderr);
+    add_exact(x, "ppl", p->ppl);
+    add_exact(x, "ppl_stderr", p->ppl_stderr);
+    add_exact(x, "nll", p->nll);
+    add_exact(x, "nll_stderr", p->nll_stderr);
     cJSON_AddNumberToObject(x, "tokens", (double)p->tokens);
     cJSON_AddStringToObject(x, "protocol", ppl_protocol_name(protocol));
     cJSON_AddNumberToObject(x, "seqlen", seqlen);
 }
 
 void results_task_fields(cJSON *x, const zeroshot_result *z) {
-    cJSON_AddNumberToObject(x, "acc", z->acc);
-    cJSON_AddNumberToObject(x, "acc_stderr", z->acc_stderr);
+    add_exact(x, "acc", z->acc);
+    add_exact(x, "acc_stderr", z->acc_stderr);
     if (z->has_acc_norm) {
-        cJSON_AddNumberToObject(x, "acc_norm", z->acc_norm);
-        cJSON_AddNumberToObject(x, "acc_norm_stderr", z->acc_norm_stderr);
+        add_exact(x, "acc_norm", z->acc_norm);
+        add_exact(x, "acc_norm_stderr", z->acc_norm_stderr);
     }
     if (z->has_ppl) {
-        cJSON_AddNumberToObject(x, "ppl", z->ppl);
-        cJSON_AddNumberToObject(x, "ppl_stderr", z->ppl_stderr);
+        add_exact(x, "ppl", z->ppl);
+        add_exact(x, "ppl_stderr", z->ppl_stderr);
     }
-    cJSON_AddNumberToObject(x, "chance", z->chance);
+    add_exact(x, "chance", z->chance);
     cJSON_AddNumberToObject(x, "n", z->n);
 }
 
