@@ -229,6 +229,7 @@ typedef struct {
     float *C;
     const blas_packed *P;   /* blas_linear_packed: P instead of B ... */
     int col0;               /* ... from its column col0 */
+    blas_gate_fn act;       /* blas_gated_packed */
 } gemm_args;
 
 static void gemm_rows(const gemm_args *g, int i0, int i1);
@@ -258,31 +259,78 @@ struct blas_packed {
     int N, K, kb;
     size_t npad;   /* N rounded up to whole panels */
     float *wp;     /* per block of kb k's (the last may be shorter): npad / LIN_NR panels */
+    int gated;     /* blas_pack_gated: the pair's rows; each panel is 16 gate rows, then the
+                      same 16 rows of up (N = npad, zero rows past the end) */
 };
 
 #if LIN_ALIGN > 1
-blas_packed *blas_pack(const float *const *W, const int *rows, int nw, int K) {
-    int N = 0;
-    for (int i = 0; i < nw; i++) N += rows[i];
-    if (N <= 0 || !lin_available(K)) return NULL;
-    blas_packed *p = calloc(1, sizeof *p);
-    float *all = malloc((size_t)N * K * sizeof(float));
+/* all[N][K] (freed here) packed; NULL when out of memory. */
+static blas_packed *pack_rows(float *all, int N, int K) {
+    blas_packed *p = all ? calloc(1, sizeof *p) : NULL;
     size_t npad = (size_t)(N + LIN_NR - 1) / LIN_NR * LIN_NR;
-    if (p) p->wp = aligned_alloc(64, npad * (size_t)K * sizeof(float));
-    if (!p || !all || !p->wp) {
+    float *wp = p ? aligned_alloc(64, npad * (size_t)K * sizeof(float)) : NULL;
+    if (!wp) {
         free(all);
-        blas_packed_free(p);
+        free(p);
         return NULL;
     }
-    for (int i = 0, r = 0; i < nw; r += rows[i], i++)
-        memcpy(all + (size_t)r * K, W[i], (size_t)rows[i] * K * sizeof(float));
-    *p = (blas_packed){N, K, lin_kblock(K), npad, p->wp};
+    *p = (blas_packed){N, K, lin_kblock(K), npad, wp, 0};
     for (int pc = 0; pc < K; pc += p->kb) {
         int kc = K - pc < p->kb ? K - pc : p->kb;
         lin_pack(all + pc, (size_t)K, N, kc, p->wp + (size_t)pc * npad);
     }
     free(all);
     return p;
+}
+
+blas_packed *blas_pack(const float *const *W, const int *rows, int nw, int K) {
+    int N = 0;
+    for (int i = 0; i < nw; i++) N += rows[i];
+    if (N <= 0 || !lin_available(K)) return NULL;
+    float *all = malloc((size_t)N * K * sizeof(float));
+    for (int i = 0, r = 0; all && i < nw; r += rows[i], i++)
+        memcpy(all + (size_t)r * K, W[i], (size_t)rows[i] * K * sizeof(float));
+    return pack_rows(all, N, K);
+}
+
+blas_packed *blas_pack_gated(const float *Wg, const float *Wu, int rows, int K) {
+    if (rows <= 0 || !lin_available(K)) return NULL;
+    int half = LIN_NR / 2, N = (rows + half - 1) / half * LIN_NR;
+    float *all = calloc((size_t)N * K, sizeof(float));
+    for (int r = 0; all && r < rows; r++) {
+        size_t at = (size_t)(r / half) * LIN_NR + r % half;
+        memcpy(all + at * K, Wg + (size_t)r * K, (size_t)K * sizeof(float));
+        memcpy(all + (at + half) * K, Wu + (size_t)r * K, (size_t)K * sizeof(float));
+    }
+    blas_packed *p = pack_rows(all, N, K);
+    if (p) p->gated = rows;
+    return p;
+}
+
+/* h = act(x Wg^T, x Wu^T) for rows i0 .. i1-1: per tile of rows and panel, gate and up summed
+ * into a tile on the stack exactly as blas_gemm sums into y (block by block of k), then act. */
+static void gated_rows(const gemm_args *g, int i0, int i1) {
+    const blas_packed *p = g->P;
+    int half = LIN_NR / 2;
+    _Alignas(64) float tile[LIN_MR * LIN_NR];
+    for (int ic = i0; ic < i1; ic += LIN_MC) {
+        int mc = i1 - ic < LIN_MC ? i1 - ic : LIN_MC;
+        for (int j = 0; j < p->gated; j += half) {
+            int cnt = p->gated - j < half ? p->gated - j : half;
+            for (int ir = 0; ir < mc; ir += LIN_MR) {
+                int mr = mc - ir < LIN_MR ? mc - ir : LIN_MR;
+                size_t row = (size_t)(ic + ir);
+                for (int pc = 0; pc < p->K; pc += p->kb) {
+                    int kc = p->K - pc < p->kb ? p->K - pc : p->kb;
+                    const float *panel = p->wp + (size_t)pc * p->npad + (size_t)(j / half) * kc * LIN_NR;
+                    lin_tile_rows(mr, kc, g->A + row * g->lda + pc, (size_t)g->lda, panel, tile, LIN_NR,
+                                  0xffff, 0xffff, pc > 0);
+                }
+                for (int r = 0; r < mr; r++)
+                    g->act(g->C + (row + r) * g->ldc + j, tile + r * LIN_NR, tile + r * LIN_NR + half, cnt);
+            }
+        }
+    }
 }
 
 static void packed_rows(const gemm_args *g, int i0, int i1) {
@@ -300,7 +348,16 @@ blas_packed *blas_pack(const float *const *W, const int *rows, int nw, int K) {
     return NULL;
 }
 
+blas_packed *blas_pack_gated(const float *Wg, const float *Wu, int rows, int K) {
+    (void)Wg, (void)Wu, (void)rows, (void)K;
+    return NULL;
+}
+
 static void packed_rows(const gemm_args *g, int i0, int i1) {
+    (void)g, (void)i0, (void)i1;
+}
+
+static void gated_rows(const gemm_args *g, int i0, int i1) {
     (void)g, (void)i0, (void)i1;
 }
 #endif
@@ -319,11 +376,19 @@ void blas_linear_packed(const float *x, int ldx, const blas_packed *W, int col0,
     split_rows(&g, n);
 }
 
+void blas_gated_packed(const float *x, int ldx, const blas_packed *W, blas_gate_fn act, float *h, int ldh,
+                       int n) {
+    if (n <= 0) return;
+    gemm_args g = {.N = 2 * W->gated, .K = W->K, .A = x, .lda = ldx, .C = h, .ldc = ldh, .P = W, .act = act};
+    split_rows(&g, n);
+}
+
 /* ---- calls ------------------------------------------------------------------------------------ */
 
 static void gemm_rows(const gemm_args *g, int i0, int i1) {
     if (g->P) {
-        packed_rows(g, i0, i1);
+        if (g->act) gated_rows(g, i0, i1);
+        else packed_rows(g, i0, i1);
         return;
     }
     int M = i1 - i0;
@@ -339,7 +404,7 @@ static void gemm_rows(const gemm_args *g, int i0, int i1) {
 void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    gemm_args g = {ta, tb, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0};
+    gemm_args g = {ta, tb, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0, NULL};
     split_rows(&g, M);
 }
 

@@ -35,6 +35,17 @@ void         blas_packed_free(blas_packed *p);
 void blas_linear_packed(const float *x, int ldx, const blas_packed *W, int col0, int ncol, float *y,
                         int ldy, int n, bool add);
 
+/* A gated pair (a gated MLP's gate and up, each [rows][K]) packed for blas_gated_packed; NULL
+ * as blas_pack. */
+blas_packed *blas_pack_gated(const float *Wg, const float *Wu, int rows, int K);
+
+/* h[n][rows] = act(x Wg^T, x Wu^T) in one pass, act(h, g, u, cnt) called on runs of at most 16
+ * outputs: g and u never reach memory. Each g and u is summed exactly as blas_gemm sums it, so
+ * act sees the bits the unfused path (GEMM, then act over the output) gives it. */
+typedef void (*blas_gate_fn)(float *h, const float *g, const float *u, int cnt);
+void blas_gated_packed(const float *x, int ldx, const blas_packed *W, blas_gate_fn act, float *h, int ldh,
+                       int n);
+
 /* Let OpenBLAS use every thread for the calls until blas_wide_end(): for single large level-3
  * or LAPACK calls made from serial code (SYRK of a big Hessian, Cholesky factorisations). */
 void blas_wide_begin(void);

@@ -99,6 +99,8 @@ struct family {
     const char *gguf_arch;             /* GGUF general.architecture; NULL: none           */
     bool linear_in;                    /* block runs its linears through fwd_linear_in, so
                                           an evaluation packs them once (forward_pack)    */
+    int  gated_input;                  /* with linear_in: the input whose two linears are
+                                          a gated MLP's gate and up (fwd_gated_in); -1 none */
     /* config.json <-> model_config (path names the file in messages). Sets family. */
     int  (*config_read)(const cJSON *j, model_config *c, bool *tied, const char *path, err *e);
     void (*config_write)(const model *m, cJSON *j);

@@ -158,17 +158,26 @@ static void rmsnorm_rows(float *o, const float *x, const float *w, int n, int d,
 /* g[i] = silu(g[i]) * u[i] for i < hid on rows t0 .. t1-1 (rows ld floats apart), with
  * sigmoid(g) = (g >= 0 ? 1 : t) / (1 + t), t = e^-|g|: no overflow, so no clamp at the top, and
  * one division per element. */
+__attribute__((always_inline)) static inline float silu_times(float x, float u) {
+    float e = vmath_exp_neg(-fabsf(x));
+    return x * ((x >= 0.0f ? 1.0f : e) / (1.0f + e)) * u;
+}
+
 HOT_CLONES
 static void silu_mul(float *g, const float *u, size_t ld, int hid, int t0, int t1) {
     for (int t = t0; t < t1; t++) {
         float *gr = g + (size_t)t * ld;
         const float *ur = u + (size_t)t * ld;
         #pragma omp simd
-        for (int i = 0; i < hid; i++) {
-            float x = gr[i], e = vmath_exp_neg(-fabsf(x));
-            gr[i] = x * ((x >= 0.0f ? 1.0f : e) / (1.0f + e)) * ur[i];
-        }
+        for (int i = 0; i < hid; i++) gr[i] = silu_times(gr[i], ur[i]);
     }
+}
+
+/* The same per 16 outputs, as the gated GEMM's act (blas_gate_fn). */
+HOT_CLONES
+static void silu_gate(float *h, const float *g, const float *u, int cnt) {
+    #pragma omp simd
+    for (int i = 0; i < cnt; i++) h[i] = silu_times(g[i], u[i]);
 }
 
 /* The single-token path keeps libm's expf and a plain sum: generation stays the reference. */
@@ -272,15 +281,19 @@ static int llama_block(const model *m, int layer, float *x, const fwd_batch *b, 
     /* Feed-forward: x += Wdown (silu(Wgate xn) * Wup xn). */
     rmsnorm_rows(xb, x, bl->p[LLAMA_FFN_NORM], n, dim, c->norm_eps);
     if (cap && cap[2]) memcpy(cap[2], xb, N * dim * sizeof(float));
-    fwd_linear_in(m, s, layer, IN_FFN, xb, dim, n, hb, (int)ldh, false);
+    /* With the weights packed as a pair, g = silu(gate) * up comes out of one pass and gate
+     * and up never reach memory (the same bits as the GEMM and silu_mul below). */
     float *g = hb, *u = hb + hid;
-    if (N * hid <= 65536 || nested) {
-        silu_mul(g, u, ldh, hid, 0, n);
-    } else {
-        #pragma omp parallel
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            silu_mul(g, u, ldh, hid, (int)((long)n * t / nt), (int)((long)n * (t + 1) / nt));
+    if (!fwd_gated_in(m, s, layer, IN_FFN, xb, dim, n, silu_gate, g, (int)ldh)) {
+        fwd_linear_in(m, s, layer, IN_FFN, xb, dim, n, hb, (int)ldh, false);
+        if (N * hid <= 65536 || nested) {
+            silu_mul(g, u, ldh, hid, 0, n);
+        } else {
+            #pragma omp parallel
+            {
+                int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                silu_mul(g, u, ldh, hid, (int)((long)n * t / nt), (int)((long)n * (t + 1) / nt));
+            }
         }
     }
     if (cap && cap[3])
@@ -371,6 +384,7 @@ const family family_llama = {
     .llama2c = true,
     .gguf_arch = "llama",
     .linear_in = true,
+    .gated_input = IN_FFN,
     .config_read = llama_config_read,
     .config_write = llama_config_write,
     .embed = llama_embed,

@@ -351,7 +351,12 @@ fwd_packs *forward_pack(const model *m) {
             const float *w[MODEL_MAX_LINEAR];
             int rows[MODEL_MAX_LINEAR], n = linears_of_input(m, l, in, w, rows);
             int cols = (int)family_size(c, m->fam->input[in]);
-            ok = n == 0 || (p->in[l * p->n_in + in] = blas_pack(w, rows, n, cols)) != NULL;
+            blas_packed **at = &p->in[l * p->n_in + in];
+            if (in == m->fam->gated_input && n == 2 && rows[0] == rows[1])
+                *at = blas_pack_gated(w[0], w[1], rows[0], cols);
+            else if (n > 0)
+                *at = blas_pack(w, rows, n, cols);
+            ok = n == 0 || *at != NULL;
         }
     const float *wc = m->wcls;
     int vocab = c->vocab_size;
@@ -384,6 +389,13 @@ void fwd_linear_in(const model *m, fwd_scratch *s, int layer, int in, const floa
         col += r;
         i = j;
     }
+}
+
+bool fwd_gated_in(const model *m, fwd_scratch *s, int layer, int in, const float *x, int ldx, int n,
+                  blas_gate_fn act, float *h, int ldh) {
+    if (!s->packs || in != m->fam->gated_input || !s->packs->in[layer * s->packs->n_in + in]) return false;
+    blas_gated_packed(x, ldx, s->packs->in[layer * s->packs->n_in + in], act, h, ldh, n);
+    return true;
 }
 
 void fwd_head_slice(const model *m, fwd_scratch *s, const float *x, int n, int c0, int nc,

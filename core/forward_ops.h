@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "blas.h"
 #include "forward.h"
 #include "vmath.h"
 
@@ -33,6 +34,12 @@ void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const fl
  * order; biases are the caller's. */
 void fwd_linear_in(const model *m, fwd_scratch *s, int layer, int in, const float *x, int ldx, int n,
                    float *y, int ldy, bool add);
+
+/* h[n][ldh] = act(gate, up) for the family's gated input `in` in one pass when the scratch
+ * has its two linears packed as a pair (the same bits as fwd_linear_in and act over its
+ * output); false, nothing done, otherwise. */
+bool fwd_gated_in(const model *m, fwd_scratch *s, int layer, int in, const float *x, int ldx, int n,
+                  blas_gate_fn act, float *h, int ldh);
 
 /* y[rows] = W x, a plain loop: the single-token reference path. */
 void fwd_matvec(float *y, const float *x, const float *W, int rows, int cols);

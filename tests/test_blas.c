@@ -104,3 +104,34 @@ Test(blas, a_row_does_not_depend_on_the_rows_beside_it) {
     blas_set_threads(0);
     free(x); free(W); free(all); free(one);
 }
+
+/* A stand-in gate (any elementwise function of g and u will do for the bits). */
+static void gate_sub_half(float *h, const float *g, const float *u, int cnt) {
+    for (int i = 0; i < cnt; i++) h[i] = g[i] * u[i] - 0.5f * g[i];
+}
+
+/* The gated pair gives act over blas_gemm's gate and up outputs, bit for bit, with a row count
+ * past whole 16-row groups, K in several blocks, and rows of h beyond the pair untouched. */
+Test(blas, gated_pair_gives_act_over_blas_gemm_bits) {
+    unsigned seed = 11;
+    static const int cases[][3] = {{1, 5, 3}, {29, 192, 37}, {13, 513, 64}, {40, 1024, 16}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int M = cases[c][0], K = cases[c][1], R = cases[c][2], ldh = R + 4;
+        float *Wg = rnd((size_t)R * K, &seed), *Wu = rnd((size_t)R * K, &seed), *x = rnd((size_t)M * K, &seed);
+        blas_packed *p = blas_pack_gated(Wg, Wu, R, K);
+        if (!p) {
+            free(Wg); free(Wu); free(x);
+            cr_skip_test("blas_pack_gated: no packed kernel on this machine");
+        }
+        float *g = malloc((size_t)M * R * sizeof(float)), *u = malloc((size_t)M * R * sizeof(float));
+        float *h = rnd((size_t)M * ldh, &seed), *want = malloc((size_t)M * ldh * sizeof(float));
+        memcpy(want, h, (size_t)M * ldh * sizeof(float));
+        blas_gemm(false, true, M, R, K, 1.0f, x, K, Wg, K, 0.0f, g, R);
+        blas_gemm(false, true, M, R, K, 1.0f, x, K, Wu, K, 0.0f, u, R);
+        for (int i = 0; i < M; i++) gate_sub_half(want + (size_t)i * ldh, g + (size_t)i * R, u + (size_t)i * R, R);
+        blas_gated_packed(x, K, p, gate_sub_half, h, ldh, M);
+        cr_assert_eq(memcmp(h, want, (size_t)M * ldh * sizeof(float)), 0, "M %d K %d rows %d", M, K, R);
+        blas_packed_free(p);
+        free(Wg); free(Wu); free(x); free(g); free(u); free(h); free(want);
+    }
+}
