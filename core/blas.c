@@ -326,8 +326,7 @@ static void gated_rows(const gemm_args *g, int i0, int i1) {
                     lin_tile_rows(mr, kc, g->A + row * g->lda + pc, (size_t)g->lda, panel, tile, LIN_NR,
                                   0xffff, 0xffff, pc > 0);
                 }
-                for (int r = 0; r < mr; r++)
-                    g->act(g->C + (row + r) * g->ldc + j, tile + r * LIN_NR, tile + r * LIN_NR + half, cnt);
+                g->act(g->C + row * g->ldc + j, g->ldc, tile, tile + half, LIN_NR, mr, cnt);
             }
         }
     }

@@ -39,10 +39,12 @@ void blas_linear_packed(const float *x, int ldx, const blas_packed *W, int col0,
  * as blas_pack. */
 blas_packed *blas_pack_gated(const float *Wg, const float *Wu, int rows, int K);
 
-/* h[n][rows] = act(x Wg^T, x Wu^T) in one pass, act(h, g, u, cnt) called on runs of at most 16
- * outputs: g and u never reach memory. Each g and u is summed exactly as blas_gemm sums it, so
- * act sees the bits the unfused path (GEMM, then act over the output) gives it. */
-typedef void (*blas_gate_fn)(float *h, const float *g, const float *u, int cnt);
+/* h[n][rows] = act(x Wg^T, x Wu^T) in one pass: g and u never reach memory. act(h, ldh, g, u,
+ * ld, rows, cnt) sets h[r * ldh + i] from g[r * ld + i] and u[r * ld + i] for r < rows (up to
+ * 12) and i < cnt (up to 16): a tile at a time, so its rows' exp and division chains overlap.
+ * Each g and u is summed exactly as blas_gemm sums it, so act sees the bits the unfused path
+ * (GEMM, then act over the output) gives it. */
+typedef void (*blas_gate_fn)(float *h, int ldh, const float *g, const float *u, int ld, int rows, int cnt);
 void blas_gated_packed(const float *x, int ldx, const blas_packed *W, blas_gate_fn act, float *h, int ldh,
                        int n);
 

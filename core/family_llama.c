@@ -173,11 +173,15 @@ static void silu_mul(float *g, const float *u, size_t ld, int hid, int t0, int t
     }
 }
 
-/* The same per 16 outputs, as the gated GEMM's act (blas_gate_fn). */
+/* The same on a tile of the gated GEMM (blas_gate_fn). */
 HOT_CLONES
-static void silu_gate(float *h, const float *g, const float *u, int cnt) {
-    #pragma omp simd
-    for (int i = 0; i < cnt; i++) h[i] = silu_times(g[i], u[i]);
+static void silu_gate(float *h, int ldh, const float *g, const float *u, int ld, int rows, int cnt) {
+    for (int r = 0; r < rows; r++) {
+        float *hr = h + (size_t)r * ldh;
+        const float *gr = g + (size_t)r * ld, *ur = u + (size_t)r * ld;
+        #pragma omp simd
+        for (int i = 0; i < cnt; i++) hr[i] = silu_times(gr[i], ur[i]);
+    }
 }
 
 /* The single-token path keeps libm's expf and a plain sum: generation stays the reference. */

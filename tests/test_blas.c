@@ -106,8 +106,10 @@ Test(blas, a_row_does_not_depend_on_the_rows_beside_it) {
 }
 
 /* A stand-in gate (any elementwise function of g and u will do for the bits). */
-static void gate_sub_half(float *h, const float *g, const float *u, int cnt) {
-    for (int i = 0; i < cnt; i++) h[i] = g[i] * u[i] - 0.5f * g[i];
+static void gate_sub_half(float *h, int ldh, const float *g, const float *u, int ld, int rows, int cnt) {
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < cnt; i++)
+            h[(size_t)r * ldh + i] = g[(size_t)r * ld + i] * u[(size_t)r * ld + i] - 0.5f * g[(size_t)r * ld + i];
 }
 
 /* The gated pair gives act over blas_gemm's gate and up outputs, bit for bit, with a row count
@@ -128,7 +130,7 @@ Test(blas, gated_pair_gives_act_over_blas_gemm_bits) {
         memcpy(want, h, (size_t)M * ldh * sizeof(float));
         blas_gemm(false, true, M, R, K, 1.0f, x, K, Wg, K, 0.0f, g, R);
         blas_gemm(false, true, M, R, K, 1.0f, x, K, Wu, K, 0.0f, u, R);
-        for (int i = 0; i < M; i++) gate_sub_half(want + (size_t)i * ldh, g + (size_t)i * R, u + (size_t)i * R, R);
+        gate_sub_half(want, ldh, g, u, R, M, R);
         blas_gated_packed(x, K, p, gate_sub_half, h, ldh, M);
         cr_assert_eq(memcmp(h, want, (size_t)M * ldh * sizeof(float)), 0, "M %d K %d rows %d", M, K, R);
         blas_packed_free(p);
