@@ -259,21 +259,45 @@ static float *relay(float **w[], const size_t *n, int k) {
     return p;
 }
 
-/* llama_block takes q, k, v (and gate, up) in one GEMM when their weights lie back to back; each
+/* Two sequences (120 and 77 tokens of the reference ids) of stories260K, a scratch, and room for
+ * two sets of their logits: the fixture of the bit-for-bit comparisons below. */
+typedef struct {
+    model *m;
+    int lens[2], total, *toks;
+    size_t nl;
+    float *l1, *l2;
+    fwd_batch b;
+    fwd_scratch *s;
+} two_seqs;
+
+static void two_seqs_open(two_seqs *f) {
+    f->m = load_stories();
+    f->lens[0] = 120, f->lens[1] = 77, f->total = 197;
+    f->toks = malloc(f->total * sizeof(int));
+    for (int i = 0; i < f->total; i++) f->toks[i] = ref_greedy_ids[i % 257];
+    f->nl = (size_t)f->total * f->m->cfg.vocab_size;
+    f->l1 = malloc(f->nl * sizeof(float));
+    f->l2 = malloc(f->nl * sizeof(float));
+    f->b = (fwd_batch){.n_seq = 2, .lens = f->lens, .n_tok = f->total};
+    f->s = fwd_scratch_new();
+}
+
+static void two_seqs_close(two_seqs *f) {
+    fwd_scratch_free(f->s);
+    free(f->l1); free(f->l2); free(f->toks);
+    model_free(f->m);
+}
+
+/* Without packs, fwd_linear_in takes q, k, v (and gate, up) in one GEMM when their weights lie back to back; each
  * output is the same dot product, so the logits must not move by a bit. Layer 0 gets up before
  * gate, the other order the block also fuses. */
 Test(forward, fused_qkv_and_gate_up_gemms_give_the_same_bits) {
-    model *m = load_stories();
+    two_seqs f;
+    two_seqs_open(&f);
+    model *m = f.m;
     const model_config *c = &m->cfg;
-    int lens[2] = {120, 77}, total = 197;
-    int *toks = malloc(total * sizeof(int));
-    for (int i = 0; i < total; i++) toks[i] = ref_greedy_ids[i % 257];
-    size_t nl = (size_t)total * c->vocab_size;
-    float *l1 = malloc(nl * sizeof(float)), *l2 = malloc(nl * sizeof(float));
-    fwd_batch b = {.n_seq = 2, .lens = lens, .n_tok = total};
-    fwd_scratch *s = fwd_scratch_new();
     err e = {0};
-    cr_assert_eq(forward_logits(m, toks, &b, l1, s, &e), 0, "%s", e.msg);
+    cr_assert_eq(forward_logits(m, f.toks, &f.b, f.l1, f.s, &e), 0, "%s", e.msg);
     cr_assert_eq(m->blocks[0].lin[LLAMA_K].w == m->blocks[0].lin[LLAMA_Q].w + (size_t)c->dim * c->dim,
                  false, "the fixture already has q, k, v back to back: nothing to compare");
     float *orig[64][7], *copies[64][2];
@@ -291,55 +315,46 @@ Test(forward, fused_qkv_and_gate_up_gemms_give_the_same_bits) {
         copies[l][0] = relay(qkv, nqkv, 3);
         copies[l][1] = relay(l == 0 ? ug : gu, nh, 2);
     }
-    cr_assert_eq(forward_logits(m, toks, &b, l2, s, &e), 0, "%s", e.msg);
-    cr_assert_eq(memcmp(l1, l2, nl * sizeof(float)), 0, "fused GEMMs changed the logits");
+    cr_assert_eq(forward_logits(m, f.toks, &f.b, f.l2, f.s, &e), 0, "%s", e.msg);
+    cr_assert_eq(memcmp(f.l1, f.l2, f.nl * sizeof(float)), 0, "fused GEMMs changed the logits");
     for (int l = 0; l < c->n_layers; l++) {
         for (int j = 0; j < 7; j++) m->blocks[l].lin[j].w = orig[l][j];
         free(copies[l][0]);
         free(copies[l][1]);
     }
-    fwd_scratch_free(s);
-    free(l1); free(l2); free(toks);
-    model_free(m);
+    two_seqs_close(&f);
 }
 
 /* An evaluation packs the weights once (forward_pack); the logits must be the same bits as
  * without, the classifier's column slices included. */
 Test(forward, packed_weights_give_the_same_bits) {
-    model *m = load_stories();
+    two_seqs f;
+    two_seqs_open(&f);
+    const model *m = f.m;
     const model_config *c = &m->cfg;
-    int lens[2] = {120, 77}, total = 197;
-    int *toks = malloc(total * sizeof(int));
-    for (int i = 0; i < total; i++) toks[i] = ref_greedy_ids[i % 257];
-    size_t nl = (size_t)total * c->vocab_size;
-    float *l1 = malloc(nl * sizeof(float)), *l2 = malloc(nl * sizeof(float));
-    float *slice = malloc((size_t)total * 64 * sizeof(float));
-    fwd_batch b = {.n_seq = 2, .lens = lens, .n_tok = total};
-    fwd_scratch *s = fwd_scratch_new();
+    float *slice = malloc((size_t)f.total * 64 * sizeof(float));
     err e = {0};
-    cr_assert_eq(forward_logits(m, toks, &b, l1, s, &e), 0, "%s", e.msg);
+    cr_assert_eq(forward_logits(m, f.toks, &f.b, f.l1, f.s, &e), 0, "%s", e.msg);
     fwd_packs *p = forward_pack(m);
     if (!p) {
-        fwd_scratch_free(s);
-        free(l1); free(l2); free(slice); free(toks);
-        model_free(m);
+        free(slice);
+        two_seqs_close(&f);
         cr_skip_test("forward_pack: no packed kernel on this machine");
     }
-    fwd_scratch_use(s, p);
-    cr_assert_eq(forward_logits(m, toks, &b, l2, s, &e), 0, "%s", e.msg);
-    cr_assert_eq(memcmp(l1, l2, nl * sizeof(float)), 0, "packed weights changed the logits");
+    fwd_scratch_use(f.s, p);
+    cr_assert_eq(forward_logits(m, f.toks, &f.b, f.l2, f.s, &e), 0, "%s", e.msg);
+    cr_assert_eq(memcmp(f.l1, f.l2, f.nl * sizeof(float)), 0, "packed weights changed the logits");
     /* The head in slices, as perplexity takes it: x through the blocks, normed, then columns
      * 64 .. 127 of the classifier. */
-    float *x = malloc((size_t)total * c->dim * sizeof(float));
-    cr_assert_eq(forward_embed(m, toks, &b, x, &e), 0);
-    for (int l = 0; l < c->n_layers; l++) cr_assert_eq(forward_block(m, l, x, &b, NULL, s, &e), 0);
-    cr_assert_eq(forward_head_norm(m, x, total, &e), 0);
-    fwd_head_slice(m, s, x, total, 64, 64, slice);
-    for (int t = 0; t < total; t++)
-        cr_assert_eq(memcmp(slice + (size_t)t * 64, l1 + (size_t)t * c->vocab_size + 64, 64 * sizeof(float)), 0,
+    float *x = malloc((size_t)f.total * c->dim * sizeof(float));
+    cr_assert_eq(forward_embed(m, f.toks, &f.b, x, &e), 0);
+    for (int l = 0; l < c->n_layers; l++) cr_assert_eq(forward_block(m, l, x, &f.b, NULL, f.s, &e), 0);
+    cr_assert_eq(forward_head_norm(m, x, f.total, &e), 0);
+    fwd_head_slice(m, f.s, x, f.total, 64, 64, slice);
+    for (int t = 0; t < f.total; t++)
+        cr_assert_eq(memcmp(slice + (size_t)t * 64, f.l1 + (size_t)t * c->vocab_size + 64, 64 * sizeof(float)), 0,
                      "row %d of the classifier slice", t);
     forward_packs_free(p);
-    fwd_scratch_free(s);
-    free(x); free(l1); free(l2); free(slice); free(toks);
-    model_free(m);
+    free(x); free(slice);
+    two_seqs_close(&f);
 }
