@@ -288,9 +288,9 @@ static void two_seqs_close(two_seqs *f) {
     model_free(f->m);
 }
 
-/* Without packs, fwd_linear_in takes q, k, v (and gate, up) in one GEMM when their weights lie back to back; each
- * output is the same dot product, so the logits must not move by a bit. Layer 0 gets up before
- * gate, the other order the block also fuses. */
+/* Without packs, fwd_linear_in takes q, k, v (and gate, up) in one GEMM when their weights lie
+ * back to back; each output is the same dot product, so the logits must not move by a bit. Layer
+ * 0 gets up before gate, which stays two GEMMs. */
 Test(forward, fused_qkv_and_gate_up_gemms_give_the_same_bits) {
     two_seqs f;
     two_seqs_open(&f);
