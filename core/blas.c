@@ -102,8 +102,8 @@ lin_tile_rows(int mr, int kc, const float *x, size_t ldx, const float *wp, float
 }
 
 /* d[k * ldd + c] = s[c * lds + k] for a 16 x 16 block: in-register transpose. */
-__attribute__((target("avx512f"))) static void lin_transpose16(const float *s, size_t lds, float *d,
-                                                               size_t ldd) {
+__attribute__((target("avx512f"))) void blas_transpose16(const float *s, size_t lds, float *d,
+                                                         size_t ldd) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++) {
         r[i] = _mm512_loadu_ps(s + (size_t)i * lds);
@@ -142,7 +142,7 @@ __attribute__((target("avx512f"))) static void lin_pack(const float *W, size_t l
         int c16 = cols / 16 * 16, k16 = kc / 16 * 16;
         for (int c = 0; c < c16; c += 16)
             for (int k = 0; k < k16; k += 16)
-                lin_transpose16(s + (size_t)c * ldw + k, ldw, d + (size_t)k * LIN_NR + c, LIN_NR);
+                blas_transpose16(s + (size_t)c * ldw + k, ldw, d + (size_t)k * LIN_NR + c, LIN_NR);
         for (int k = 0; k < kc; k++) {
             float *dk = d + (size_t)k * LIN_NR;
             for (int col = k < k16 ? c16 : 0; col < cols; col++) dk[col] = s[(size_t)col * ldw + k];

@@ -6,6 +6,7 @@
 #define SPARQ_BLAS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Use n threads for everything that follows (n <= 0: one per core). Call once, early. */
 void blas_set_threads(int n);
@@ -47,6 +48,10 @@ blas_packed *blas_pack_gated(const float *Wg, const float *Wu, int rows, int K);
 typedef void (*blas_gate_fn)(float *h, int ldh, const float *g, const float *u, int ld, int rows, int cnt);
 void blas_gated_packed(const float *x, int ldx, const blas_packed *W, blas_gate_fn act, float *h, int ldh,
                        int n);
+
+/* d[k * ldd + c] = s[c * lds + k] for c, k < 16: a 16 x 16 block transposed in registers. AVX-512
+ * machines only (callers check __builtin_cpu_supports("avx512f")). */
+void blas_transpose16(const float *s, size_t lds, float *d, size_t ldd);
 
 /* Let OpenBLAS use every thread for the calls until blas_wide_end(): for single large level-3
  * or LAPACK calls made from serial code (SYRK of a big Hessian, Cholesky factorisations). */

@@ -173,10 +173,25 @@ static void silu_mul(float *g, const float *u, size_t ld, int hid, int t0, int t
     }
 }
 
-/* The same on a tile of the gated GEMM (blas_gate_fn). */
+/* The same on a tile of the gated GEMM (blas_gate_fn), four rows per pass: one row's exp and
+ * division are a single chain of ~20 dependent operations, and four independent chains per
+ * iteration keep the vector units busy (SiLU 3.4% -> 2.9% of stories3M's eval). */
 HOT_CLONES
 static void silu_gate(float *h, int ldh, const float *g, const float *u, int ld, int rows, int cnt) {
-    for (int r = 0; r < rows; r++) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        float *h0 = h + (size_t)r * ldh, *h1 = h0 + ldh, *h2 = h1 + ldh, *h3 = h2 + ldh;
+        const float *g0 = g + (size_t)r * ld, *g1 = g0 + ld, *g2 = g1 + ld, *g3 = g2 + ld;
+        const float *u0 = u + (size_t)r * ld, *u1 = u0 + ld, *u2 = u1 + ld, *u3 = u2 + ld;
+        #pragma omp simd
+        for (int i = 0; i < cnt; i++) {
+            h0[i] = silu_times(g0[i], u0[i]);
+            h1[i] = silu_times(g1[i], u1[i]);
+            h2[i] = silu_times(g2[i], u2[i]);
+            h3[i] = silu_times(g3[i], u3[i]);
+        }
+    }
+    for (; r < rows; r++) {
         float *hr = h + (size_t)r * ldh;
         const float *gr = g + (size_t)r * ld, *ur = u + (size_t)r * ld;
         #pragma omp simd

@@ -121,10 +121,14 @@ static void softmax_causal_tile(float *S, int nr, int ld, int r0, float *inv) {
 
 /* Per-thread attention scratch: the group's keys transposed (rows padded by LANES) and values
  * (LANES more); one tile's scores and row sums; a junk row. */
+static size_t ax_scratch_floats(const model *m, int maxT);
+
 size_t fwd_att_scratch_floats(const model *m, int maxT) {
     size_t np = (size_t)round_lanes(maxT), hs = (size_t)m->cfg.head_size;
     size_t rows = (size_t)ATT_ROWS * (size_t)(m->cfg.n_heads / m->cfg.n_kv_heads);
-    return hs * (np + LANES) + np * hs + LANES + rows * (np + 1) + ATT_W;
+    size_t portable = hs * (np + LANES) + np * hs + LANES + rows * (np + 1) + ATT_W;
+    size_t x = ax_scratch_floats(m, maxT);
+    return x > portable ? x : portable;
 }
 
 /* Statement s(r) for each of the ATT_R rows of att_block. */
@@ -252,19 +256,240 @@ static void attend_group(const model *m, int T, int g, const float *q, size_t ld
     }
 }
 
-void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const float *q, size_t ldq,
-                   const float *k, const float *v, size_t ldkv, float *att, float *scratch, int maxT) {
+/* ---- attention on AVX-512: a tile's scores transposed ------------------------------------------
+ *
+ * The same products, softmax and weighted sum as attend_group, with the tile's scores stored
+ * key-major, St[key][lane], a lane being one query row of one of up to AX_GH heads of the kv
+ * group (16 rows per head). A key is broadcast once for all the heads' rows; the softmax's max
+ * and sums run down the keys, one lane per row, with no horizontal reductions, per-row tails or
+ * padding; the weighted sum broadcasts 8 rows' weights from one line; keys and values are read
+ * in place. Every value goes through the same operations in the same order as attend_group's
+ * (the sums of each row in 16 phases t % 16, combined as vmath_lanes_sum), so the bits are the
+ * same: tests/test_forward.c compares the two. stories3M's eval: attention's share of the time
+ * 14% -> see the README. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AX_GH 3                 /* heads per pass: 3 heads x 8 keys = 24 accumulators */
+#define AX_L (AX_GH * LANES)    /* lanes of a row of St */
+#define AX_KB 8                 /* keys per block of the scores */
+
+/* St[t][hh * 16 + i] = (q_i . k_t) * scale for t < r0 + 16 and the gh heads' transposed queries
+ * Qt[d][hh * 16 + i]; keys from kmax on read key kmax - 1 (masked later). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+ax_scores(int gh, int hs, int r0, int kmax, const float *k, size_t ldk, const float *Qt, float *St,
+          float scale) {
+    __m512 sc = _mm512_set1_ps(scale);
+    for (int t0 = 0; t0 < r0 + LANES; t0 += AX_KB) {
+        const float *kr[AX_KB];
+        __m512 acc[AX_KB][AX_GH];
+        #pragma GCC unroll 8
+        for (int j = 0; j < AX_KB; j++) {
+            kr[j] = k + (size_t)(t0 + j < kmax ? t0 + j : kmax - 1) * ldk;
+            #pragma GCC unroll 3
+            for (int h = 0; h < AX_GH; h++)
+                if (h < gh) acc[j][h] = _mm512_setzero_ps();
+        }
+        for (int d = 0; d < hs; d++) {
+            __m512 qv[AX_GH];
+            #pragma GCC unroll 3
+            for (int h = 0; h < AX_GH; h++)
+                if (h < gh) qv[h] = _mm512_loadu_ps(Qt + (size_t)d * AX_L + h * LANES);
+            #pragma GCC unroll 8
+            for (int j = 0; j < AX_KB; j++) {
+                __m512 kv = _mm512_set1_ps(kr[j][d]);
+                #pragma GCC unroll 3
+                for (int h = 0; h < AX_GH; h++)
+                    if (h < gh) acc[j][h] = _mm512_fmadd_ps(qv[h], kv, acc[j][h]);
+            }
+        }
+        #pragma GCC unroll 8
+        for (int j = 0; j < AX_KB; j++)
+            #pragma GCC unroll 3
+            for (int h = 0; h < AX_GH; h++)
+                if (h < gh) _mm512_storeu_ps(St + (size_t)(t0 + j) * AX_L + h * LANES, _mm512_mul_ps(acc[j][h], sc));
+    }
+}
+
+__attribute__((target("avx512f"))) static void ax_scores_gh(int gh, int hs, int r0, int kmax, const float *k,
+                                                            size_t ldk, const float *Qt, float *St, float scale) {
+    switch (gh) {
+    case 1: ax_scores(1, hs, r0, kmax, k, ldk, Qt, St, scale); break;
+    case 2: ax_scores(2, hs, r0, kmax, k, ldk, Qt, St, scale); break;
+    default: ax_scores(3, hs, r0, kmax, k, ldk, Qt, St, scale); break;
+    }
+}
+
+/* Causal softmax of the gh heads' lanes of St over keys t < r0 + 16: lane i sees keys t <= r0 + i;
+ * St gets e^(s - max), 0 past the diagonal, and inv[lane] 1 / the lane's sum. */
+__attribute__((target("avx512f"))) static void ax_softmax(float *St, int gh, int r0, float *mxs, float *inv) {
+    __m512 m[AX_GH];   /* max over the keys before the tile, which all its rows see */
+    for (int h = 0; h < AX_GH; h++) m[h] = _mm512_set1_ps(-INFINITY);
+    for (int t = 0; t < r0; t++)
+        for (int h = 0; h < AX_GH; h++)
+            if (h < gh) m[h] = _mm512_max_ps(m[h], _mm512_loadu_ps(St + (size_t)t * AX_L + h * LANES));
+    for (int h = 0; h < gh; h++) _mm512_storeu_ps(mxs + h * LANES, m[h]);
+    for (int h = 0; h < gh; h++) {
+        float *mx = mxs + h * LANES, acc[LANES][LANES];   /* acc[t % 16][lane]: softmax_causal_tile's lanes */
+        for (int t = r0; t < r0 + LANES; t++) {
+            const float *s = St + (size_t)t * AX_L + h * LANES;
+            #pragma omp simd
+            for (int l = 0; l < LANES; l++) mx[l] = t <= r0 + l && s[l] > mx[l] ? s[l] : mx[l];
+        }
+        memset(acc, 0, sizeof acc);
+        for (int t0 = 0; t0 < r0; t0 += LANES)
+            for (int p = 0; p < LANES; p++) {
+                float *s = St + (size_t)(t0 + p) * AX_L + h * LANES, *a = acc[p];
+                #pragma omp simd
+                for (int l = 0; l < LANES; l++) {
+                    float e = vmath_exp_neg(s[l] - mx[l]);
+                    s[l] = e;
+                    a[l] += e;
+                }
+            }
+        for (int p = 0; p < LANES; p++) {
+            float *s = St + (size_t)(r0 + p) * AX_L + h * LANES, *a = acc[p];
+            #pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float e = p <= l ? vmath_exp_neg(s[l] - mx[l]) : 0.0f;
+                s[l] = e;
+                a[l] += e;
+            }
+        }
+        #pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            float b0 = acc[0][l] + acc[8][l], b1 = acc[1][l] + acc[9][l], b2 = acc[2][l] + acc[10][l];
+            float b3 = acc[3][l] + acc[11][l], b4 = acc[4][l] + acc[12][l], b5 = acc[5][l] + acc[13][l];
+            float b6 = acc[6][l] + acc[14][l], b7 = acc[7][l] + acc[15][l];
+            float c0 = b0 + b4, c1 = b1 + b5, c2 = b2 + b6, c3 = b3 + b7;
+            inv[h * LANES + l] = 1.0f / ((c0 + c2) + (c1 + c3));
+        }
+    }
+}
+
+/* out_r[d] = inv[lane0 + r] * sum over t < nt of St[t][lane0 + r] v_t[d], t in order, for the
+ * AX_VR lanes from lane0 (rows of any of the pass's heads: they share v) and d < 16 or 32 (two);
+ * v's rows ldv apart; lanes with no out_r are computed and dropped. */
+#define AX_VR 12    /* 12 rows x 2 vectors = 24 accumulators */
+__attribute__((target("avx512f"), always_inline)) static inline void
+ax_values(bool two, const float *St, int lane0, int nt, const float *v, size_t ldv, const float *inv,
+          float *const *out) {
+    __m512 a0[AX_VR], a1[AX_VR];
+    #pragma GCC unroll 12
+    for (int r = 0; r < AX_VR; r++) a0[r] = a1[r] = _mm512_setzero_ps();
+    const float *p = St + lane0;
+    for (int t = 0; t < nt; t++, p += AX_L, v += ldv) {
+        __m512 v0 = _mm512_loadu_ps(v), v1 = two ? _mm512_loadu_ps(v + LANES) : v0;
+        #pragma GCC unroll 12
+        for (int r = 0; r < AX_VR; r++) {
+            __m512 w = _mm512_set1_ps(p[r]);
+            a0[r] = _mm512_fmadd_ps(w, v0, a0[r]);
+            if (two) a1[r] = _mm512_fmadd_ps(w, v1, a1[r]);
+        }
+    }
+    #pragma GCC unroll 12
+    for (int r = 0; r < AX_VR; r++)
+        if (out[r]) {
+            __m512 f = _mm512_set1_ps(inv[lane0 + r]);
+            _mm512_storeu_ps(out[r], _mm512_mul_ps(a0[r], f));
+            if (two) _mm512_storeu_ps(out[r] + LANES, _mm512_mul_ps(a1[r], f));
+        }
+}
+
+/* attend_group's result for heads of 16k floats. */
+__attribute__((target("avx512f"))) static void attend_group_x(const model *m, int T, int g, const float *q,
+                                                              size_t ldq, const float *k, const float *v,
+                                                              size_t ldkv, float *att, float *work) {
+    const model_config *c = &m->cfg;
+    int hs = c->head_size, qdim = c->n_heads * hs, group = c->n_heads / c->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *St = work, *Qt = St + (size_t)round_lanes(T) * AX_L, *inv = Qt + (size_t)hs * AX_L;
+    float *mx = inv + AX_L;
+    const float *K = k + (size_t)g * hs, *V = v + (size_t)g * hs;
+    for (int r0 = 0; r0 < T; r0 += LANES) {
+        int nr = T - r0 < LANES ? T - r0 : LANES;
+        for (int h0 = 0; h0 < group; h0 += AX_GH) {
+            int gh = group - h0 < AX_GH ? group - h0 : AX_GH;
+            for (int h = 0; h < gh; h++) {
+                const float *qh = q + (size_t)r0 * ldq + (size_t)(g * group + h0 + h) * hs;
+                float *qt = Qt + h * LANES;
+                if (nr == LANES)
+                    for (int d = 0; d < hs; d += LANES) blas_transpose16(qh + d, ldq, qt + (size_t)d * AX_L, AX_L);
+                else
+                    for (int d = 0; d < hs; d++)
+                        for (int i = 0; i < LANES; i++) qt[(size_t)d * AX_L + i] = i < nr ? qh[(size_t)i * ldq + d] : 0.0f;
+            }
+            ax_scores_gh(gh, hs, r0, T, K, ldkv, Qt, St, scale);
+            ax_softmax(St, gh, r0, mx, inv);
+            /* Blocks of AX_VR lanes, across heads; a block's keys end at its last row's diagonal
+             * (past a row's own, its weights are exact zeros). */
+            for (int l0 = 0; l0 < gh * LANES; l0 += AX_VR) {
+                float *out[AX_VR];
+                int nt = 0;
+                for (int r = 0; r < AX_VR; r++) {
+                    int l = l0 + r, i = l % LANES;
+                    bool row = l < gh * LANES && i < nr;
+                    out[r] = row ? att + (size_t)(r0 + i) * qdim + (size_t)(g * group + h0 + l / LANES) * hs : NULL;
+                    if (row && r0 + i + 1 > nt) nt = r0 + i + 1;
+                }
+                for (int d = 0; d < hs; d += 2 * LANES) {
+                    float *od[AX_VR];
+                    for (int r = 0; r < AX_VR; r++) od[r] = out[r] ? out[r] + d : NULL;
+                    if (hs - d >= 2 * LANES) ax_values(true, St, l0, nt, V + d, ldkv, inv, od);
+                    else ax_values(false, St, l0, nt, V + d, ldkv, inv, od);
+                }
+            }
+        }
+    }
+}
+
+static size_t ax_scratch_floats(const model *m, int maxT) {
+    return ((size_t)round_lanes(maxT) + (size_t)m->cfg.head_size + 2) * AX_L;
+}
+
+static bool ax_available(const model *m) {
+    return m->cfg.head_size % LANES == 0 && __builtin_cpu_supports("avx512f");
+}
+#else
+static size_t ax_scratch_floats(const model *m, int maxT) { (void)m, (void)maxT; return 0; }
+static bool ax_available(const model *m) { (void)m; return false; }
+static void attend_group_x(const model *m, int T, int g, const float *q, size_t ldq, const float *k,
+                           const float *v, size_t ldkv, float *att, float *work) {
+    (void)m, (void)T, (void)g, (void)q, (void)ldq, (void)k, (void)v, (void)ldkv, (void)att, (void)work;
+}
+#endif
+
+static void attention(const model *m, const fwd_batch *b, const int *offs, const float *q, size_t ldq,
+                      const float *k, const float *v, size_t ldkv, float *att, float *scratch, int maxT,
+                      bool portable) {
     const model_config *c = &m->cfg;
     int qdim = c->n_heads * c->head_size;
     int jobs = b->n_seq * c->n_kv_heads;
     size_t per = fwd_att_scratch_floats(m, maxT);
+    bool x = !portable && ax_available(m);
     #pragma omp parallel for schedule(dynamic, 1) if (jobs > 1 && !omp_in_parallel())
     for (int job = 0; job < jobs; job++) {
         int sq = job / c->n_kv_heads, g = job % c->n_kv_heads;
         size_t off = (size_t)offs[sq];
-        attend_group(m, b->lens[sq], g, q + off * ldq, ldq, k + off * ldkv, v + off * ldkv, ldkv,
-                     att + off * qdim, scratch + (size_t)omp_get_thread_num() * per);
+        float *work = scratch + (size_t)omp_get_thread_num() * per;
+        if (x)
+            attend_group_x(m, b->lens[sq], g, q + off * ldq, ldq, k + off * ldkv, v + off * ldkv, ldkv,
+                           att + off * qdim, work);
+        else
+            attend_group(m, b->lens[sq], g, q + off * ldq, ldq, k + off * ldkv, v + off * ldkv, ldkv,
+                         att + off * qdim, work);
     }
+}
+
+void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const float *q, size_t ldq,
+                   const float *k, const float *v, size_t ldkv, float *att, float *scratch, int maxT) {
+    attention(m, b, offs, q, ldq, k, v, ldkv, att, scratch, maxT, false);
+}
+
+void fwd_attention_portable(const model *m, const fwd_batch *b, const int *offs, const float *q, size_t ldq,
+                            const float *k, const float *v, size_t ldkv, float *att, float *scratch,
+                            int maxT) {
+    attention(m, b, offs, q, ldq, k, v, ldkv, att, scratch, maxT, true);
 }
 
 int forward_embed(const model *m, const int *tokens, const fwd_batch *b, float *x, err *e) {

@@ -28,6 +28,11 @@ size_t fwd_att_scratch_floats(const model *m, int maxT);
  * are ldq floats apart, k's and v's ldkv (they may be column ranges of one fused output). */
 void fwd_attention(const model *m, const fwd_batch *b, const int *offs, const float *q, size_t ldq,
                    const float *k, const float *v, size_t ldkv, float *att, float *scratch, int maxT);
+/* The same with the portable kernel only, which machines without AVX-512 and heads that are not a
+ * multiple of 16 floats use: the same bits (tests compare the two). */
+void fwd_attention_portable(const model *m, const fwd_batch *b, const int *offs, const float *q, size_t ldq,
+                            const float *k, const float *v, size_t ldkv, float *att, float *scratch,
+                            int maxT);
 
 /* y[n][ldy] (+)= x[n][ldx] W^T for the linears of block `layer` that read input `in` (one
  * GEMM on the scratch's packs when it has them), their outputs side by side in the family's
