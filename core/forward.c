@@ -540,6 +540,7 @@ struct fwd_packs {
     int          n_in;
     blas_packed **in;    /* [layer * n_in + input]: the linears reading that input, stacked */
     blas_packed *head;   /* the classifier                                                   */
+    bool         whole;  /* every block's linears are in `in`                                 */
 };
 
 void forward_packs_free(fwd_packs *p) {
@@ -590,8 +591,11 @@ fwd_packs *forward_pack(const model *m) {
         forward_packs_free(p);
         return NULL;
     }
+    p->whole = m->fam->linear_in;
     return p;
 }
+
+bool forward_packs_whole(const fwd_packs *p) { return p && p->whole; }
 
 void fwd_scratch_use(fwd_scratch *s, const fwd_packs *p) { s->packs = p; }
 

@@ -41,6 +41,9 @@ typedef struct fwd_packs fwd_packs;
 
 fwd_packs *forward_pack(const model *m);
 void       forward_packs_free(fwd_packs *p);
+/* True when p holds every linear of every block (not only the classifier): no GEMM of a pass
+ * packs weights any more, so callers need not batch many tokens per pass to amortize that. */
+bool       forward_packs_whole(const fwd_packs *p);
 void       fwd_scratch_use(fwd_scratch *s, const fwd_packs *p);
 
 /* x[n_tok][dim] = the inputs of the first block for the batch's tokens (embeddings, plus

@@ -19,10 +19,13 @@
  * sequences), so a task's activations stay in that core's cache and the text takes one parallel
  * region instead of several per layer. Task boundaries depend on the input alone and each task
  * runs on one thread, so every GEMM sees the same shapes and the results the same bits for any
- * thread count. Every GEMM call repacks its weights, and a small model's weights do not stay
- * in a core's cache, so longer tasks amortize that (1024 over 512: ~2.5% less CPU time on
- * stories3M, paired runs). */
+ * thread count. Where a GEMM call repacks its weights (no packs, or a family whose linears are
+ * not packed), longer tasks amortize that (1024 over 512: ~2.5% less CPU time on stories3M,
+ * paired runs). With every weight packed once (forward_packs_whole), short tasks keep a task's
+ * activations in L2 instead: 256 over 1024 tokens, 3.7% less CPU time on stories3M's windows
+ * (1 thread; 2% with 2), 1% on its documents. */
 #define TASK_TOKENS 1024
+#define TASK_TOKENS_PACKED 256
 /* Rows of logits computed and scored at a time: as many as fit in HEAD_FLOATS floats (4 MB per
  * thread), at least HEAD_ROWS_MIN (128 x 32000 floats is 16 MB). The classifier GEMM repacks
  * the whole classifier on every call, so fewer, taller calls help, until the logits no longer
@@ -358,7 +361,8 @@ static void nll_stats_merge(nll_stats *a, const nll_stats *b) {
     a->n = n;
 }
 
-static int task_tokens(const model *m, int nth) {
+static int task_tokens(const model *m, int nth, const fwd_packs *packs) {
+    if (forward_packs_whole(packs)) return TASK_TOKENS_PACKED;
     if (!model_streamed(m)) return TASK_TOKENS;
     const model_config *c = &m->cfg;
     double per_token = 4.0 * (2.0 * c->dim + 4.0 * (double)c->n_heads * c->head_size + 3.0 * c->hidden_dim);
@@ -469,9 +473,13 @@ int ppl_score_parts(const model *m, const token_seqs *s, ppl_part *parts, ppl_re
                            s->lens[i], m->cfg.seq_len);
         total += s->lens[i];
     }
-    /* Tasks: runs of whole sequences of up to TASK_TOKENS tokens (or one longer sequence),
-     * fixed by the input alone. task[t] is the first sequence of task t, task[ntask] = n. */
-    int nth = omp_get_max_threads(), per_task = task_tokens(m, nth);
+    /* Packed inside the timed span: it is part of what an evaluation costs. */
+    double t0 = clock_seconds();
+    fwd_packs *packs = forward_pack(m);
+    /* Tasks: runs of whole sequences of up to task_tokens tokens (or one longer sequence),
+     * fixed by the input and the model alone. task[t] is the first sequence of task t,
+     * task[ntask] = n. */
+    int nth = omp_get_max_threads(), per_task = task_tokens(m, nth, packs);
     int *task = malloc((size_t)(n + 1) * sizeof(int)), ntask = 0, maxtok = 1;
     for (int i = 0; task && i < n;) {
         int j = i, ntok = 0;
@@ -498,10 +506,7 @@ int ppl_score_parts(const model *m, const token_seqs *s, ppl_part *parts, ppl_re
     }
     int rc = ok ? SPARQ_OK : err_set(e, SPARQ_ERUNTIME, "out of memory for tasks of %d tokens",
                                      maxtok);
-    double t0 = clock_seconds();
-    /* Packed inside the timed span: it is part of what an evaluation costs. */
-    fwd_packs *packs = rc == SPARQ_OK ? forward_pack(m) : NULL;
-    for (int t = 0; packs && t < nth; t++) fwd_scratch_use(w[t].scr, packs);
+    for (int t = 0; rc == SPARQ_OK && packs && t < nth; t++) fwd_scratch_use(w[t].scr, packs);
     long done = 0;
     int failed = 0;
     /* One parallel region for the whole text; each task is one thread's forward pass. */
