@@ -311,8 +311,12 @@ ax_scores(int gh, int hs, int r0, int kmax, const float *k, size_t ldk, const fl
     }
 }
 
-__attribute__((target("avx512f"))) static void ax_scores_gh(int gh, int hs, int r0, int kmax, const float *k,
-                                                            size_t ldk, const float *Qt, float *St, float scale) {
+/* ax_scores and ax_softmax stay out of line: inlined into attend_group_x they competed with it
+ * for registers, and the scores' accumulators or the softmax's max spilled (attention ~10%
+ * slower in the profile). */
+__attribute__((target("avx512f"), noinline)) static void
+ax_scores_gh(int gh, int hs, int r0, int kmax, const float *k, size_t ldk, const float *Qt, float *St,
+             float scale) {
     switch (gh) {
     case 1: ax_scores(1, hs, r0, kmax, k, ldk, Qt, St, scale); break;
     case 2: ax_scores(2, hs, r0, kmax, k, ldk, Qt, St, scale); break;
@@ -322,13 +326,21 @@ __attribute__((target("avx512f"))) static void ax_scores_gh(int gh, int hs, int 
 
 /* Causal softmax of the gh heads' lanes of St over keys t < r0 + 16: lane i sees keys t <= r0 + i;
  * St gets e^(s - max), 0 past the diagonal, and inv[lane] 1 / the lane's sum. */
-__attribute__((target("avx512f"))) static void ax_softmax(float *St, int gh, int r0, float *mxs, float *inv) {
-    __m512 m[AX_GH];   /* max over the keys before the tile, which all its rows see */
-    for (int h = 0; h < AX_GH; h++) m[h] = _mm512_set1_ps(-INFINITY);
-    for (int t = 0; t < r0; t++)
-        for (int h = 0; h < AX_GH; h++)
-            if (h < gh) m[h] = _mm512_max_ps(m[h], _mm512_loadu_ps(St + (size_t)t * AX_L + h * LANES));
-    for (int h = 0; h < gh; h++) _mm512_storeu_ps(mxs + h * LANES, m[h]);
+__attribute__((target("avx512f"), noinline)) static void ax_softmax(float *St, int gh, int r0, float *mxs,
+                                                                     float *inv) {
+    /* The max over the keys before the tile, which all its rows see: four chains (a max is the
+     * same in any order; r0 is a multiple of 16). */
+    for (int h = 0; h < gh; h++) {
+        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+        const float *s = St + h * LANES;
+        for (int t = 0; t < r0; t += 4, s += 4 * AX_L) {
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(s));
+            m1 = _mm512_max_ps(m1, _mm512_loadu_ps(s + AX_L));
+            m2 = _mm512_max_ps(m2, _mm512_loadu_ps(s + 2 * AX_L));
+            m3 = _mm512_max_ps(m3, _mm512_loadu_ps(s + 3 * AX_L));
+        }
+        _mm512_storeu_ps(mxs + h * LANES, _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+    }
     for (int h = 0; h < gh; h++) {
         float *mx = mxs + h * LANES, acc[LANES][LANES];   /* acc[t % 16][lane]: softmax_causal_tile's lanes */
         for (int t = r0; t < r0 + LANES; t++) {
@@ -367,13 +379,13 @@ __attribute__((target("avx512f"))) static void ax_softmax(float *St, int gh, int
     }
 }
 
-/* out_r[d] = inv[lane0 + r] * sum over t < nt of St[t][lane0 + r] v_t[d], t in order, for the
- * AX_VR lanes from lane0 (rows of any of the pass's heads: they share v) and d < 16 or 32 (two);
- * v's rows ldv apart; lanes with no out_r are computed and dropped. */
+/* out_r[d + j] = inv[lane0 + r] * sum over t < nt of St[t][lane0 + r] v_t[j], t in order, for
+ * the AX_VR lanes from lane0 (rows of any of the pass's heads: they share v) and j < 16 or 32
+ * (two); v's rows ldv apart; lanes with no out_r are computed and dropped. */
 #define AX_VR 12    /* 12 rows x 2 vectors = 24 accumulators */
 __attribute__((target("avx512f"), always_inline)) static inline void
 ax_values(bool two, const float *St, int lane0, int nt, const float *v, size_t ldv, const float *inv,
-          float *const *out) {
+          float *const *out, int d) {
     __m512 a0[AX_VR], a1[AX_VR];
     #pragma GCC unroll 12
     for (int r = 0; r < AX_VR; r++) a0[r] = a1[r] = _mm512_setzero_ps();
@@ -391,8 +403,8 @@ ax_values(bool two, const float *St, int lane0, int nt, const float *v, size_t l
     for (int r = 0; r < AX_VR; r++)
         if (out[r]) {
             __m512 f = _mm512_set1_ps(inv[lane0 + r]);
-            _mm512_storeu_ps(out[r], _mm512_mul_ps(a0[r], f));
-            if (two) _mm512_storeu_ps(out[r] + LANES, _mm512_mul_ps(a1[r], f));
+            _mm512_storeu_ps(out[r] + d, _mm512_mul_ps(a0[r], f));
+            if (two) _mm512_storeu_ps(out[r] + d + LANES, _mm512_mul_ps(a1[r], f));
         }
 }
 
@@ -433,10 +445,8 @@ __attribute__((target("avx512f"))) static void attend_group_x(const model *m, in
                     if (row && r0 + i + 1 > nt) nt = r0 + i + 1;
                 }
                 for (int d = 0; d < hs; d += 2 * LANES) {
-                    float *od[AX_VR];
-                    for (int r = 0; r < AX_VR; r++) od[r] = out[r] ? out[r] + d : NULL;
-                    if (hs - d >= 2 * LANES) ax_values(true, St, l0, nt, V + d, ldkv, inv, od);
-                    else ax_values(false, St, l0, nt, V + d, ldkv, inv, od);
+                    if (hs - d >= 2 * LANES) ax_values(true, St, l0, nt, V + d, ldkv, inv, out, d);
+                    else ax_values(false, St, l0, nt, V + d, ldkv, inv, out, d);
                 }
             }
         }
