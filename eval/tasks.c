@@ -5,6 +5,7 @@
 
 #include <cJSON.h>
 #include <gsl/gsl_rng.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,6 +315,10 @@ static int get_int(item_ctx *c, const cJSON *j, const char *key, int line, int l
     if (cJSON_IsNumber(v)) x = v->valuedouble;
     else if (cJSON_IsString(v) && v->valuestring[0]) x = strtod(v->valuestring, &end);
     else return err_set(e, SPARQ_EINPUT, "%s:%d: missing integer field \"%s\"", c->b->path, line, key);
+    /* Checked against int's range before any cast: converting a double past it is undefined. */
+    if (!(x >= INT_MIN && x <= INT_MAX))
+        return err_set(e, SPARQ_EINPUT, "%s:%d: \"%s\" %g is out of range [%d, %d]", c->b->path, line,
+                       key, x, lo, hi);
     if ((end && *end) || x != (double)(int)x)
         return err_set(e, SPARQ_EINPUT, "%s:%d: field \"%s\" is not an integer", c->b->path, line, key);
     if (x < lo || x > hi)

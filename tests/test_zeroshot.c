@@ -429,6 +429,11 @@ Test(zeroshot, malformed_task_lines_fail_naming_file_and_line) {
                                      "\"endings\": [\"1\", \"2\", \"3\", \"4\"]}\n");
     snprintf(want, sizeof want, "%s:1: \"label\" 4 is out of range [0, 3]", d);
     load_fails(t, "hellaswag", d, want);
+    /* A label past int's range (found by the fuzzer: the cast to int was undefined). */
+    fixture(d, sizeof d, "m9b.jsonl", "{\"activity_label\": \"a\", \"ctx_a\": \"b\", \"ctx_b\": \"c\", "
+                                      "\"label\": 1e112, \"endings\": [\"1\", \"2\", \"3\", \"4\"]}\n");
+    snprintf(want, sizeof want, "%s:1: \"label\" 1e+112 is out of range [0, 3]", d);
+    load_fails(t, "hellaswag", d, want);
     fixture(d, sizeof d, "m10.jsonl", "{\"text\": \"a b\"}\n{\"text\": \"a b\"\n");
     snprintf(want, sizeof want, "%s:2: not a JSON object", d);
     load_fails(t, "lambada", d, want);
