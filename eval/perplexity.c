@@ -17,9 +17,9 @@
 
 /* Tokens per task. Each thread runs whole forward passes over its own tasks (runs of whole
  * sequences), so a task's activations stay in that core's cache and the text takes one parallel
- * region instead of several per layer. Task boundaries depend on the input alone and each task
- * runs on one thread, so every GEMM sees the same shapes and the results the same bits for any
- * thread count. Where a GEMM call repacks its weights (no packs, or a family whose linears are
+ * region instead of several per layer. Task boundaries depend on the input and on whether the
+ * weights are packed, never on the thread count; each task runs on one thread, and a row's
+ * result does not depend on the rows batched with it, so the bits are the same either way. Where a GEMM call repacks its weights (no packs, or a family whose linears are
  * not packed), longer tasks amortize that (1024 over 512: ~2.5% less CPU time on stories3M,
  * paired runs). With every weight packed once (forward_packs_whole), short tasks keep a task's
  * activations in L2 instead: 256 over 1024 tokens, 3.7% less CPU time on stories3M's windows
@@ -477,7 +477,7 @@ int ppl_score_parts(const model *m, const token_seqs *s, ppl_part *parts, ppl_re
     double t0 = clock_seconds();
     fwd_packs *packs = forward_pack(m);
     /* Tasks: runs of whole sequences of up to task_tokens tokens (or one longer sequence),
-     * fixed by the input and the model alone. task[t] is the first sequence of task t,
+     * fixed before any thread starts. task[t] is the first sequence of task t,
      * task[ntask] = n. */
     int nth = omp_get_max_threads(), per_task = task_tokens(m, nth, packs);
     int *task = malloc((size_t)(n + 1) * sizeof(int)), ntask = 0, maxtok = 1;
